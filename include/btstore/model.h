@@ -1,0 +1,199 @@
+#pragma once
+/// Value types shared by every layer: dates, timestamps, job statuses, metrics, job specs and
+/// catalog rows, list filters and pages. Standard library only.
+
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <compare>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace btstore {
+
+// ---------------------------------------------------------------------------------------------
+// Dates and timestamps
+
+/// A calendar date (no time zone), stored as days since 1970-01-01 like Arrow's date32.
+struct Date {
+  int32_t days = 0;
+
+  /// Parse "YYYY-MM-DD" (years 1..9999). Throws InvalidArgument naming `what` otherwise.
+  static Date Parse(std::string_view text, std::string_view what = "date");
+  /// Make a date from its parts. Throws InvalidArgument when the date does not exist.
+  static Date FromYmd(int year, int month, int day);
+  /// Format as "YYYY-MM-DD".
+  std::string ToString() const;
+
+  auto operator<=>(const Date&) const = default;
+};
+
+/// A point in time, UTC, microsecond precision (PostgreSQL's TIMESTAMPTZ precision).
+using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
+
+/// Format as RFC 3339 UTC with microseconds: "2026-11-24T13:05:09.123456Z".
+std::string FormatTimestamp(Timestamp ts);
+/// Parse an RFC 3339 timestamp ("...Z" or "...+02:00", fraction optional), a
+/// "YYYY-MM-DD HH:MM:SS[.ffffff][+00[:00]]" timestamp as PostgreSQL prints it, or a bare date
+/// (midnight UTC). A timestamp without an offset is UTC. Throws InvalidArgument naming `what`.
+Timestamp ParseTimestamp(std::string_view text, std::string_view what = "timestamp");
+/// Return the current time, truncated to microseconds.
+Timestamp Now();
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+/// The lifecycle statuses of contract section 3.
+enum class JobStatus { kPending, kRunning, kCompleted, kFailed, kCancelled };
+
+/// Return "pending", "running", "completed", "failed" or "cancelled".
+std::string_view ToString(JobStatus status);
+/// Parse a status name. Throws InvalidArgument for an unknown name.
+JobStatus ParseJobStatus(std::string_view text);
+/// Return true for completed, failed and cancelled.
+bool IsTerminal(JobStatus status);
+
+/// Scheduling priority: within a priority, oldest first.
+enum class Priority { kHigh = 0, kNormal = 1, kLow = 2 };
+std::string_view ToString(Priority priority);
+/// Parse "high", "normal" or "low". Throws InvalidArgument otherwise.
+Priority ParsePriority(std::string_view text);
+
+/// The metrics of a result. NaN means "not available" (null in JSON and SQL).
+struct Metrics {
+  static constexpr double kMissing = std::numeric_limits<double>::quiet_NaN();
+  /// Metric names, in the contract's order; At(i) is the metric named kNames[i].
+  static constexpr std::array<std::string_view, 7> kNames = {
+      "mean_ic", "icir", "hit_rate", "coverage", "long_short_spread", "average_turnover",
+      "decay_half_life"};
+
+  double mean_ic = kMissing;
+  double icir = kMissing;
+  double hit_rate = kMissing;
+  double coverage = kMissing;
+  double long_short_spread = kMissing;
+  double average_turnover = kMissing;
+  double decay_half_life = kMissing;
+
+  double& At(size_t i);
+  double At(size_t i) const;
+};
+
+/// Limits of the contract's `backtest_jobs` columns.
+inline constexpr int kMinJobTimeoutSeconds = 300;
+inline constexpr int kMaxJobTimeoutSeconds = 14400;
+inline constexpr int kDefaultJobTimeoutSeconds = 3600;
+inline constexpr int kDefaultMaxRetries = 2;
+
+/// Check a job_id: 1-64 of letters, digits, '-', '_', '.', not starting with '.'.
+/// Throws InvalidArgument otherwise (so it is always safe as a directory name).
+void ValidateJobId(std::string_view job_id);
+
+/// What a submission asks for. `job_id` may be empty: the lifecycle layer derives it.
+struct JobSpec {
+  std::string job_id;
+  std::string alpha_name;
+  Date start_date;
+  Date end_date;
+  std::string weight_method = "equal";
+  std::string config_json = "{}";  ///< a JSON object
+  std::string created_by;
+  Priority priority = Priority::kNormal;
+  int job_timeout_seconds = kDefaultJobTimeoutSeconds;
+  int max_retries = kDefaultMaxRetries;  ///< automatic retries after a failure or a rescue
+};
+
+/// Check every field of a spec whose job_id is set (lengths, dates in order, JSON object,
+/// timeout range). Throws InvalidArgument naming the field.
+void ValidateJobSpec(const JobSpec& spec);
+
+/// One row of `backtest_jobs`: the contract's columns, then btstore's own.
+struct JobRecord {
+  std::string id;  ///< UUID
+  std::string job_id;
+  JobStatus status = JobStatus::kPending;
+  std::string alpha_name;
+  Date start_date;
+  Date end_date;
+  std::string weight_method;
+  std::string config_json;
+  Timestamp created_at;
+  std::optional<Timestamp> started_at;
+  std::optional<Timestamp> completed_at;
+  std::optional<std::string> worker_id;
+  int progress_pct = 0;
+  int job_timeout_seconds = kDefaultJobTimeoutSeconds;
+  std::optional<std::string> result_path;
+  Metrics metrics;
+  std::optional<std::string> snapshot_id;
+  std::optional<std::string> dataset_version_ids_json;  ///< a JSON object, as stored
+  std::optional<std::string> error_message;
+  int retry_count = 0;
+  std::string created_by;
+
+  // btstore's columns (migration 0001).
+  Priority priority = Priority::kNormal;
+  int max_retries = kDefaultMaxRetries;
+  int attempt = 0;  ///< number of the current/last attempt; fences that attempt's writes
+  bool cancel_requested = false;
+  std::optional<Timestamp> heartbeat_at;
+  std::optional<Timestamp> lease_expires_at;
+  std::optional<Timestamp> run_after;  ///< a retried job is not claimed before this
+  std::optional<std::string> checkpoint_path;
+  bool pinned = false;                       ///< exempt from retention
+  std::optional<Timestamp> expiring_at;      ///< marked for removal by retention
+};
+
+// ---------------------------------------------------------------------------------------------
+// Listing
+
+inline constexpr int kDefaultListLimit = 50;
+inline constexpr int kMaxListLimit = 1000;
+
+/// Filters of list_jobs; every field is optional and they combine with AND.
+struct JobFilter {
+  std::optional<std::string> created_by;
+  std::optional<std::string> alpha_name;
+  std::vector<JobStatus> statuses;  ///< any of them; empty = all
+  std::optional<Timestamp> created_from;  ///< created_at >= created_from
+  std::optional<Timestamp> created_to;    ///< created_at <= created_to
+  std::optional<Date> range_from;  ///< backtest range overlaps [range_from, range_to]:
+  std::optional<Date> range_to;    ///< end_date >= range_from and start_date <= range_to
+  std::optional<double> min_mean_ic;
+  std::optional<double> min_icir;
+  std::optional<double> min_hit_rate;
+};
+
+/// A page request: keyset (`after`, an opaque cursor from the previous page) or, for
+/// compatibility, `offset`. Not both.
+struct PageRequest {
+  int limit = kDefaultListLimit;
+  std::optional<std::string> after;
+  int64_t offset = 0;
+};
+
+/// The decoded position of a keyset cursor: the last row of the previous page.
+struct CursorPosition {
+  Timestamp created_at;
+  std::string id;
+};
+
+/// Check a filter and a page request (inverted ranges, limit 1..kMaxListLimit, negative offset,
+/// cursor together with offset, malformed cursor). Return the decoded cursor, if any.
+/// Throws InvalidArgument.
+std::optional<CursorPosition> ValidateListRequest(const JobFilter& filter, const PageRequest& page);
+
+/// Encode a cursor for the row after which the next page starts.
+std::string EncodeCursor(const JobRecord& last_row);
+
+/// A page of jobs, newest first (created_at DESC, id DESC).
+struct JobPage {
+  std::vector<JobRecord> jobs;
+  std::optional<std::string> next;  ///< cursor of the next page; empty on the last page
+};
+
+}  // namespace btstore

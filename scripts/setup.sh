@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install everything btstore needs on a Debian 12 machine, then configure and build it.
+#
+#   scripts/setup.sh            install (if needed) and build into build/
+#
+# Idempotent: packages already present are not reinstalled, the venv is rebuilt only when
+# requirements-dev.txt changes, and the build is incremental.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+# --- Debian packages ------------------------------------------------------------------------
+debs=(build-essential cmake ninja-build pkg-config git
+      libpq-dev libsqlite3-dev libssl-dev libxxhash-dev
+      libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
+      postgresql clang-format clang-tidy)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Python venv (pyarrow provides Arrow C++ for the build; the rest is for interop tests) --
+py=${PYTHON:-python3}
+stamp=.venv/.requirements.sha256
+want=$(sha256sum requirements-dev.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating the Python venv in .venv"
+  "$py" -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements-dev.txt
+  echo "$want" > "$stamp"
+fi
+
+# --- Configure and build --------------------------------------------------------------------
+build_type=${BTSTORE_BUILD_TYPE:-Release}
+if [ ! -f build/build.ninja ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type" \
+        -DPython3_EXECUTABLE="$root/.venv/bin/python" >/dev/null
+fi
+cmake --build build -j"$(nproc)"

@@ -1,0 +1,137 @@
+#include <charconv>
+#include <cstdio>
+
+#include "btstore/errors.h"
+#include "btstore/model.h"
+
+namespace btstore {
+namespace {
+
+using std::chrono::days;
+using std::chrono::sys_days;
+
+// Parse exactly `width` decimal digits at `pos`; advance `pos`.
+bool ReadDigits(std::string_view text, size_t& pos, size_t width, int& out) {
+  if (pos + width > text.size()) return false;
+  int value = 0;
+  for (size_t i = 0; i < width; ++i) {
+    char c = text[pos + i];
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + (c - '0');
+  }
+  out = value;
+  pos += width;
+  return true;
+}
+
+bool ReadChar(std::string_view text, size_t& pos, char expected) {
+  if (pos >= text.size() || text[pos] != expected) return false;
+  ++pos;
+  return true;
+}
+
+[[noreturn]] void BadValue(std::string_view text, std::string_view what, std::string_view expected) {
+  throw InvalidArgument("invalid " + std::string(what) + " '" + std::string(text) + "': expected " +
+                            std::string(expected),
+                        {{"value", std::string(text)}, {"field", std::string(what)}});
+}
+
+// Parse YYYY-MM-DD at `pos` into a date, or return nullopt.
+std::optional<Date> ReadDate(std::string_view text, size_t& pos) {
+  int y = 0, m = 0, d = 0;
+  if (!ReadDigits(text, pos, 4, y) || !ReadChar(text, pos, '-') || !ReadDigits(text, pos, 2, m) ||
+      !ReadChar(text, pos, '-') || !ReadDigits(text, pos, 2, d)) {
+    return std::nullopt;
+  }
+  std::chrono::year_month_day ymd{std::chrono::year{y}, std::chrono::month{static_cast<unsigned>(m)},
+                                  std::chrono::day{static_cast<unsigned>(d)}};
+  if (y < 1 || !ymd.ok()) return std::nullopt;
+  return Date{static_cast<int32_t>(sys_days{ymd}.time_since_epoch().count())};
+}
+
+}  // namespace
+
+Date Date::Parse(std::string_view text, std::string_view what) {
+  size_t pos = 0;
+  std::optional<Date> date = ReadDate(text, pos);
+  if (!date || pos != text.size()) BadValue(text, what, "an existing date YYYY-MM-DD");
+  return *date;
+}
+
+Date Date::FromYmd(int year, int month, int day) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", year, month, day);
+  return Parse(buf);
+}
+
+std::string Date::ToString() const {
+  std::chrono::year_month_day ymd{sys_days{std::chrono::days{this->days}}};
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
+  return buf;
+}
+
+std::string FormatTimestamp(Timestamp ts) {
+  auto day = std::chrono::floor<days>(ts);
+  std::chrono::year_month_day ymd{day};
+  std::chrono::hh_mm_ss hms{ts - day};
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
+                static_cast<int>(hms.seconds().count()),
+                static_cast<long long>(hms.subseconds().count()));
+  return buf;
+}
+
+Timestamp ParseTimestamp(std::string_view text, std::string_view what) {
+  constexpr std::string_view kExpected =
+      "a date YYYY-MM-DD or an RFC 3339 timestamp such as 2026-01-31T09:30:00Z";
+  size_t pos = 0;
+  std::optional<Date> date = ReadDate(text, pos);
+  if (!date) BadValue(text, what, kExpected);
+  Timestamp ts{sys_days{days{date->days}}};
+  if (pos == text.size()) return ts;
+  if (text[pos] != 'T' && text[pos] != 't' && text[pos] != ' ') BadValue(text, what, kExpected);
+  ++pos;
+  int hh = 0, mm = 0, ss = 0;
+  if (!ReadDigits(text, pos, 2, hh) || !ReadChar(text, pos, ':') || !ReadDigits(text, pos, 2, mm) ||
+      !ReadChar(text, pos, ':') || !ReadDigits(text, pos, 2, ss) || hh > 23 || mm > 59 || ss > 60) {
+    BadValue(text, what, kExpected);
+  }
+  ts += std::chrono::hours(hh) + std::chrono::minutes(mm) + std::chrono::seconds(ss);
+  if (pos < text.size() && text[pos] == '.') {
+    ++pos;
+    int64_t micros = 0;
+    int digits = 0;
+    while (pos < text.size() && text[pos] >= '0' && text[pos] <= '9') {
+      if (digits < 6) micros = micros * 10 + (text[pos] - '0');
+      ++digits;
+      ++pos;
+    }
+    if (digits == 0) BadValue(text, what, kExpected);
+    for (int i = digits; i < 6; ++i) micros *= 10;
+    ts += std::chrono::microseconds(micros);
+  }
+  if (pos == text.size()) return ts;  // no offset: UTC
+  char sign = text[pos];
+  if ((sign == 'Z' || sign == 'z') && pos + 1 == text.size()) return ts;
+  if (sign != '+' && sign != '-') BadValue(text, what, kExpected);
+  ++pos;
+  int oh = 0, om = 0;
+  if (!ReadDigits(text, pos, 2, oh)) BadValue(text, what, kExpected);
+  if (pos < text.size()) {
+    ReadChar(text, pos, ':');
+    if (!ReadDigits(text, pos, 2, om)) BadValue(text, what, kExpected);
+  }
+  if (pos != text.size() || oh > 23 || om > 59) BadValue(text, what, kExpected);
+  auto offset = std::chrono::hours(oh) + std::chrono::minutes(om);
+  return sign == '+' ? ts - offset : ts + offset;
+}
+
+Timestamp Now() {
+  return std::chrono::time_point_cast<std::chrono::microseconds>(std::chrono::system_clock::now());
+}
+
+}  // namespace btstore

@@ -1,0 +1,45 @@
+#include <gtest/gtest.h>
+
+#include "btstore/errors.h"
+#include "btstore/model.h"
+
+namespace btstore {
+namespace {
+
+TEST(Date, ParsesAndFormatsIsoDates) {
+  EXPECT_EQ(Date::Parse("1970-01-01").days, 0);
+  EXPECT_EQ(Date::Parse("2024-02-29").ToString(), "2024-02-29");
+  EXPECT_EQ(Date::Parse("1969-12-31").days, -1);
+  EXPECT_EQ(Date::FromYmd(2000, 3, 1).ToString(), "2000-03-01");
+  EXPECT_EQ(Date::Parse("9999-12-31").ToString(), "9999-12-31");
+}
+
+TEST(Date, RejectsDatesThatDoNotExistOrAreMalformed) {
+  for (const char* bad : {"2023-02-29", "2024-13-01", "2024-00-10", "0000-01-01", "24-01-01",
+                          "2024-1-01", "2024-01-01x", "", "2024/01/01", "2024-01-32"}) {
+    EXPECT_THROW(Date::Parse(bad), InvalidArgument) << bad;
+  }
+}
+
+TEST(Timestamp, RoundTripsWithMicroseconds) {
+  Timestamp ts = ParseTimestamp("2026-11-24T13:05:09.123456Z");
+  EXPECT_EQ(FormatTimestamp(ts), "2026-11-24T13:05:09.123456Z");
+}
+
+TEST(Timestamp, AcceptsOffsetsDatesAndPostgresForm) {
+  EXPECT_EQ(ParseTimestamp("2026-01-31T09:30:00+02:00"), ParseTimestamp("2026-01-31T07:30:00Z"));
+  EXPECT_EQ(ParseTimestamp("2026-01-31T09:30:00-01:30"), ParseTimestamp("2026-01-31T11:00:00Z"));
+  EXPECT_EQ(ParseTimestamp("2026-01-31"), ParseTimestamp("2026-01-31T00:00:00Z"));
+  EXPECT_EQ(ParseTimestamp("2026-01-31 09:30:00.5+00"), ParseTimestamp("2026-01-31T09:30:00.500Z"));
+  EXPECT_EQ(ParseTimestamp("2026-01-31T09:30:00"), ParseTimestamp("2026-01-31T09:30:00Z"));
+}
+
+TEST(Timestamp, RejectsGarbage) {
+  for (const char* bad : {"yesterday", "2026-01-31T25:00:00Z", "2026-01-31T09:30", "2026-01-31T09:30:00.Z",
+                          "2026-01-31T09:30:00+2"}) {
+    EXPECT_THROW(ParseTimestamp(bad), InvalidArgument) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace btstore
