@@ -1,6 +1,7 @@
 #pragma once
 /// The engine interface the worker drives, and the built-in engines.
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,6 +36,10 @@ class EngineContext {
   void ThrowIfStopped() {
     if (StopRequested()) throw JobStopped();
   }
+  /// Wait up to `duration` (an engine simulating or pacing work), returning early once
+  /// StopRequested(); return StopRequested(). The default polls every few milliseconds; a
+  /// worker's context wakes at once.
+  virtual bool SleepUnlessStopped(std::chrono::milliseconds duration);
 };
 
 /// A backtest engine. Run() is called on a worker thread; it must call ThrowIfStopped() often

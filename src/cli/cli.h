@@ -8,7 +8,9 @@
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <string>
+#include <vector>
 
 #include "btstore/catalog.h"
 #include "btstore/model.h"
@@ -46,9 +48,35 @@ void PrintJson(const nlohmann::json& doc);
 /// A metric as JSON: a number, or null when not finite.
 nlohmann::json MetricJson(double value);
 
+/// Return the job's catalog fields under their column names (contract section 2, then
+/// btstore's columns); dates ISO, times RFC 3339 UTC, metrics null when not finite, JSON columns
+/// parsed.
+nlohmann::json JobJson(const JobRecord& job);
+
+/// Parse JSON text as written by btstore or by Python's json module (which writes the bare
+/// tokens NaN, Infinity and -Infinity; they become null). Throws InvalidArgument naming `what`.
+nlohmann::json ParseLenientJson(const std::string& text, const std::string& what);
+
+/// Read `<bundle_dir>/summary.json` (cheaply: no table is loaded). Throws
+/// MissingReproducibilityMetadata when it is missing, unreadable or not JSON.
+nlohmann::json ReadSummaryJson(const std::filesystem::path& bundle_dir);
+
+/// Format a time for people: "2026-11-25 14:07:09 UTC".
+std::string HumanTime(Timestamp ts);
+/// Format a metric for people: 4 decimals, or "-" when not finite.
+std::string HumanMetric(double value);
+
+/// Print rows as a table with aligned columns under `headers`.
+void PrintTable(std::ostream& out, const std::vector<std::string>& headers,
+                const std::vector<std::vector<std::string>>& rows);
+
+/// Add the "Examples:" footer shown by `--help` to a command.
+void SetExamples(CLI::App* command, const std::string& examples);
+
 /// A progress bar on stderr-free stdout for people; does nothing unless `enabled`.
 class ProgressBar {
  public:
+  /// Draw `label [####....] done/total`; with `total` <= 0 (unknown) draw `label: done`.
   ProgressBar(bool enabled, std::string label, int64_t total);
   ~ProgressBar();
   void Update(int64_t done);

@@ -1,0 +1,738 @@
+// btstore_bench: the C++ side of the benchmarks. Each invocation performs one measurement in a
+// fresh process and prints one JSON object on stdout; bench/run_bench.py runs it several times
+// next to the Python peers (bench/peers.py) and computes medians and ratios.
+//
+//   btstore_bench gen --out DIR --days N --symbols M [--seed S]
+//   btstore_bench write --mode btstore|raw --out DIR --days N --symbols M [--seed S]
+//   btstore_bench read --dir DIR [--from D --to D] [--tables a,b] [--no-verify]
+//   btstore_bench migrate --catalog URL
+//   btstore_bench list --catalog URL --rows N [--iterations K] [--depth D]
+//   btstore_bench replicate --src DIR --root DIR --count N --prefix P
+//   btstore_bench retention --catalog URL --root DIR [--retention-days D] [--batch-size B]
+//   btstore_bench throughput --catalog URL --root DIR --jobs N [--workers W]
+//   btstore_bench cancel --catalog URL --root DIR --samples K
+//
+// Memory: the peak resident set of the measured operation alone is read from /proc/self/status
+// (VmHWM) after resetting it through /proc/self/clear_refs just before the operation, so that
+// setup (generating or loading the input) does not count, while the input tables that the
+// operation holds do.
+
+#include <arrow/api.h>
+#include <arrow/io/file.h>
+#include <arrow/util/byte_size.h>
+#include <parquet/arrow/writer.h>
+#include <parquet/properties.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "btstore/bundle.h"
+#include "btstore/catalog.h"
+#include "btstore/errors.h"
+#include "btstore/lifecycle.h"
+#include "btstore/model.h"
+
+namespace btstore::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------------
+// Command line: `--key value` pairs and bare `--flag`s after the subcommand.
+
+class Args {
+ public:
+  Args(int argc, char** argv) {
+    for (int i = 2; i < argc; ++i) {
+      std::string key = argv[i];
+      if (key.rfind("--", 0) != 0) throw InvalidArgument("unexpected argument " + key);
+      key = key.substr(2);
+      if (i + 1 < argc && std::string(argv[i + 1]).rfind("--", 0) != 0) {
+        values_[key] = argv[++i];
+      } else {
+        values_[key] = "";
+      }
+    }
+  }
+  std::string Str(const std::string& key) const {
+    auto it = values_.find(key);
+    if (it == values_.end()) throw InvalidArgument("missing --" + key);
+    return it->second;
+  }
+  std::string Str(const std::string& key, const std::string& fallback) const {
+    return Has(key) ? values_.at(key) : fallback;
+  }
+  int64_t Int(const std::string& key) const { return std::stoll(Str(key)); }
+  int64_t Int(const std::string& key, int64_t fallback) const {
+    return Has(key) ? std::stoll(values_.at(key)) : fallback;
+  }
+  bool Has(const std::string& key) const { return values_.count(key) > 0; }
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Time and memory.
+
+double SecondsSince(SteadyClock::time_point start) {
+  return std::chrono::duration<double>(SteadyClock::now() - start).count();
+}
+
+// Read a "VmXxx:   123 kB" line of /proc/self/status, in MiB.
+double StatusMib(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) == 0) {
+      return std::stod(line.substr(key.size() + 1)) / 1024.0;
+    }
+  }
+  return -1;
+}
+
+// Reset the peak resident set (VmHWM) to the current one, so the next reading is the peak of
+// what follows. Linux >= 4.0.
+void ResetPeakRss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+}
+
+json MemoryFacts(double rss_before_mib) {
+  return {{"rss_before_mb", rss_before_mib}, {"peak_rss_mb", StatusMib("VmHWM")}};
+}
+
+double Percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  size_t index = static_cast<size_t>(std::ceil(p / 100.0 * values.size()));
+  index = std::clamp<size_t>(index, 1, values.size());
+  return values[index - 1];
+}
+
+json LatencySummary(const std::vector<double>& seconds) {
+  return {{"samples", seconds.size()},
+          {"p50_s", Percentile(seconds, 50)},
+          {"p99_s", Percentile(seconds, 99)},
+          {"max_s", Percentile(seconds, 100)}};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic data: business days from 2010-01-04, permnos 10001, 10004, ..., values from a
+// counter-based hash so that any (day, permno) cell is the same in every run.
+
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+double Unit(uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0p-53; }
+
+std::vector<int32_t> BusinessDays(int count) {
+  std::vector<int32_t> days;
+  int32_t day = Date::FromYmd(2010, 1, 4).days;
+  while (static_cast<int>(days.size()) < count) {
+    // 1970-01-01 was a Thursday: (days + 3) % 7 is 0 on Mondays.
+    if ((day + 3) % 7 < 5) days.push_back(day);
+    ++day;
+  }
+  return days;
+}
+
+template <typename Builder, typename Value>
+std::shared_ptr<arrow::Array> BuildArray(const std::vector<Value>& values,
+                                         std::shared_ptr<arrow::DataType> type = nullptr) {
+  std::unique_ptr<Builder> builder = type ? std::make_unique<Builder>(type, arrow::default_memory_pool())
+                                          : std::make_unique<Builder>();
+  if (!builder->AppendValues(values).ok()) throw InternalError("cannot build an array");
+  std::shared_ptr<arrow::Array> array;
+  if (!builder->Finish(&array).ok()) throw InternalError("cannot build an array");
+  return array;
+}
+
+// Build a long (date, permno, value) table; `value` gives the cell of day d, symbol s.
+std::shared_ptr<arrow::Table> LongTable(std::string_view name, const std::vector<int32_t>& days,
+                                        int symbols,
+                                        const std::function<double(size_t, int)>& value) {
+  const size_t rows = days.size() * static_cast<size_t>(symbols);
+  std::vector<int32_t> dates;
+  std::vector<int64_t> permnos;
+  std::vector<double> values;
+  dates.reserve(rows);
+  permnos.reserve(rows);
+  values.reserve(rows);
+  for (size_t d = 0; d < days.size(); ++d) {
+    for (int s = 0; s < symbols; ++s) {
+      dates.push_back(days[d]);
+      permnos.push_back(10001 + 3 * static_cast<int64_t>(s));
+      values.push_back(value(d, s));
+    }
+  }
+  auto date_array = BuildArray<arrow::Date32Builder>(dates);
+  auto permno_array = BuildArray<arrow::Int64Builder>(permnos);
+  auto value_array = BuildArray<arrow::DoubleBuilder>(values);
+  return arrow::Table::Make(RequiredSchema(name), {date_array, permno_array, value_array});
+}
+
+BacktestResult GenerateResult(int day_count, int symbols, uint64_t seed) {
+  const std::vector<int32_t> days = BusinessDays(day_count);
+  auto cell = [seed](size_t d, int s, uint64_t salt) {
+    return Mix(seed * 0x100000001b3ULL ^ (static_cast<uint64_t>(d) << 24) ^
+               static_cast<uint64_t>(s) ^ (salt << 56));
+  };
+  BacktestResult result;
+  result.job_id = "bench-" + std::to_string(day_count) + "x" + std::to_string(symbols);
+  result.alpha_name = "bench_alpha";
+  result.start_date = Date{days.front()};
+  result.end_date = Date{days.back()};
+  result.weight_method = "signal";
+  result.config_hash = "bench";
+  // A signal is missing (NaN) in about one cell in a thousand, as in real universes.
+  result.daily_signals = LongTable(kSignalsTable, days, symbols, [&](size_t d, int s) {
+    uint64_t h = cell(d, s, 1);
+    return h % 1000 == 0 ? std::nan("") : (Unit(h) - 0.5) * 4.0;
+  });
+  result.daily_weights = LongTable(kWeightsTable, days, symbols, [&](size_t d, int s) {
+    return (Unit(cell(d, s, 2)) - 0.5) * 2.0 / symbols;
+  });
+  std::vector<double> ic;
+  std::vector<double> rank_ic;
+  for (size_t d = 0; d < days.size(); ++d) {
+    ic.push_back((Unit(cell(d, 0, 3)) - 0.45) * 0.2);
+    rank_ic.push_back((Unit(cell(d, 0, 4)) - 0.45) * 0.2);
+  }
+  result.daily_ic = arrow::Table::Make(
+      RequiredSchema(kIcTable), {BuildArray<arrow::Date32Builder>(days),
+                                 BuildArray<arrow::DoubleBuilder>(ic),
+                                 BuildArray<arrow::DoubleBuilder>(rank_ic)});
+  double sum = 0;
+  double hits = 0;
+  for (double v : ic) {
+    sum += v;
+    hits += v > 0 ? 1 : 0;
+  }
+  const double mean = sum / ic.size();
+  double squares = 0;
+  for (double v : ic) squares += (v - mean) * (v - mean);
+  const double sd = ic.size() > 1 ? std::sqrt(squares / (ic.size() - 1)) : 0;
+  result.metrics.mean_ic = mean;
+  result.metrics.icir = sd > 0 ? mean / sd : 0;
+  result.metrics.hit_rate = hits / ic.size();
+  result.snapshot_id = "bench-snapshot-1";
+  result.dataset_version_ids = {{"crsp_daily", "bench-v1"}};
+  return result;
+}
+
+int64_t TableBytes(const BacktestResult& result) {
+  int64_t total = 0;
+  for (const auto& table : {result.daily_signals, result.daily_weights, result.daily_ic}) {
+    if (table) total += arrow::util::TotalBufferSize(*table);
+  }
+  for (const auto& [name, table] : result.extra_tables) total += arrow::util::TotalBufferSize(*table);
+  return total;
+}
+
+int64_t DirectoryBytes(const fs::path& dir) {
+  int64_t total = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.is_regular_file()) total += static_cast<int64_t>(entry.file_size());
+  }
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cases 1-3: bundles.
+
+int CmdGen(const Args& args) {
+  BacktestResult result = GenerateResult(static_cast<int>(args.Int("days")),
+                                         static_cast<int>(args.Int("symbols")), args.Int("seed", 7));
+  const fs::path out = args.Str("out");
+  WriteBundle(result, out);
+  std::cout << json{{"dir", out.string()},
+                    {"rows", result.daily_signals->num_rows()},
+                    {"table_bytes", TableBytes(result)},
+                    {"file_bytes", DirectoryBytes(out)}}
+            << "\n";
+  return 0;
+}
+
+// Write a table with Arrow C++ alone: the same Parquet settings as btstore's writer (snappy,
+// its row group size, no dictionary for floats, the Arrow schema stored, column encoding on
+// Arrow's threads), so the files are the same, but no validation, checksum, flush or rename.
+void RawWriteTable(const arrow::Table& table, const fs::path& path, const WriteOptions& options) {
+  auto opened = arrow::io::FileOutputStream::Open(path.string());
+  if (!opened.ok()) throw InternalError(opened.status().ToString());
+  std::shared_ptr<arrow::io::FileOutputStream> file = *opened;
+  parquet::WriterProperties::Builder builder;
+  builder.compression(parquet::Compression::SNAPPY);
+  builder.max_row_group_length(options.row_group_rows);
+  for (const auto& field : table.schema()->fields()) {
+    if (arrow::is_floating(field->type()->id())) builder.disable_dictionary(field->name());
+  }
+  auto arrow_properties = parquet::ArrowWriterProperties::Builder()
+                              .store_schema()
+                              ->set_use_threads(options.parallel)
+                              ->build();
+  arrow::Status status =
+      parquet::arrow::WriteTable(table, arrow::default_memory_pool(), file,
+                                 options.row_group_rows, builder.build(), arrow_properties);
+  if (status.ok()) status = file->Close();
+  if (!status.ok()) throw InternalError(status.ToString());
+}
+
+int CmdWrite(const Args& args) {
+  const std::string mode = args.Str("mode");
+  BacktestResult result = GenerateResult(static_cast<int>(args.Int("days")),
+                                         static_cast<int>(args.Int("symbols")), args.Int("seed", 7));
+  const fs::path out = args.Str("out");
+  const WriteOptions options;
+  const double rss_before = StatusMib("VmRSS");
+  ResetPeakRss();
+  const auto start = SteadyClock::now();
+  if (mode == "btstore") {
+    WriteBundle(result, out, options);
+  } else if (mode == "raw") {
+    // One thread per file, as btstore's writer uses with WriteOptions::parallel on 2+ cores.
+    fs::create_directories(out);
+    std::vector<std::thread> threads;
+    std::vector<std::string> errors(3);
+    const std::vector<std::pair<std::string_view, std::shared_ptr<arrow::Table>>> tables = {
+        {kSignalsTable, result.daily_signals},
+        {kWeightsTable, result.daily_weights},
+        {kIcTable, result.daily_ic}};
+    for (size_t i = 0; i < tables.size(); ++i) {
+      threads.emplace_back([&, i] {
+        try {
+          RawWriteTable(*tables[i].second, out / (std::string(tables[i].first) + ".parquet"),
+                        options);
+        } catch (const std::exception& e) {
+          errors[i] = e.what();
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    for (const auto& error : errors) {
+      if (!error.empty()) throw InternalError(error);
+    }
+  } else {
+    throw InvalidArgument("--mode is btstore or raw");
+  }
+  const double seconds = SecondsSince(start);
+  json facts = MemoryFacts(rss_before);
+  facts["seconds"] = seconds;
+  facts["table_bytes"] = TableBytes(result);
+  facts["file_bytes"] = DirectoryBytes(out);
+  facts["rows"] = result.daily_signals->num_rows();
+  std::cout << facts << "\n";
+  return 0;
+}
+
+std::vector<std::string> SplitComma(const std::string& text) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    if (comma > start) parts.push_back(text.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return parts;
+}
+
+int CmdRead(const Args& args) {
+  ReadOptions options;
+  if (args.Has("from")) options.from = Date::Parse(args.Str("from"));
+  if (args.Has("to")) options.to = Date::Parse(args.Str("to"));
+  if (args.Has("tables")) options.tables = SplitComma(args.Str("tables"));
+  options.verify_checksums = !args.Has("no-verify");
+  const double rss_before = StatusMib("VmRSS");
+  ResetPeakRss();
+  ReadStats stats;
+  const auto start = SteadyClock::now();
+  BacktestResult result = ReadBundle(args.Str("dir"), options, &stats);
+  const double seconds = SecondsSince(start);
+  json facts = MemoryFacts(rss_before);
+  facts["seconds"] = seconds;
+  facts["table_bytes"] = TableBytes(result);
+  facts["rows"] = result.daily_signals ? result.daily_signals->num_rows() : 0;
+  facts["bytes_read"] = stats.bytes_read;
+  facts["row_groups_read"] = stats.row_groups_read;
+  facts["row_groups_skipped"] = stats.row_groups_skipped;
+  std::cout << facts << "\n";
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 4: list_jobs. The catalog was bulk-loaded by run_bench.py: row i (1..N) was created at
+// 2024-01-01T00:00:00Z + i minutes, by user (i % 50), with alpha and status from a hash of i
+// (see bench/run_bench.py, LOAD_*), so the filters below select known fractions.
+
+int CmdMigrate(const Args& args) {
+  auto catalog = Catalog::Open(args.Str("catalog"));
+  std::cout << json{{"applied", catalog->Migrate()}} << "\n";
+  return 0;
+}
+
+Timestamp RowCreatedAt(int64_t i) {
+  return ParseTimestamp("2024-01-01T00:00:00Z") + std::chrono::minutes(i);
+}
+
+std::vector<std::pair<std::string, JobFilter>> BenchFilters(int64_t rows) {
+  std::vector<std::pair<std::string, JobFilter>> filters;
+  filters.push_back({"none", {}});
+  JobFilter user;
+  user.created_by = "user7";
+  filters.push_back({"user", user});
+  JobFilter alpha;
+  alpha.alpha_name = "alpha3";
+  filters.push_back({"alpha", alpha});
+  JobFilter status;
+  status.statuses = {JobStatus::kCompleted};
+  filters.push_back({"status", status});
+  JobFilter statuses;
+  statuses.statuses = {JobStatus::kFailed, JobStatus::kCancelled};
+  filters.push_back({"statuses", statuses});
+  JobFilter created;
+  created.created_from = RowCreatedAt(rows * 45 / 100);
+  created.created_to = RowCreatedAt(rows * 55 / 100);
+  filters.push_back({"created_range", created});
+  JobFilter overlap;
+  overlap.range_from = Date::FromYmd(2010, 1, 1);
+  overlap.range_to = Date::FromYmd(2010, 3, 31);
+  filters.push_back({"backtest_overlap", overlap});
+  JobFilter ic;
+  ic.min_mean_ic = 0.05;
+  filters.push_back({"min_mean_ic", ic});
+  JobFilter combo;
+  combo.created_by = "user7";
+  combo.statuses = {JobStatus::kCompleted, JobStatus::kFailed};
+  combo.created_from = RowCreatedAt(rows / 4);
+  combo.min_mean_ic = 0.0;
+  filters.push_back({"combination", combo});
+  return filters;
+}
+
+int CmdList(const Args& args) {
+  auto catalog = Catalog::Open(args.Str("catalog"));
+  const int64_t rows = args.Int("rows");
+  const int iterations = static_cast<int>(args.Int("iterations", 200));
+  const int64_t depth_wanted = args.Int("depth", 10000);
+  const int page_size = kDefaultListLimit;
+  json out = json::array();
+  for (const auto& [name, filter] : BenchFilters(rows)) {
+    // Find the cursor `depth_wanted` rows deep by walking the largest pages the API allows; a
+    // filter matching fewer rows gets the deepest cursor it has (reported as `depth`).
+    std::optional<std::string> cursor;
+    int64_t depth = 0;
+    while (depth < depth_wanted) {
+      PageRequest walk;
+      walk.limit = static_cast<int>(std::min<int64_t>(kMaxListLimit, depth_wanted - depth));
+      walk.after = cursor;
+      JobPage page = catalog->ListJobs(filter, walk);
+      const auto got = static_cast<int64_t>(page.jobs.size());
+      if (got < walk.limit) {
+        // The filter ran out: stop one full page before its end, where there is one.
+        const int64_t target = std::max<int64_t>(depth, depth + got - page_size);
+        if (target > depth) {
+          cursor = EncodeCursor(page.jobs[static_cast<size_t>(target - depth - 1)]);
+          depth = target;
+        }
+        break;
+      }
+      depth += got;
+      cursor = EncodeCursor(page.jobs.back());
+    }
+    std::vector<double> first;
+    std::vector<double> deep;
+    std::vector<double> offset;
+    size_t first_rows = 0;
+    size_t deep_rows = 0;
+    bool pages_agree = true;
+    for (int i = -5; i < iterations; ++i) {  // 5 warm-up rounds, not recorded
+      PageRequest first_page;
+      first_page.limit = page_size;
+      auto start = SteadyClock::now();
+      JobPage a = catalog->ListJobs(filter, first_page);
+      double t_first = SecondsSince(start);
+      PageRequest deep_page;
+      deep_page.limit = page_size;
+      deep_page.after = cursor;
+      start = SteadyClock::now();
+      JobPage b = catalog->ListJobs(filter, deep_page);
+      double t_deep = SecondsSince(start);
+      PageRequest offset_page;
+      offset_page.limit = page_size;
+      offset_page.offset = depth;
+      start = SteadyClock::now();
+      JobPage c = catalog->ListJobs(filter, offset_page);
+      double t_offset = SecondsSince(start);
+      if (i < 0) {
+        first_rows = a.jobs.size();
+        deep_rows = b.jobs.size();
+        // The deep cursor page and the offset page at the same depth must be the same rows.
+        pages_agree = b.jobs.size() == c.jobs.size() &&
+                      std::equal(b.jobs.begin(), b.jobs.end(), c.jobs.begin(),
+                                 [](const JobRecord& x, const JobRecord& y) {
+                                   return x.job_id == y.job_id;
+                                 });
+        continue;
+      }
+      first.push_back(t_first);
+      deep.push_back(t_deep);
+      offset.push_back(t_offset);
+    }
+    out.push_back({{"filter", name},
+                   {"depth", depth},
+                   {"first_rows", first_rows},
+                   {"deep_rows", deep_rows},
+                   {"pages_agree", pages_agree},
+                   {"first", LatencySummary(first)},
+                   {"deep_cursor", LatencySummary(deep)},
+                   {"deep_offset", LatencySummary(offset)}});
+  }
+  std::cout << json{{"backend", std::string(catalog->Backend())}, {"filters", out}} << "\n";
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 5: retention.
+
+// Make `count` bundle directories root/<prefix><i> (i = 1..count) whose files are hard links
+// to the files of `src`: a real directory tree to remove per job, without writing gigabytes.
+int CmdReplicate(const Args& args) {
+  const fs::path src = args.Str("src");
+  const fs::path root = args.Str("root");
+  const std::string prefix = args.Str("prefix");
+  const int64_t count = args.Int("count");
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(src)) {
+    if (entry.is_regular_file()) files.push_back(entry.path());
+  }
+  const auto start = SteadyClock::now();
+  for (int64_t i = 1; i <= count; ++i) {
+    const fs::path dir = root / (prefix + std::to_string(i));
+    fs::create_directories(dir);
+    for (const auto& file : files) fs::create_hard_link(file, dir / file.filename());
+  }
+  std::cout << json{{"dirs", count}, {"files_per_dir", files.size()},
+                    {"seconds", SecondsSince(start)}}
+            << "\n";
+  return 0;
+}
+
+int CmdRetention(const Args& args) {
+  auto catalog = Catalog::Open(args.Str("catalog"));
+  SystemClock clock;
+  RetentionOptions options;
+  options.retention_days = static_cast<int>(args.Int("retention-days", 90));
+  options.batch_size = static_cast<int>(args.Int("batch-size", options.batch_size));
+  std::vector<double> rss_samples;
+  options.on_progress = [&rss_samples](int64_t) { rss_samples.push_back(StatusMib("VmRSS")); };
+  const double rss_before = StatusMib("VmRSS");
+  ResetPeakRss();
+  const auto start = SteadyClock::now();
+  RetentionReport report = CleanupOldResults(*catalog, args.Str("root"), clock, options);
+  const double seconds = SecondsSince(start);
+  json facts = MemoryFacts(rss_before);
+  facts["seconds"] = seconds;
+  facts["removed"] = report.removed;
+  facts["jobs_per_s"] = seconds > 0 ? report.removed / seconds : 0;
+  facts["progress_calls"] = rss_samples.size();
+  if (!rss_samples.empty()) {
+    facts["rss_first_progress_mb"] = rss_samples.front();
+    facts["rss_last_progress_mb"] = rss_samples.back();
+    facts["rss_max_progress_mb"] = *std::max_element(rss_samples.begin(), rss_samples.end());
+  }
+  std::cout << facts << "\n";
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case 6: lifecycle.
+
+JobSpec NoopSpec(const std::string& job_id) {
+  JobSpec spec;
+  spec.job_id = job_id;
+  spec.alpha_name = "noop";
+  spec.start_date = Date::FromYmd(2020, 1, 1);
+  spec.end_date = Date::FromYmd(2020, 12, 31);
+  spec.weight_method = "equal";
+  spec.config_json = R"({"engine":"noop"})";
+  spec.created_by = "bench";
+  return spec;
+}
+
+std::string RunTag() { return std::to_string(getpid()) + "-" + std::to_string(time(nullptr)); }
+
+int CmdThroughput(const Args& args) {
+  const std::string url = args.Str("catalog");
+  const fs::path root = args.Str("root");
+  const int jobs = static_cast<int>(args.Int("jobs"));
+  const int workers = static_cast<int>(args.Int("workers", 2));
+  auto catalog = Catalog::Open(url);
+  SystemClock clock;
+  JobService service(*catalog, root, clock);
+  const std::string tag = RunTag();
+
+  auto start = SteadyClock::now();
+  for (int i = 0; i < jobs; ++i) service.Submit(NoopSpec("noop-" + tag + "-" + std::to_string(i)));
+  const double submit_s = SecondsSince(start);
+
+  std::atomic<int> completed{0};
+  std::atomic<int> other{0};
+  std::vector<std::unique_ptr<Worker>> pool;
+  for (int w = 0; w < workers; ++w) {
+    WorkerOptions options;
+    options.worker_id = "bench-" + tag + "-" + std::to_string(w);
+    options.concurrency = 1;
+    options.until_idle = true;
+    options.on_event = [&](const WorkerEvent& event) {
+      if (event.kind == WorkerEvent::Kind::kCompleted) {
+        ++completed;
+      } else if (event.kind == WorkerEvent::Kind::kFailed ||
+                 event.kind == WorkerEvent::Kind::kCancelled) {
+        ++other;
+      }
+    };
+    pool.push_back(std::make_unique<Worker>(url, root, options));
+  }
+  start = SteadyClock::now();
+  std::vector<std::thread> threads;
+  for (auto& worker : pool) threads.emplace_back([&worker] { worker->Run(); });
+  for (auto& thread : threads) thread.join();
+  const double process_s = SecondsSince(start);
+  std::cout << json{{"jobs", jobs},
+                    {"workers", workers},
+                    {"completed", completed.load()},
+                    {"not_completed", other.load()},
+                    {"submit_s", submit_s},
+                    {"process_s", process_s},
+                    {"submit_jobs_per_s", jobs / submit_s},
+                    {"process_jobs_per_s", completed.load() / process_s},
+                    {"end_to_end_jobs_per_s", completed.load() / (submit_s + process_s)},
+                    {"peak_rss_mb", StatusMib("VmHWM")}}
+            << "\n";
+  return 0;
+}
+
+// Poll `job_id` until `done` holds for its row; return false at the deadline.
+bool PollJob(Catalog& catalog, const std::string& job_id,
+             const std::function<bool(const JobRecord&)>& done, std::chrono::milliseconds every,
+             std::chrono::seconds deadline) {
+  const auto until = SteadyClock::now() + deadline;
+  while (SteadyClock::now() < until) {
+    std::optional<JobRecord> job = catalog.FindJob(job_id);
+    if (job && done(*job)) return true;
+    std::this_thread::sleep_for(every);
+  }
+  return false;
+}
+
+int CmdCancel(const Args& args) {
+  const std::string url = args.Str("catalog");
+  const fs::path root = args.Str("root");
+  const int samples = static_cast<int>(args.Int("samples"));
+  auto catalog = Catalog::Open(url);
+  SystemClock clock;
+  JobService service(*catalog, root, clock);
+  WorkerOptions options;
+  options.worker_id = "bench-cancel-" + RunTag();
+  options.concurrency = 1;
+  // Claim new jobs promptly; the cancel path itself does not depend on this.
+  options.poll_interval = std::chrono::milliseconds(20);
+  Worker worker(url, root, options);
+  std::thread runner([&worker] { worker.Run(); });
+  std::vector<double> latencies;
+  int timeouts = 0;
+  const std::string tag = RunTag();
+  for (int k = 0; k < samples; ++k) {
+    JobSpec spec = NoopSpec("cancel-" + tag + "-" + std::to_string(k));
+    spec.alpha_name = "cancel_bench";
+    spec.start_date = Date::FromYmd(2010, 1, 4);
+    spec.end_date = Date::FromYmd(2019, 12, 31);
+    // ~2,500 simulated days at 5 ms each: the job runs ~12 s unless cancelled.
+    spec.config_json = R"({"engine":"synthetic","seed":)" + std::to_string(k) +
+                       R"(,"symbols":20,"delay_ms_per_day":5})";
+    service.Submit(spec);
+    const auto poll = std::chrono::milliseconds(1);
+    if (!PollJob(*catalog, spec.job_id,
+                 [](const JobRecord& job) { return job.status == JobStatus::kRunning; }, poll,
+                 std::chrono::seconds(30))) {
+      ++timeouts;
+      continue;
+    }
+    const auto start = SteadyClock::now();
+    service.Cancel(spec.job_id);
+    if (PollJob(*catalog, spec.job_id,
+                [](const JobRecord& job) { return job.status == JobStatus::kCancelled; }, poll,
+                std::chrono::seconds(30))) {
+      latencies.push_back(SecondsSince(start));
+    } else {
+      ++timeouts;
+    }
+  }
+  worker.Stop();
+  runner.join();
+  json facts = LatencySummary(latencies);
+  facts["backend"] = std::string(catalog->Backend());
+  facts["timeouts"] = timeouts;
+  facts["all_s"] = latencies;
+  std::cout << facts << "\n";
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  if (argc < 2) {
+    std::cerr << "usage: btstore_bench gen|write|read|migrate|list|replicate|retention|"
+                 "throughput|cancel [--options]\n";
+    return 2;
+  }
+  const std::string command = argv[1];
+  const Args args(argc, argv);
+  const std::map<std::string, std::function<int(const Args&)>> commands = {
+      {"gen", CmdGen},       {"write", CmdWrite},         {"read", CmdRead},
+      {"migrate", CmdMigrate}, {"list", CmdList},         {"replicate", CmdReplicate},
+      {"retention", CmdRetention}, {"throughput", CmdThroughput}, {"cancel", CmdCancel}};
+  auto it = commands.find(command);
+  if (it == commands.end()) {
+    std::cerr << "unknown command " << command << "\n";
+    return 2;
+  }
+  return it->second(args);
+}
+
+}  // namespace
+}  // namespace btstore::bench
+
+int main(int argc, char** argv) {
+  // The one place errors leave the process: print them for run_bench.py and exit non-zero.
+  try {
+    return btstore::bench::Main(argc, argv);
+  } catch (const btstore::Error& e) {
+    std::cerr << "btstore_bench: " << btstore::ErrorCodeName(e.code()) << ": " << e.what() << "\n";
+    return btstore::ExitStatus(e.code());
+  } catch (const std::exception& e) {
+    std::cerr << "btstore_bench: " << e.what() << "\n";
+    return 1;
+  }
+}

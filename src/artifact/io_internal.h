@@ -1,0 +1,111 @@
+#pragma once
+// Private pieces of the artifact layer: the hashing output file, the byte-counting input file,
+// directory flushing, and the one place where Arrow/Parquet errors become btstore errors.
+
+#include <arrow/io/interfaces.h>
+#include <arrow/result.h>
+#include <arrow/status.h>
+#include <xxhash.h>
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace btstore::artifact {
+
+namespace fs = std::filesystem;
+
+/// An output file that hashes (xxh3-128) and counts the bytes as they are written, so the
+/// manifest needs no second pass over the file. Close() flushes and fsyncs the file.
+class HashingFileSink : public arrow::io::OutputStream {
+ public:
+  /// Create `path`, which must not exist. Throws InternalError.
+  static std::shared_ptr<HashingFileSink> Create(const fs::path& path);
+  ~HashingFileSink() override;
+
+  arrow::Status Write(const void* data, int64_t nbytes) override;
+  arrow::Status Flush() override;
+  /// Write out the buffer, fsync and close the file.
+  arrow::Status Close() override;
+  arrow::Status Abort() override;
+  arrow::Result<int64_t> Tell() const override { return position_; }
+  bool closed() const override { return fd_ < 0; }
+
+  /// Return "xxh3-128:<32 hex digits>" of every byte written so far.
+  std::string Checksum() const;
+  /// Return the number of bytes written so far.
+  int64_t bytes() const { return position_; }
+
+ private:
+  HashingFileSink(fs::path path, int fd);
+  arrow::Status WriteOut(const uint8_t* data, size_t size);
+
+  fs::path path_;
+  int fd_;
+  std::vector<uint8_t> buffer_;
+  size_t used_ = 0;
+  int64_t position_ = 0;
+  XXH3_state_t* state_;
+};
+
+/// Return "xxh3-128:<32 hex digits>" of `size` bytes at `data`.
+std::string ChecksumOf(const void* data, size_t size);
+
+/// A random-access input file that counts the bytes read through it (for ReadStats).
+class CountingFile : public arrow::io::RandomAccessFile {
+ public:
+  CountingFile(std::shared_ptr<arrow::io::RandomAccessFile> inner,
+               std::shared_ptr<std::atomic<int64_t>> counter)
+      : inner_(std::move(inner)), counter_(std::move(counter)) {}
+
+  arrow::Status Close() override { return inner_->Close(); }
+  arrow::Result<int64_t> Tell() const override { return inner_->Tell(); }
+  bool closed() const override { return inner_->closed(); }
+  arrow::Status Seek(int64_t position) override { return inner_->Seek(position); }
+  arrow::Result<int64_t> GetSize() override { return inner_->GetSize(); }
+  arrow::Result<int64_t> Read(int64_t nbytes, void* out) override;
+  arrow::Result<std::shared_ptr<arrow::Buffer>> Read(int64_t nbytes) override;
+  arrow::Result<int64_t> ReadAt(int64_t position, int64_t nbytes, void* out) override;
+  arrow::Result<std::shared_ptr<arrow::Buffer>> ReadAt(int64_t position, int64_t nbytes) override;
+  arrow::Result<int64_t> ReadAt(int64_t position, int64_t nbytes, bool allow_short_read,
+                                void* out) override;
+  arrow::Result<std::shared_ptr<arrow::Buffer>> ReadAt(int64_t position, int64_t nbytes,
+                                                       bool allow_short_read) override;
+
+ private:
+  std::shared_ptr<arrow::io::RandomAccessFile> inner_;
+  std::shared_ptr<std::atomic<int64_t>> counter_;
+};
+
+/// fsync a directory so that the entries created or renamed in it are durable.
+/// Throws InternalError.
+void SyncDirectory(const fs::path& dir);
+
+/// Whether `name` may be the stem of a bundle file: 1-128 of letters, digits, '-', '_', '.',
+/// not starting with '.'.
+bool IsSafeFileStem(const std::string& name);
+
+/// What an Arrow or Parquet failure means where it happened.
+enum class FailureKind {
+  kWrite,  ///< writing a bundle: an environment failure (InternalError)
+  kRead,   ///< reading a bundle file: the file is corrupt (InvalidResult naming it)
+};
+
+/// Throw the btstore error for a failed Arrow status (no-op when ok).
+void Check(const arrow::Status& status, FailureKind kind, const std::string& file);
+
+/// Unwrap an Arrow result, throwing as Check does.
+template <typename T>
+T Unwrap(arrow::Result<T> result, FailureKind kind, const std::string& file) {
+  Check(result.status(), kind, file);
+  return std::move(result).ValueUnsafe();
+}
+
+/// Run `work`, translating Parquet exceptions (which its readers and writers throw besides
+/// returning Status) into the btstore error for `kind`. This is the one place they are caught.
+void GuardParquet(FailureKind kind, const std::string& file, const std::function<void()>& work);
+
+}  // namespace btstore::artifact

@@ -1,0 +1,448 @@
+// The bundle reader: summary and manifest checks, schema checks naming file and column,
+// parallel whole-file reads verified against the manifest, and partial reads that skip row
+// groups by their date statistics (contract sections 1 and 4; docs/BUNDLE.md).
+
+#include <arrow/api.h>
+#include <arrow/io/file.h>
+#include <arrow/io/memory.h>
+#include <parquet/arrow/reader.h>
+#include <parquet/arrow/schema.h>
+#include <parquet/file_reader.h>
+#include <parquet/metadata.h>
+#include <parquet/statistics.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <future>
+#include <set>
+#include <thread>
+
+#include "artifact/io_internal.h"
+#include "artifact/summary_internal.h"
+#include "btstore/bundle.h"
+#include "btstore/errors.h"
+
+namespace btstore {
+namespace {
+
+namespace fs = std::filesystem;
+using artifact::FailureKind;
+
+constexpr std::string_view kParquetSuffix = ".parquet";
+
+bool IsRequired(const std::string& name) {
+  return name == kSignalsTable || name == kWeightsTable || name == kIcTable;
+}
+
+// One file to read and what came of it.
+struct FileTask {
+  std::string name;  // table name (file stem)
+  std::shared_ptr<arrow::Table> table;
+  TableInfo info;
+  int64_t bytes_read = 0;
+  int64_t row_groups_read = 0;
+  int64_t row_groups_skipped = 0;
+};
+
+struct Plan {
+  const ReadOptions* options;
+  const std::optional<std::map<std::string, ArtifactInfo>>* manifest;
+  bool partial = false;
+};
+
+[[noreturn]] void BadFile(const std::string& file, const std::string& message,
+                          ErrorDetails details = {}) {
+  details["file"] = file;
+  throw InvalidResult(file + ": " + message, std::move(details));
+}
+
+void CheckSchema(const arrow::Schema& schema, const std::string& name, const std::string& file) {
+  if (!IsRequired(name)) return;
+  for (const auto& want : RequiredSchema(name)->fields()) {
+    auto got = schema.GetFieldByName(want->name());
+    if (!got) {
+      BadFile(file, "column '" + want->name() + "' is missing (expected " +
+                        want->type()->ToString() + ")",
+              {{"column", want->name()}, {"expected", want->type()->ToString()},
+               {"found", "missing"}});
+    }
+    if (!got->type()->Equals(*want->type())) {
+      BadFile(file, "column '" + want->name() + "' has type " + got->type()->ToString() +
+                        ", expected " + want->type()->ToString(),
+              {{"column", want->name()}, {"expected", want->type()->ToString()},
+               {"found", got->type()->ToString()}});
+    }
+  }
+}
+
+void CollectLeaves(const parquet::arrow::SchemaField& field, std::vector<int>& out) {
+  if (field.is_leaf()) {
+    out.push_back(field.column_index);
+    return;
+  }
+  for (const auto& child : field.children) CollectLeaves(child, out);
+}
+
+// The top-level fields to load, in output order: for a required table its columns in the
+// contract's order then the extra ones; with a column subset, `date` and the requested ones.
+std::vector<int> SelectFields(const arrow::Schema& schema, const std::string& name,
+                              const std::vector<std::string>& columns) {
+  std::vector<int> order;
+  std::set<int> seen;
+  auto add = [&](int i) {
+    if (i >= 0 && seen.insert(i).second) order.push_back(i);
+  };
+  if (IsRequired(name)) {
+    for (const auto& field : RequiredSchema(name)->fields()) {
+      add(schema.GetFieldIndex(field->name()));
+    }
+  }
+  for (int i = 0; i < schema.num_fields(); ++i) add(i);
+  if (columns.empty()) return order;
+  std::set<std::string> wanted(columns.begin(), columns.end());
+  wanted.insert("date");
+  std::vector<int> selected;
+  for (int i : order) {
+    if (wanted.contains(schema.field(i)->name())) selected.push_back(i);
+  }
+  return selected;
+}
+
+// Keep the rows whose date is inside [from, to]: contiguous runs become zero-copy slices.
+std::shared_ptr<arrow::Table> FilterRows(const std::shared_ptr<arrow::Table>& table, int column,
+                                         int32_t from, int32_t to, const std::string& file) {
+  std::vector<std::shared_ptr<arrow::Table>> runs;
+  int64_t row = 0;
+  int64_t run_start = -1;
+  for (const auto& chunk : table->column(column)->chunks()) {
+    const auto& dates = static_cast<const arrow::Date32Array&>(*chunk);
+    for (int64_t i = 0; i < dates.length(); ++i, ++row) {
+      bool keep = dates.IsValid(i) && dates.Value(i) >= from && dates.Value(i) <= to;
+      if (keep && run_start < 0) run_start = row;
+      if (!keep && run_start >= 0) {
+        runs.push_back(table->Slice(run_start, row - run_start));
+        run_start = -1;
+      }
+    }
+  }
+  if (run_start >= 0) runs.push_back(table->Slice(run_start, row - run_start));
+  if (runs.size() == 1) return runs.front();
+  if (runs.empty()) return table->Slice(0, 0);
+  return artifact::Unwrap(arrow::ConcatenateTables(runs), FailureKind::kRead, file);
+}
+
+std::string DescribeSchema(const arrow::Schema& schema) {
+  std::string out;
+  for (const auto& field : schema.fields()) {
+    if (!out.empty()) out += ", ";
+    out += field->name() + ": " + field->type()->ToString();
+  }
+  return out;
+}
+
+void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
+  const ReadOptions& options = *plan.options;
+  std::string file = task.name + std::string(kParquetSuffix);
+  fs::path file_path = dir / file;
+  std::error_code ec;
+  auto size = static_cast<int64_t>(fs::file_size(file_path, ec));
+  if (ec) BadFile(file, "cannot be read: " + ec.message(), {{"path", file_path.string()}});
+
+  const ArtifactInfo* expected = nullptr;
+  if (plan.manifest->has_value()) {
+    auto it = (*plan.manifest)->find(file);
+    if (it != (*plan.manifest)->end()) expected = &it->second;
+  }
+  if (expected && expected->bytes != size) {
+    BadFile(file, "is " + std::to_string(size) + " bytes, the manifest says " +
+                      std::to_string(expected->bytes) + " (truncated or replaced)",
+            {{"expected_bytes", std::to_string(expected->bytes)},
+             {"found_bytes", std::to_string(size)}});
+  }
+
+  auto counter = std::make_shared<std::atomic<int64_t>>(0);
+  std::shared_ptr<arrow::io::RandomAccessFile> input;
+  auto opened = artifact::Unwrap(arrow::io::ReadableFile::Open(file_path.string()),
+                                 FailureKind::kRead, file);
+  if (!plan.partial) {
+    // A whole-file read takes the file in one read and verifies it in memory: no second pass.
+    auto buffer = artifact::Unwrap(opened->ReadAt(0, size), FailureKind::kRead, file);
+    task.bytes_read = buffer->size();
+    if (buffer->size() != size) BadFile(file, "was truncated while being read");
+    if (options.verify_checksums && expected && !expected->checksum.empty()) {
+      std::string found = artifact::ChecksumOf(buffer->data(), static_cast<size_t>(size));
+      if (found != expected->checksum) {
+        BadFile(file, "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
+                          found + " (the file was modified or corrupted)",
+                {{"expected", expected->checksum}, {"found", found}});
+      }
+    }
+    input = std::make_shared<arrow::io::BufferReader>(buffer);
+  } else {
+    input = std::make_shared<artifact::CountingFile>(opened, counter);
+  }
+
+  artifact::GuardParquet(FailureKind::kRead, file, [&] {
+    parquet::ArrowReaderProperties arrow_properties;
+    arrow_properties.set_use_threads(true);
+    arrow_properties.set_pre_buffer(plan.partial);
+    parquet::arrow::FileReaderBuilder builder;
+    artifact::Check(builder.Open(input), FailureKind::kRead, file);
+    builder.properties(arrow_properties);
+    auto reader = artifact::Unwrap(builder.Build(), FailureKind::kRead, file);
+    std::shared_ptr<arrow::Schema> schema;
+    artifact::Check(reader->GetSchema(&schema), FailureKind::kRead, file);
+    CheckSchema(*schema, task.name, file);
+    auto metadata = reader->parquet_reader()->metadata();
+    if (expected && metadata->num_rows() != expected->rows) {
+      BadFile(file, "has " + std::to_string(metadata->num_rows()) + " rows, the manifest says " +
+                        std::to_string(expected->rows),
+              {{"expected_rows", std::to_string(expected->rows)},
+               {"found_rows", std::to_string(metadata->num_rows())}});
+    }
+
+    const auto& fields = reader->manifest().schema_fields;
+    int date_field = schema->GetFieldIndex("date");
+    bool has_date = date_field >= 0 && schema->field(date_field)->type()->id() == arrow::Type::DATE32;
+    bool by_range = has_date && (options.from || options.to);
+    int32_t from = options.from ? options.from->days : std::numeric_limits<int32_t>::min();
+    int32_t to = options.to ? options.to->days : std::numeric_limits<int32_t>::max();
+
+    std::vector<int> row_groups;
+    for (int rg = 0; rg < metadata->num_row_groups(); ++rg) {
+      if (by_range && fields[date_field].is_leaf()) {
+        auto stats = metadata->RowGroup(rg)->ColumnChunk(fields[date_field].column_index)->statistics();
+        if (stats && stats->HasMinMax()) {
+          const auto& typed = static_cast<const parquet::Int32Statistics&>(*stats);
+          if (typed.max() < from || typed.min() > to) {
+            ++task.row_groups_skipped;
+            continue;
+          }
+        }
+      }
+      row_groups.push_back(rg);
+    }
+    task.row_groups_read = static_cast<int64_t>(row_groups.size());
+
+    std::vector<int> selected = SelectFields(*schema, task.name, options.columns);
+    std::vector<int> leaves;
+    std::vector<std::shared_ptr<arrow::Field>> out_fields;
+    for (int i : selected) {
+      CollectLeaves(fields[i], leaves);
+      out_fields.push_back(schema->field(i));
+    }
+    std::shared_ptr<arrow::Table> table;
+    if (row_groups.empty()) {
+      table = artifact::Unwrap(arrow::Table::MakeEmpty(arrow::schema(out_fields)),
+                               FailureKind::kRead, file);
+    } else {
+      table = artifact::Unwrap(reader->ReadRowGroups(row_groups, leaves), FailureKind::kRead, file);
+    }
+    // ReadRowGroups returns the leaves in file order; put the fields in the order chosen.
+    std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
+    for (const auto& field : out_fields) {
+      auto column = table->GetColumnByName(field->name());
+      if (!column) BadFile(file, "column '" + field->name() + "' could not be read");
+      columns.push_back(column);
+    }
+    table = arrow::Table::Make(arrow::schema(out_fields, schema->metadata()), columns,
+                               table->num_rows());
+    if (by_range) {
+      int column = table->schema()->GetFieldIndex("date");
+      table = FilterRows(table, column, from, to, file);
+    }
+    task.table = table;
+    task.info = {task.name, DescribeSchema(*schema), metadata->num_rows(), size,
+                 metadata->num_row_groups()};
+  });
+  if (plan.partial) task.bytes_read = counter->load();
+}
+
+// The ic column of daily_ic, complete, for recomputing mean_ic / icir.
+std::vector<double> IcValues(const std::shared_ptr<arrow::Table>& table) {
+  std::vector<double> values;
+  auto column = table ? table->GetColumnByName("ic") : nullptr;
+  if (!column) return values;
+  for (const auto& chunk : column->chunks()) {
+    const auto& ic = static_cast<const arrow::DoubleArray&>(*chunk);
+    for (int64_t i = 0; i < ic.length(); ++i) {
+      if (ic.IsValid(i)) values.push_back(ic.Value(i));  // nulls are "no value"; NaN counts
+    }
+  }
+  return values;
+}
+
+void RecomputeIcMetrics(const std::vector<double>& ic, bool has_mean_ic, bool has_icir,
+                        Metrics& metrics) {
+  double n = static_cast<double>(ic.size());
+  double mean = Metrics::kMissing;
+  if (!ic.empty()) {
+    double sum = 0;
+    for (double v : ic) sum += v;
+    mean = sum / n;
+  }
+  if (!has_mean_ic) metrics.mean_ic = mean;
+  if (has_icir) return;
+  if (ic.size() < 2) {
+    metrics.icir = Metrics::kMissing;  // a sample deviation needs two values
+    return;
+  }
+  double squares = 0;
+  for (double v : ic) squares += (v - mean) * (v - mean);
+  double stddev = std::sqrt(squares / (n - 1));
+  metrics.icir = stddev == 0 ? 0.0 : mean / stddev;
+}
+
+std::vector<std::string> ParquetStems(const fs::path& dir) {
+  std::vector<std::string> stems;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.size() <= kParquetSuffix.size() || !name.ends_with(kParquetSuffix)) continue;
+    std::string stem = name.substr(0, name.size() - kParquetSuffix.size());
+    // Other names (hidden files, odd characters) are not tables of the bundle.
+    if (artifact::IsSafeFileStem(stem)) stems.push_back(stem);
+  }
+  if (ec) {
+    throw InvalidResult("cannot list " + dir.string() + ": " + ec.message(),
+                        {{"path", dir.string()}});
+  }
+  std::sort(stems.begin(), stems.end());
+  return stems;
+}
+
+BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadStats* stats,
+                        BundleInfo* info) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    throw ResultPathMissing("bundle directory " + dir.string() + " does not exist",
+                            {{"path", dir.string()}});
+  }
+  if (options.from && options.to && *options.to < *options.from) {
+    throw InvalidArgument("the date range is empty: to is before from",
+                          {{"from", options.from->ToString()}, {"to", options.to->ToString()}});
+  }
+  artifact::ParsedSummary summary = artifact::ReadSummary(dir);
+
+  std::vector<std::string> present = ParquetStems(dir);
+  std::set<std::string> present_set(present.begin(), present.end());
+  std::vector<std::string> names;
+  if (options.tables.empty()) {
+    names = {std::string(kSignalsTable), std::string(kWeightsTable), std::string(kIcTable)};
+    for (const auto& stem : present) {
+      if (!IsRequired(stem)) names.push_back(stem);
+    }
+  } else {
+    for (const auto& name : options.tables) {
+      if (!artifact::IsSafeFileStem(name)) {
+        throw InvalidArgument("'" + name + "' is not a table name", {{"table", name}});
+      }
+      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+    }
+  }
+  for (const auto& name : names) {
+    if (!present_set.contains(name)) {
+      std::string file = name + std::string(kParquetSuffix);
+      BadFile(file, "is missing from the bundle " + dir.string(), {{"path", (dir / file).string()}});
+    }
+  }
+  if (summary.manifest) {
+    for (const auto& [file, entry] : *summary.manifest) {
+      if (!fs::exists(dir / file, ec)) {
+        BadFile(file, "is listed in the manifest but missing from " + dir.string(),
+                {{"path", (dir / file).string()}});
+      }
+    }
+  }
+
+  Plan plan{&options, &summary.manifest, options.from || options.to || !options.columns.empty()};
+  std::vector<FileTask> tasks(names.size());
+  for (size_t i = 0; i < names.size(); ++i) tasks[i].name = names[i];
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < tasks.size(); i = next++) ReadFile(dir, plan, tasks[i]);
+  };
+  size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1,
+                                      std::max<size_t>(tasks.size(), 1));
+  {
+    std::vector<std::future<void>> workers;
+    for (size_t t = 1; t < threads; ++t) workers.push_back(std::async(std::launch::async, work));
+    work();
+    for (auto& worker : workers) worker.get();
+  }
+
+  if (!options.columns.empty()) {
+    for (const auto& column : options.columns) {
+      bool found = std::any_of(tasks.begin(), tasks.end(), [&](const FileTask& t) {
+        return t.table->schema()->GetFieldIndex(column) >= 0;
+      });
+      if (!found) {
+        throw InvalidArgument("no table of the bundle has a column '" + column + "'",
+                              {{"column", column}});
+      }
+    }
+  }
+
+  BacktestResult result = std::move(summary.meta);
+  ReadStats total;
+  std::shared_ptr<arrow::Table> ic_table;
+  for (auto& task : tasks) {
+    total.bytes_read += task.bytes_read;
+    total.row_groups_read += task.row_groups_read;
+    total.row_groups_skipped += task.row_groups_skipped;
+    if (task.name == kSignalsTable) {
+      result.daily_signals = task.table;
+    } else if (task.name == kWeightsTable) {
+      result.daily_weights = task.table;
+    } else if (task.name == kIcTable) {
+      result.daily_ic = task.table;
+    } else {
+      result.extra_tables[task.name] = task.table;
+    }
+    if (info) info->tables.push_back(task.info);
+  }
+
+  if (!summary.has_mean_ic || !summary.has_icir) {
+    // Old bundles: recompute from the complete ic column, whatever part of it was asked for.
+    std::shared_ptr<arrow::Table> ic = result.daily_ic;
+    bool complete = ic && !options.from && !options.to && ic->GetColumnByName("ic");
+    if (!complete) {
+      ReadOptions ic_options;
+      ic_options.tables = {std::string(kIcTable)};
+      ic_options.columns = {"ic"};
+      FileTask ic_task;
+      ic_task.name = std::string(kIcTable);
+      Plan ic_plan{&ic_options, &summary.manifest, true};
+      ReadFile(dir, ic_plan, ic_task);
+      total.bytes_read += ic_task.bytes_read;
+      ic = ic_task.table;
+    }
+    RecomputeIcMetrics(IcValues(ic), summary.has_mean_ic, summary.has_icir, result.metrics);
+  }
+  if (stats) *stats = total;
+  if (info) {
+    info->summary_json = summary.text;
+    info->has_manifest = summary.manifest.has_value();
+  }
+  return result;
+}
+
+}  // namespace
+
+BacktestResult ReadBundle(const fs::path& dir, const ReadOptions& options, ReadStats* stats) {
+  return ReadImpl(dir, options, stats, nullptr);
+}
+
+BundleInfo InspectBundle(const fs::path& dir) {
+  BundleInfo info;
+  BacktestResult result = ReadImpl(dir, ReadOptions{}, nullptr, &info);
+  result.daily_signals = nullptr;
+  result.daily_weights = nullptr;
+  result.daily_ic = nullptr;
+  result.extra_tables.clear();
+  info.summary_only = std::move(result);
+  return info;
+}
+
+}  // namespace btstore

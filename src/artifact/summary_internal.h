@@ -1,0 +1,44 @@
+#pragma once
+// summary.json: encoding with the manifest, and tolerant decoding with the contract's errors.
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "btstore/bundle.h"
+
+namespace btstore::artifact {
+
+namespace fs = std::filesystem;
+
+/// summary.json files larger than this are rejected (InvalidResult): a summary holds metadata,
+/// and a bounded size keeps a corrupt or hostile file from exhausting memory.
+inline constexpr std::uintmax_t kMaxSummaryBytes = 16u << 20;
+
+/// summary.json as read: the metadata (tables left empty), the manifest when present, and
+/// whether mean_ic / icir were present at all (absent ones are recomputed from daily_ic).
+struct ParsedSummary {
+  BacktestResult meta;
+  std::optional<std::map<std::string, ArtifactInfo>> manifest;
+  bool has_mean_ic = false;
+  bool has_icir = false;
+  std::string text;
+};
+
+/// Read and check `<dir>/summary.json`. Throws MissingReproducibilityMetadata (missing,
+/// unreadable, not JSON, not an object, snapshot_id / dataset_version_ids absent or of the
+/// wrong type) or InvalidResult (too large, a metric or the manifest of the wrong type).
+ParsedSummary ReadSummary(const std::filesystem::path& dir);
+
+/// Encode the summary of `result` with its manifest, as the writer stores it.
+std::string EncodeSummary(const BacktestResult& result,
+                          const std::map<std::string, ArtifactInfo>& manifest);
+
+/// Replace the tokens NaN, Infinity and -Infinity outside string literals with null, so that a
+/// strict JSON parser accepts what Python's json module writes.
+std::string ReplaceNonFiniteTokens(std::string_view text);
+
+}  // namespace btstore::artifact

@@ -1,0 +1,399 @@
+// The bundle writer: validation, parallel Parquet writing with checksums computed on the way
+// out, staging, and atomic publication (contract section 1; docs/BUNDLE.md).
+
+#include <arrow/api.h>
+#include <fcntl.h>
+#include <parquet/arrow/writer.h>
+#include <parquet/properties.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "artifact/io_internal.h"
+#include "artifact/summary_internal.h"
+#include "btstore/bundle.h"
+#include "btstore/errors.h"
+
+namespace btstore {
+namespace {
+
+using artifact::Check;
+using artifact::FailureKind;
+namespace fs = std::filesystem;
+
+constexpr std::string_view kStagingDir = ".staging";
+constexpr std::string_view kTrashDir = ".trash";
+
+// The dates a bundle may hold: the years Date::Parse accepts (0001-01-01 .. 9999-12-31).
+const int32_t kMinDays = Date::FromYmd(1, 1, 1).days;
+const int32_t kMaxDays = Date::FromYmd(9999, 12, 31).days;
+
+[[noreturn]] void Bad(const std::string& message, ErrorDetails details) {
+  throw InvalidArgument(message, std::move(details));
+}
+
+std::string FileName(std::string_view table) { return std::string(table) + ".parquet"; }
+
+// Check the required columns come first, in order, with exactly the contract's types; extra
+// columns may follow.
+void ValidateSchema(const arrow::Table& table, std::string_view name) {
+  auto expected = RequiredSchema(name);
+  std::string file = FileName(name);
+  for (int i = 0; i < expected->num_fields(); ++i) {
+    const auto& want = expected->field(i);
+    if (i >= table.num_columns()) {
+      Bad(file + ": column " + std::to_string(i) + " must be '" + want->name() + "' (" +
+              want->type()->ToString() + "), the table has only " +
+              std::to_string(table.num_columns()) + " columns",
+          {{"file", file}, {"column", want->name()}, {"expected", want->type()->ToString()},
+           {"found", "missing"}});
+    }
+    const auto& got = table.schema()->field(i);
+    if (got->name() != want->name()) {
+      Bad(file + ": column " + std::to_string(i) + " must be '" + want->name() + "', found '" +
+              got->name() + "'",
+          {{"file", file}, {"column", want->name()}, {"found_column", got->name()}});
+    }
+    if (!got->type()->Equals(*want->type())) {
+      Bad(file + ": column '" + want->name() + "' must be " + want->type()->ToString() +
+              ", found " + got->type()->ToString(),
+          {{"file", file}, {"column", want->name()}, {"expected", want->type()->ToString()},
+           {"found", got->type()->ToString()}});
+    }
+  }
+}
+
+// Walk (date[, permno]) over the chunks of both columns, which need not be aligned: no nulls,
+// dates in range and, for keyed tables, strictly increasing (date, permno) keys.
+void ValidateKeys(const arrow::Table& table, std::string_view name, bool keyed) {
+  std::string file = FileName(name);
+  const auto& dates = *table.column(0);
+  std::shared_ptr<arrow::ChunkedArray> permnos = keyed ? table.column(1) : nullptr;
+  int pchunk = 0;
+  int64_t poffset = 0;
+  int64_t row = 0;
+  int32_t prev_date = 0;
+  int64_t prev_permno = 0;
+  for (const auto& chunk : dates.chunks()) {
+    const auto& d = static_cast<const arrow::Date32Array&>(*chunk);
+    for (int64_t i = 0; i < d.length(); ++i, ++row) {
+      if (d.IsNull(i)) {
+        Bad(file + ": date is null at row " + std::to_string(row),
+            {{"file", file}, {"column", "date"}, {"row", std::to_string(row)}});
+      }
+      int32_t date = d.Value(i);
+      if (date < kMinDays || date > kMaxDays) {
+        Bad(file + ": date out of range (years 1..9999) at row " + std::to_string(row),
+            {{"file", file}, {"column", "date"}, {"row", std::to_string(row)},
+             {"value", std::to_string(date)}});
+      }
+      if (!keyed) continue;
+      while (poffset >= permnos->chunk(pchunk)->length()) {
+        ++pchunk;
+        poffset = 0;
+      }
+      const auto& p = static_cast<const arrow::Int64Array&>(*permnos->chunk(pchunk));
+      if (p.IsNull(poffset)) {
+        Bad(file + ": permno is null at row " + std::to_string(row),
+            {{"file", file}, {"column", "permno"}, {"row", std::to_string(row)}});
+      }
+      int64_t permno = p.Value(poffset++);
+      if (row > 0) {
+        if (date == prev_date && permno == prev_permno) {
+          Bad(file + ": duplicate (date, permno) at row " + std::to_string(row) + ": (" +
+                  Date{date}.ToString() + ", " + std::to_string(permno) + ")",
+              {{"file", file}, {"row", std::to_string(row)}, {"date", Date{date}.ToString()},
+               {"permno", std::to_string(permno)}});
+        }
+        if (date < prev_date || (date == prev_date && permno < prev_permno)) {
+          Bad(file + ": rows must be sorted by (date, permno); row " + std::to_string(row) +
+                  " is out of order (sort the table before writing)",
+              {{"file", file}, {"row", std::to_string(row)}, {"date", Date{date}.ToString()},
+               {"permno", std::to_string(permno)}});
+        }
+      }
+      prev_date = date;
+      prev_permno = permno;
+    }
+  }
+}
+
+struct TableToWrite {
+  std::string name;
+  std::shared_ptr<arrow::Table> table;
+};
+
+// Check everything before a byte is written, so that bad input leaves nothing behind.
+std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
+                                         const WriteOptions& options) {
+  if (!result.job_id.empty()) ValidateJobId(result.job_id);
+  if (options.row_group_rows <= 0) {
+    Bad("row_group_rows must be positive",
+        {{"field", "row_group_rows"}, {"value", std::to_string(options.row_group_rows)}});
+  }
+  if (result.snapshot_id.empty()) {
+    Bad("a result needs a snapshot_id (the data snapshot it ran on)", {{"field", "snapshot_id"}});
+  }
+  nlohmann::json extra = nlohmann::json::parse(result.extra_summary_json, nullptr, false);
+  if (extra.is_discarded() || !extra.is_object()) {
+    Bad("extra_summary_json must be a JSON object", {{"field", "extra_summary_json"}});
+  }
+  if (result.start_date && result.end_date && *result.end_date < *result.start_date) {
+    Bad("end_date is before start_date", {{"field", "end_date"}});
+  }
+
+  std::vector<TableToWrite> tables;
+  for (auto [name, table] : {std::pair{kSignalsTable, result.daily_signals},
+                             std::pair{kWeightsTable, result.daily_weights},
+                             std::pair{kIcTable, result.daily_ic}}) {
+    // A missing required table is written empty: an engine with nothing to report (the noop
+    // engine, a universe without data) still produces a valid bundle.
+    if (!table) {
+      auto empty = arrow::Table::MakeEmpty(RequiredSchema(name));
+      Check(empty.status(), FailureKind::kWrite, FileName(name));
+      table = *empty;
+    }
+    ValidateSchema(*table, name);
+    ValidateKeys(*table, name, name != kIcTable);
+    tables.push_back({std::string(name), table});
+  }
+  for (const auto& [name, table] : result.extra_tables) {
+    if (!artifact::IsSafeFileStem(name) || name == kSignalsTable || name == kWeightsTable ||
+        name == kIcTable) {
+      Bad("extra table name '" + name +
+              "' is not allowed: use 1-128 letters, digits, '-', '_', '.', not starting with "
+              "'.', and not a required table's name",
+          {{"field", "extra_tables"}, {"value", name}});
+    }
+    if (!table) Bad("extra table '" + name + "' is null", {{"field", "extra_tables"}, {"value", name}});
+    tables.push_back({name, table});
+  }
+  return tables;
+}
+
+ArtifactInfo WriteTableFile(const arrow::Table& table, const fs::path& file_path,
+                            const WriteOptions& options) {
+  std::string file = file_path.filename().string();
+  auto sink = artifact::HashingFileSink::Create(file_path);
+  parquet::WriterProperties::Builder builder;
+  builder.compression(options.compression == Compression::kZstd ? parquet::Compression::ZSTD
+                                                               : parquet::Compression::SNAPPY);
+  builder.max_row_group_length(options.row_group_rows);
+  // Float columns hardly ever repeat, so a dictionary only costs time before Parquet falls back
+  // to plain encoding.
+  for (const auto& field : table.schema()->fields()) {
+    if (arrow::is_floating(field->type()->id())) builder.disable_dictionary(field->name());
+  }
+  auto arrow_properties = parquet::ArrowWriterProperties::Builder()
+                              .store_schema()
+                              ->set_use_threads(options.parallel)
+                              ->build();
+  artifact::GuardParquet(FailureKind::kWrite, file, [&] {
+    auto writer = artifact::Unwrap(
+        parquet::arrow::FileWriter::Open(*table.schema(), arrow::default_memory_pool(), sink,
+                                         builder.build(), arrow_properties),
+        FailureKind::kWrite, file);
+    Check(writer->WriteTable(table, options.row_group_rows), FailureKind::kWrite, file);
+    Check(writer->Close(), FailureKind::kWrite, file);
+  });
+  Check(sink->Close(), FailureKind::kWrite, file);
+  return {table.num_rows(), sink->bytes(), sink->Checksum()};
+}
+
+void WriteSmallFile(const fs::path& file_path, const std::string& text) {
+  auto sink = artifact::HashingFileSink::Create(file_path);
+  std::string file = file_path.filename().string();
+  Check(sink->Write(text.data(), static_cast<int64_t>(text.size())), FailureKind::kWrite, file);
+  Check(sink->Close(), FailureKind::kWrite, file);
+}
+
+// Removes a directory tree when it goes out of scope unless released: a failed write leaves
+// no staging directory behind.
+class RemoveOnFailure {
+ public:
+  explicit RemoveOnFailure(fs::path dir) : dir_(std::move(dir)) {}
+  ~RemoveOnFailure() {
+    if (dir_.empty()) return;
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+  void Release() { dir_.clear(); }
+
+ private:
+  fs::path dir_;
+};
+
+// Make a new, uniquely named directory `<parent>/<prefix>-XXXXXX`.
+fs::path MakeUniqueDir(const fs::path& parent, const std::string& prefix) {
+  std::error_code ec;
+  fs::create_directories(parent, ec);
+  if (ec) {
+    throw InternalError("cannot create " + parent.string() + ": " + ec.message(),
+                        {{"path", parent.string()}});
+  }
+  std::string pattern = (parent / (prefix + "-XXXXXX")).string();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    throw InternalError("cannot create a directory under " + parent.string() + ": " +
+                            std::strerror(errno),
+                        {{"path", parent.string()}});
+  }
+  return pattern;
+}
+
+}  // namespace
+
+std::shared_ptr<arrow::Schema> RequiredSchema(std::string_view table_name) {
+  if (table_name == kSignalsTable) {
+    return arrow::schema({arrow::field("date", arrow::date32()),
+                          arrow::field("permno", arrow::int64()),
+                          arrow::field("signal", arrow::float64())});
+  }
+  if (table_name == kWeightsTable) {
+    return arrow::schema({arrow::field("date", arrow::date32()),
+                          arrow::field("permno", arrow::int64()),
+                          arrow::field("weight", arrow::float64())});
+  }
+  if (table_name == kIcTable) {
+    return arrow::schema({arrow::field("date", arrow::date32()),
+                          arrow::field("ic", arrow::float64()),
+                          arrow::field("rank_ic", arrow::float64())});
+  }
+  throw InvalidArgument("'" + std::string(table_name) + "' is not a required table",
+                        {{"table", std::string(table_name)}});
+}
+
+namespace {
+
+// StageBundle after validation; fills `manifest`.
+fs::path StageValidated(const BacktestResult& result, std::vector<TableToWrite> tables,
+                        const fs::path& staging_root, const WriteOptions& options,
+                        std::map<std::string, ArtifactInfo>& manifest) {
+  fs::path staged = MakeUniqueDir(staging_root, result.job_id.empty() ? "bundle" : result.job_id);
+  RemoveOnFailure guard(staged);
+
+  // Largest first, so the long files start at once and the short ones fill the gaps.
+  std::sort(tables.begin(), tables.end(), [](const TableToWrite& a, const TableToWrite& b) {
+    return a.table->num_rows() > b.table->num_rows();
+  });
+  std::vector<ArtifactInfo> infos(tables.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next++; i < tables.size(); i = next++) {
+      infos[i] = WriteTableFile(*tables[i].table, staged / FileName(tables[i].name), options);
+    }
+  };
+  size_t threads = options.parallel
+                       ? std::clamp<size_t>(std::thread::hardware_concurrency(), 1, tables.size())
+                       : 1;
+  {
+    std::vector<std::future<void>> workers;
+    for (size_t t = 1; t < threads; ++t) workers.push_back(std::async(std::launch::async, work));
+    work();
+    // get() rethrows a worker's error; the futures' destructors wait for the others first.
+    for (auto& worker : workers) worker.get();
+  }
+
+  for (size_t i = 0; i < tables.size(); ++i) manifest[FileName(tables[i].name)] = infos[i];
+  WriteSmallFile(staged / kSummaryFile, artifact::EncodeSummary(result, manifest));
+  artifact::SyncDirectory(staged);
+  guard.Release();
+  return staged;
+}
+
+}  // namespace
+
+fs::path StageBundle(const BacktestResult& result, const fs::path& staging_root,
+                     const WriteOptions& options) {
+  std::map<std::string, ArtifactInfo> manifest;
+  return StageValidated(result, ValidateResult(result, options), staging_root, options, manifest);
+}
+
+void PublishBundle(const fs::path& staged_dir, const fs::path& final_dir) {
+  // RENAME_NOREPLACE: a plain rename would silently replace an existing empty directory.
+  if (::renameat2(AT_FDCWD, staged_dir.c_str(), AT_FDCWD, final_dir.c_str(), RENAME_NOREPLACE) !=
+      0) {
+    int err = errno;
+    if (err == EEXIST || err == ENOTEMPTY) {
+      throw InvalidTransition("bundle directory " + final_dir.string() +
+                                  " already exists; a published bundle is never replaced",
+                              {{"path", final_dir.string()}});
+    }
+    throw InternalError("cannot publish " + staged_dir.string() + " as " + final_dir.string() +
+                            ": " + std::strerror(err),
+                        {{"path", final_dir.string()}, {"staged", staged_dir.string()}});
+  }
+  artifact::SyncDirectory(final_dir.parent_path().empty() ? fs::path(".")
+                                                          : final_dir.parent_path());
+}
+
+std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
+                                                const fs::path& final_dir,
+                                                const WriteOptions& options) {
+  std::vector<TableToWrite> tables = ValidateResult(result, options);
+  fs::path absolute = fs::absolute(final_dir);
+  if (fs::exists(absolute)) {
+    throw InvalidTransition("bundle directory " + absolute.string() +
+                                " already exists; a published bundle is never replaced",
+                            {{"path", absolute.string()}});
+  }
+  std::map<std::string, ArtifactInfo> manifest;
+  fs::path staged = StageValidated(result, std::move(tables), absolute.parent_path() / kStagingDir,
+                                   options, manifest);
+  RemoveOnFailure guard(staged);
+  PublishBundle(staged, absolute);
+  guard.Release();
+  return manifest;
+}
+
+void RemoveBundleDir(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(dir, ec))) return;
+  fs::path absolute = fs::absolute(dir);
+  fs::path parent = absolute.parent_path();
+  fs::path holder = MakeUniqueDir(parent / kTrashDir, absolute.filename().string());
+  if (::rename(absolute.c_str(), (holder / absolute.filename()).c_str()) != 0) {
+    int err = errno;
+    fs::remove(holder, ec);
+    if (err == ENOENT) return;
+    throw InternalError("cannot remove " + absolute.string() + ": " + std::strerror(err),
+                        {{"path", absolute.string()}});
+  }
+  artifact::SyncDirectory(parent);
+  fs::remove_all(holder, ec);
+  if (ec) {
+    throw InternalError("cannot remove " + holder.string() + ": " + ec.message(),
+                        {{"path", holder.string()}});
+  }
+}
+
+int RemoveStagingDebris(const fs::path& artifact_root, std::chrono::seconds min_age) {
+  int removed = 0;
+  auto now = fs::file_time_type::clock::now();
+  for (std::string_view sub : {kStagingDir, kTrashDir}) {
+    fs::path dir = artifact_root / sub;
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) continue;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      std::error_code entry_ec;
+      auto written = entry.last_write_time(entry_ec);
+      if (entry_ec) continue;  // removed meanwhile by another cleaner
+      if (now - written < min_age) continue;
+      fs::remove_all(entry.path(), entry_ec);
+      if (entry_ec) {
+        throw InternalError("cannot remove " + entry.path().string() + ": " + entry_ec.message(),
+                            {{"path", entry.path().string()}});
+      }
+      ++removed;
+    }
+  }
+  return removed;
+}
+
+}  // namespace btstore

@@ -1,0 +1,606 @@
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <random>
+#include <utility>
+
+#include "btstore/errors.h"
+#include "catalog/sql_catalog_internal.h"
+
+namespace btstore::catalog_internal {
+namespace {
+
+// The columns of backtest_jobs in the order DecodeJob reads them.
+struct Column {
+  std::string_view name;
+  ColumnKind kind;
+};
+constexpr std::array<Column, 37> kJobColumns = {{
+    {"id", ColumnKind::kUuid},
+    {"job_id", ColumnKind::kText},
+    {"status", ColumnKind::kText},
+    {"alpha_name", ColumnKind::kText},
+    {"start_date", ColumnKind::kDate},
+    {"end_date", ColumnKind::kDate},
+    {"weight_method", ColumnKind::kText},
+    {"config_json", ColumnKind::kJson},
+    {"created_at", ColumnKind::kTimestamp},
+    {"started_at", ColumnKind::kTimestamp},
+    {"completed_at", ColumnKind::kTimestamp},
+    {"worker_id", ColumnKind::kText},
+    {"progress_pct", ColumnKind::kInt},
+    {"job_timeout", ColumnKind::kInt},
+    {"result_path", ColumnKind::kText},
+    {"mean_ic", ColumnKind::kDouble},
+    {"icir", ColumnKind::kDouble},
+    {"hit_rate", ColumnKind::kDouble},
+    {"coverage", ColumnKind::kDouble},
+    {"long_short_spread", ColumnKind::kDouble},
+    {"average_turnover", ColumnKind::kDouble},
+    {"decay_half_life", ColumnKind::kDouble},
+    {"snapshot_id", ColumnKind::kText},
+    {"dataset_version_ids", ColumnKind::kJson},
+    {"error_message", ColumnKind::kText},
+    {"retry_count", ColumnKind::kInt},
+    {"created_by", ColumnKind::kText},
+    {"priority", ColumnKind::kInt},
+    {"max_retries", ColumnKind::kInt},
+    {"attempt", ColumnKind::kInt},
+    {"cancel_requested", ColumnKind::kBool},
+    {"heartbeat_at", ColumnKind::kTimestamp},
+    {"lease_expires_at", ColumnKind::kTimestamp},
+    {"run_after", ColumnKind::kTimestamp},
+    {"checkpoint_path", ColumnKind::kText},
+    {"pinned", ColumnKind::kBool},
+    {"expiring_at", ColumnKind::kTimestamp},
+}};
+constexpr size_t kFirstMetricColumn = 15;
+
+constexpr std::string_view kTerminalStatuses = "('completed', 'failed', 'cancelled')";
+// DeleteExpiring removes rows in batches of this many job_ids per statement.
+constexpr size_t kDeleteBatch = 500;
+
+// Decoding trusts the database to hold what the migrations allow; a value that does not parse
+// is a bug or a foreign writer, reported as Internal naming the column.
+[[noreturn]] void BadValue(std::string_view column, std::string_view value) {
+  throw InternalError("catalog returned an unreadable " + std::string(column) + " '" +
+                          std::string(value) + "'",
+                      {{"column", std::string(column)}});
+}
+
+const std::string& Required(const SqlRow& row, size_t i) {
+  if (i >= row.size() || !row[i]) BadValue(kJobColumns[i].name, "NULL");
+  return *row[i];
+}
+
+int64_t ToInt(std::string_view column, std::string_view text) {
+  int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr != text.data() + text.size()) BadValue(column, text);
+  return value;
+}
+
+bool ToBool(std::string_view column, std::string_view text) {
+  if (text == "t" || text == "true" || text == "1") return true;
+  if (text == "f" || text == "false" || text == "0") return false;
+  BadValue(column, text);
+}
+
+double ToDouble(std::string_view column, const std::optional<std::string>& text) {
+  if (!text) return Metrics::kMissing;
+  double value = 0;
+  auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+  if (ec != std::errc() || ptr != text->data() + text->size()) BadValue(column, *text);
+  return std::isfinite(value) ? value : Metrics::kMissing;
+}
+
+std::optional<Timestamp> ToTimestamp(const std::optional<std::string>& text) {
+  if (!text) return std::nullopt;
+  return ParseTimestamp(*text, "catalog timestamp");
+}
+
+JobRecord DecodeJob(const SqlRow& row) {
+  auto name = [](size_t i) { return kJobColumns[i].name; };
+  JobRecord job;
+  job.id = Required(row, 0);
+  job.job_id = Required(row, 1);
+  job.status = ParseJobStatus(Required(row, 2));
+  job.alpha_name = Required(row, 3);
+  job.start_date = Date::Parse(Required(row, 4), "start_date");
+  job.end_date = Date::Parse(Required(row, 5), "end_date");
+  job.weight_method = Required(row, 6);
+  job.config_json = Required(row, 7);
+  job.created_at = ParseTimestamp(Required(row, 8), "created_at");
+  job.started_at = ToTimestamp(row[9]);
+  job.completed_at = ToTimestamp(row[10]);
+  job.worker_id = row[11];
+  job.progress_pct = static_cast<int>(ToInt(name(12), Required(row, 12)));
+  job.job_timeout_seconds = static_cast<int>(ToInt(name(13), Required(row, 13)));
+  job.result_path = row[14];
+  for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+    job.metrics.At(m) = ToDouble(name(kFirstMetricColumn + m), row[kFirstMetricColumn + m]);
+  }
+  job.snapshot_id = row[22];
+  job.dataset_version_ids_json = row[23];
+  job.error_message = row[24];
+  job.retry_count = static_cast<int>(ToInt(name(25), Required(row, 25)));
+  job.created_by = Required(row, 26);
+  int64_t priority = ToInt(name(27), Required(row, 27));
+  if (priority < 0 || priority > 2) BadValue(name(27), Required(row, 27));
+  job.priority = static_cast<Priority>(priority);
+  job.max_retries = static_cast<int>(ToInt(name(28), Required(row, 28)));
+  job.attempt = static_cast<int>(ToInt(name(29), Required(row, 29)));
+  job.cancel_requested = ToBool(name(30), Required(row, 30));
+  job.heartbeat_at = ToTimestamp(row[31]);
+  job.lease_expires_at = ToTimestamp(row[32]);
+  job.run_after = ToTimestamp(row[33]);
+  job.checkpoint_path = row[34];
+  job.pinned = ToBool(name(35), Required(row, 35));
+  job.expiring_at = ToTimestamp(row[36]);
+  return job;
+}
+
+std::vector<JobRecord> DecodeJobs(const std::vector<SqlRow>& rows) {
+  std::vector<JobRecord> jobs;
+  jobs.reserve(rows.size());
+  for (const SqlRow& row : rows) jobs.push_back(DecodeJob(row));
+  return jobs;
+}
+
+RetentionCandidate DecodeCandidate(const SqlRow& row) {
+  RetentionCandidate candidate;
+  candidate.job_id = row.at(0).value_or("");
+  candidate.status = ParseJobStatus(row.at(1).value_or(""));
+  candidate.result_path = row.at(2);
+  candidate.checkpoint_path = row.at(3);
+  candidate.aged_from = ParseTimestamp(row.at(4).value_or(""), "aged_from");
+  return candidate;
+}
+
+std::vector<RetentionCandidate> SortedCandidates(const std::vector<SqlRow>& rows) {
+  std::vector<RetentionCandidate> candidates;
+  for (const SqlRow& row : rows) candidates.push_back(DecodeCandidate(row));
+  std::sort(candidates.begin(), candidates.end(),
+            [](const auto& a, const auto& b) { return a.job_id < b.job_id; });
+  return candidates;
+}
+
+std::string Quoted(JobStatus status) { return "'" + std::string(ToString(status)) + "'"; }
+
+[[noreturn]] void ThrowInvalidTransition(const JobRecord& job, std::string_view request,
+                                         const std::string& why) {
+  ErrorDetails details = {{"job_id", job.job_id},
+                          {"status", std::string(ToString(job.status))},
+                          {"from", std::string(ToString(job.status))},
+                          {"request", std::string(request)}};
+  if (job.expiring_at) details["expiring_at"] = FormatTimestamp(*job.expiring_at);
+  throw InvalidTransition("cannot " + std::string(request) + " job " + job.job_id + ": " + why,
+                          std::move(details));
+}
+
+// The SET clause of a job whose attempt ended without a result (a failure, or a rescue of a
+// dead worker): a requested cancel wins; otherwise it is retried after a delay while retries
+// remain, else it fails. Every right-hand side reads the row as it was before the update.
+std::string RetryOrEndAssignments(SqlParams& params, Timestamp now, Timestamp retry_at,
+                                  const std::string& error_expr) {
+  const std::string now_p = params.Add(now);
+  const std::string retry_p = params.Add(retry_at);
+  const std::string retrying = "(NOT cancel_requested AND retry_count < max_retries)";
+  return "status = CASE WHEN cancel_requested THEN 'cancelled' WHEN retry_count < max_retries "
+         "THEN 'pending' ELSE 'failed' END, "
+         "retry_count = CASE WHEN " + retrying + " THEN retry_count + 1 ELSE retry_count END, "
+         "run_after = CASE WHEN " + retrying + " THEN " + retry_p + " ELSE run_after END, "
+         // COALESCE gives the parameter the column's type on PostgreSQL (a CASE of NULL and
+         // an untyped parameter would be text); the parameter is never NULL.
+         "completed_at = CASE WHEN " + retrying + " THEN NULL ELSE COALESCE(" + now_p +
+         ", completed_at) END, "
+         "error_message = " + error_expr + ", lease_expires_at = NULL";
+}
+
+}  // namespace
+
+std::string SqlParams::AddValue(SqlValue value) {
+  values_.push_back(std::move(value));
+  return "$" + std::to_string(values_.size());
+}
+
+std::string SqlParams::AddNullable(const std::optional<std::string>& text) {
+  return text ? AddValue(SqlValue(*text)) : AddValue(SqlValue());
+}
+
+std::string SqlParams::Add(Timestamp ts) { return AddValue(SqlValue(FormatTimestamp(ts))); }
+
+std::string SqlParams::Add(Date date) { return AddValue(SqlValue(date.ToString())); }
+
+std::string SqlParams::AddMetric(double value) {
+  return std::isfinite(value) ? AddValue(SqlValue(value)) : AddValue(SqlValue());
+}
+
+std::string NewUuid() {
+  // One generator per thread, seeded from the OS: ids only need to be unique, not secret.
+  thread_local std::mt19937_64 generator{[] {
+    std::random_device device;
+    std::seed_seq seed{device(), device(), device(), device(), device(), device()};
+    return std::mt19937_64(seed);
+  }()};
+  std::array<uint8_t, 16> bytes;
+  for (size_t i = 0; i < bytes.size(); i += 8) {
+    uint64_t word = generator();
+    for (size_t j = 0; j < 8; ++j) bytes[i + j] = static_cast<uint8_t>(word >> (8 * j));
+  }
+  bytes[6] = static_cast<uint8_t>((bytes[6] & 0x0f) | 0x40);  // version 4
+  bytes[8] = static_cast<uint8_t>((bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  constexpr std::string_view kHex = "0123456789abcdef";
+  std::string text;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) text += '-';
+    text += kHex[bytes[i] >> 4];
+    text += kHex[bytes[i] & 0x0f];
+  }
+  return text;
+}
+
+std::string SqlCatalog::JobColumns() const {
+  std::string columns;
+  for (const Column& column : kJobColumns) {
+    if (!columns.empty()) columns += ", ";
+    columns += ReadExpr(column.name, column.kind);
+  }
+  return columns;
+}
+
+std::string SqlCatalog::CandidateColumns() const {
+  return "job_id, status, result_path, checkpoint_path, " +
+         ReadExpr("COALESCE(completed_at, created_at)", ColumnKind::kTimestamp);
+}
+
+std::optional<JobRecord> SqlCatalog::SelectJob(SqlConnection& conn, std::string_view job_id) {
+  SqlParams params;
+  std::string sql = "SELECT " + JobColumns() + " FROM backtest_jobs WHERE job_id = " +
+                    params.Add(job_id);
+  std::vector<SqlRow> rows = conn.Query(sql, params.values());
+  if (rows.empty()) return std::nullopt;
+  return DecodeJob(rows.front());
+}
+
+SubmitResult SqlCatalog::Submit(const JobSpec& spec, Timestamp now) {
+  ValidateJobSpec(spec);
+  SubmitResult result;
+  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+    SqlParams p;
+    std::string values = p.Add(NewUuid()) + ", " + p.Add(spec.job_id) + ", 'pending', " +
+                         p.Add(spec.alpha_name) + ", " + p.Add(spec.start_date) + ", " +
+                         p.Add(spec.end_date) + ", " + p.Add(spec.weight_method) + ", " +
+                         p.Add(spec.config_json) + ", " + p.Add(now) + ", " +
+                         p.Add(spec.job_timeout_seconds) + ", " + p.Add(spec.created_by) + ", " +
+                         p.Add(static_cast<int>(spec.priority)) + ", " + p.Add(spec.max_retries);
+    std::string sql =
+        "INSERT INTO backtest_jobs (id, job_id, status, alpha_name, start_date, end_date, "
+        "weight_method, config_json, created_at, job_timeout, created_by, priority, max_retries) "
+        "VALUES (" + values + ") ON CONFLICT (job_id) DO NOTHING RETURNING " + JobColumns();
+    std::vector<SqlRow> rows = conn.Query(sql, p.values());
+    if (!rows.empty()) {
+      result = {DecodeJob(rows.front()), true};
+      return;
+    }
+    // The job_id exists; in this transaction it cannot vanish on SQLite, and on PostgreSQL the
+    // conflicting row is committed (ON CONFLICT waits for it), so this read finds it.
+    std::optional<JobRecord> existing = SelectJob(conn, spec.job_id);
+    if (!existing) {
+      throw InternalError("job " + spec.job_id + " conflicted on insert but cannot be read",
+                          {{"job_id", spec.job_id}});
+    }
+    result = {*std::move(existing), false};
+  });
+  return result;
+}
+
+std::optional<JobRecord> SqlCatalog::FindJob(std::string_view job_id) {
+  std::optional<JobRecord> job;
+  Transact(TxKind::kRead, [&](SqlConnection& conn) { job = SelectJob(conn, job_id); });
+  return job;
+}
+
+JobPage SqlCatalog::ListJobs(const JobFilter& filter, const PageRequest& page) {
+  std::optional<CursorPosition> cursor = ValidateListRequest(filter, page);
+  SqlParams p;
+  std::vector<std::string> where;
+  if (filter.created_by) where.push_back("created_by = " + p.Add(*filter.created_by));
+  if (filter.alpha_name) where.push_back("alpha_name = " + p.Add(*filter.alpha_name));
+  if (!filter.statuses.empty()) {
+    std::string in;
+    for (JobStatus status : filter.statuses) {
+      in += (in.empty() ? "" : ", ") + p.Add(ToString(status));
+    }
+    where.push_back("status IN (" + in + ")");
+  }
+  if (filter.created_from) where.push_back("created_at >= " + p.Add(*filter.created_from));
+  if (filter.created_to) where.push_back("created_at <= " + p.Add(*filter.created_to));
+  if (filter.range_from) where.push_back("end_date >= " + p.Add(*filter.range_from));
+  if (filter.range_to) where.push_back("start_date <= " + p.Add(*filter.range_to));
+  if (filter.min_mean_ic) where.push_back("mean_ic >= " + p.AddMetric(*filter.min_mean_ic));
+  if (filter.min_icir) where.push_back("icir >= " + p.AddMetric(*filter.min_icir));
+  if (filter.min_hit_rate) where.push_back("hit_rate >= " + p.AddMetric(*filter.min_hit_rate));
+  if (cursor) {
+    where.push_back("(created_at, id) < (" + p.Add(cursor->created_at) + ", " +
+                    p.Add(cursor->id) + ")");
+  }
+  std::string sql = "SELECT " + JobColumns() + " FROM backtest_jobs";
+  for (size_t i = 0; i < where.size(); ++i) sql += (i == 0 ? " WHERE " : " AND ") + where[i];
+  // One row more than the page tells whether a next page exists.
+  sql += " ORDER BY created_at DESC, id DESC LIMIT " + p.AddValue(SqlValue(int64_t{page.limit} + 1));
+  if (page.offset > 0) sql += " OFFSET " + p.AddValue(SqlValue(int64_t{page.offset}));
+
+  JobPage result;
+  Transact(TxKind::kRead,
+           [&](SqlConnection& conn) { result.jobs = DecodeJobs(conn.Query(sql, p.values())); });
+  if (result.jobs.size() > static_cast<size_t>(page.limit)) {
+    result.jobs.pop_back();
+    result.next = EncodeCursor(result.jobs.back());
+  }
+  return result;
+}
+
+void SqlCatalog::SetPinned(std::string_view job_id, bool pinned) {
+  SqlParams p;
+  std::string sql = std::string("UPDATE backtest_jobs SET pinned = ") +
+                    (pinned ? "TRUE" : "FALSE") + " WHERE job_id = " + p.Add(job_id) +
+                    " RETURNING job_id";
+  bool found = false;
+  Transact(TxKind::kWrite,
+           [&](SqlConnection& conn) { found = !conn.Query(sql, p.values()).empty(); });
+  if (!found) throw JobNotFound(std::string(job_id));
+}
+
+std::vector<JobRecord> SqlCatalog::ClaimJobs(std::string_view worker_id, int max_jobs,
+                                             std::chrono::seconds lease, Timestamp now) {
+  if (max_jobs < 1) {
+    throw InvalidArgument("max_jobs must be at least 1", {{"field", "max_jobs"}});
+  }
+  SqlParams p;
+  const std::string worker_p = p.Add(worker_id);
+  const std::string now_p = p.Add(now);
+  const std::string lease_p = p.Add(now + lease);
+  const std::string limit_p = p.Add(max_jobs);
+  std::string sql =
+      "UPDATE backtest_jobs SET status = 'running', attempt = attempt + 1, worker_id = " +
+      worker_p + ", started_at = " + now_p + ", heartbeat_at = " + now_p +
+      ", lease_expires_at = " + lease_p +
+      ", cancel_requested = FALSE, completed_at = NULL, run_after = NULL"
+      " WHERE status = 'pending' AND id IN (SELECT id FROM backtest_jobs"
+      " WHERE status = 'pending' AND (run_after IS NULL OR run_after <= " + now_p +
+      ") ORDER BY priority, created_at, id LIMIT " + limit_p + std::string(LockClause()) +
+      ") RETURNING " + JobColumns();
+  std::vector<JobRecord> jobs;
+  Transact(TxKind::kWrite,
+           [&](SqlConnection& conn) { jobs = DecodeJobs(conn.Query(sql, p.values())); });
+  // RETURNING gives no order; hand the jobs out in claim order.
+  std::sort(jobs.begin(), jobs.end(), [](const JobRecord& a, const JobRecord& b) {
+    return std::tie(a.priority, a.created_at, a.id) < std::tie(b.priority, b.created_at, b.id);
+  });
+  return jobs;
+}
+
+HeartbeatResult SqlCatalog::Heartbeat(std::string_view job_id, int attempt, int progress_pct,
+                                      const std::optional<std::string>& checkpoint_path,
+                                      std::chrono::seconds lease, Timestamp now) {
+  if (progress_pct < 0 || progress_pct > 100) {
+    throw InvalidArgument("progress must be between 0 and 100", {{"field", "progress_pct"}});
+  }
+  SqlParams p;
+  std::string sql = "UPDATE backtest_jobs SET heartbeat_at = " + p.Add(now) +
+                    ", lease_expires_at = " + p.Add(now + lease) +
+                    ", progress_pct = " + p.Add(progress_pct) +
+                    ", checkpoint_path = COALESCE(" + p.AddNullable(checkpoint_path) +
+                    ", checkpoint_path) WHERE job_id = " + p.Add(job_id) +
+                    " AND status = 'running' AND attempt = " + p.Add(attempt) + " RETURNING " +
+                    ReadExpr("cancel_requested", ColumnKind::kBool);
+  HeartbeatResult result;
+  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+    std::vector<SqlRow> rows = conn.Query(sql, p.values());
+    result.owned = !rows.empty();
+    result.cancel_requested =
+        result.owned && ToBool("cancel_requested", rows.front().at(0).value_or(""));
+  });
+  return result;
+}
+
+TransitionResult SqlCatalog::WorkerMove(std::string_view job_id, const std::string& set_clause,
+                                        const std::string& condition, SqlParams params,
+                                        int attempt) {
+  const std::string job_p = params.Add(job_id);
+  const std::string attempt_p = params.Add(attempt);
+  std::string sql = "UPDATE backtest_jobs SET " + set_clause + " WHERE job_id = " + job_p +
+                    " AND status = 'running' AND attempt = " + attempt_p + condition +
+                    " RETURNING status, attempt";
+  TransitionResult result;
+  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+    std::vector<SqlRow> rows = conn.Query(sql, params.values());
+    if (!rows.empty()) {
+      result = {true, ParseJobStatus(rows[0].at(0).value_or("")),
+                static_cast<int>(ToInt("attempt", rows[0].at(1).value_or("")))};
+      return;
+    }
+    // Lost the race (or the attempt is stale): report the state that won.
+    std::optional<JobRecord> job = SelectJob(conn, job_id);
+    if (!job) throw JobNotFound(std::string(job_id));
+    result = {false, job->status, job->attempt};
+  });
+  return result;
+}
+
+TransitionResult SqlCatalog::Complete(std::string_view job_id, int attempt,
+                                      const CompletionRecord& record, Timestamp now) {
+  SqlParams p;
+  std::string set = "status = 'completed', progress_pct = 100, lease_expires_at = NULL, " +
+                    std::string("completed_at = ") + p.Add(now) +
+                    ", result_path = " + p.Add(record.result_path) +
+                    ", snapshot_id = " + p.Add(record.snapshot_id) +
+                    ", dataset_version_ids = " + p.Add(record.dataset_version_ids_json);
+  for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+    set += ", " + std::string(Metrics::kNames[m]) + " = " + p.AddMetric(record.metrics.At(m));
+  }
+  return WorkerMove(job_id, set, " AND NOT cancel_requested", std::move(p), attempt);
+}
+
+TransitionResult SqlCatalog::Fail(std::string_view job_id, int attempt, std::string_view error,
+                                  std::chrono::milliseconds retry_delay, Timestamp now) {
+  SqlParams p;
+  const std::string error_p = p.Add(error);
+  std::string set = RetryOrEndAssignments(p, now, now + retry_delay, error_p);
+  return WorkerMove(job_id, set, "", std::move(p), attempt);
+}
+
+TransitionResult SqlCatalog::AcknowledgeCancel(std::string_view job_id, int attempt,
+                                               Timestamp now) {
+  SqlParams p;
+  std::string set = "status = 'cancelled', lease_expires_at = NULL, completed_at = " + p.Add(now);
+  return WorkerMove(job_id, set, " AND cancel_requested", std::move(p), attempt);
+}
+
+JobRecord SqlCatalog::RequestCancel(std::string_view job_id, Timestamp now) {
+  SqlParams p;
+  const std::string now_p = p.Add(now);
+  std::string sql =
+      "UPDATE backtest_jobs SET "
+      "status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END, "
+      "completed_at = CASE WHEN status = 'pending' THEN " + now_p + " ELSE completed_at END, "
+      "cancel_requested = CASE WHEN status = 'running' THEN TRUE ELSE cancel_requested END"
+      " WHERE job_id = " + p.Add(job_id) + " AND status IN ('pending', 'running') RETURNING " +
+      JobColumns();
+  JobRecord job;
+  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+    std::vector<SqlRow> rows = conn.Query(sql, p.values());
+    if (rows.empty()) {
+      std::optional<JobRecord> current = SelectJob(conn, job_id);
+      if (!current) throw JobNotFound(std::string(job_id));
+      ThrowInvalidTransition(*current, "cancel", "it already ended (" +
+                                                     std::string(ToString(current->status)) + ")");
+    }
+    job = DecodeJob(rows.front());
+    if (job.status == JobStatus::kRunning) OnCancelRequested(conn, job.job_id);
+  });
+  return job;
+}
+
+JobRecord SqlCatalog::Resume(std::string_view job_id, Timestamp /*now*/) {
+  SqlParams p;
+  std::string sql =
+      "UPDATE backtest_jobs SET status = 'pending', retry_count = retry_count + 1, "
+      "cancel_requested = FALSE, error_message = NULL, completed_at = NULL, worker_id = NULL, "
+      "started_at = NULL, heartbeat_at = NULL, lease_expires_at = NULL, run_after = NULL"
+      " WHERE job_id = " + p.Add(job_id) + " AND status IN (" + Quoted(JobStatus::kFailed) +
+      ", " + Quoted(JobStatus::kCancelled) + ") AND expiring_at IS NULL RETURNING " +
+      JobColumns();
+  JobRecord job;
+  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+    std::vector<SqlRow> rows = conn.Query(sql, p.values());
+    if (!rows.empty()) {
+      job = DecodeJob(rows.front());
+      return;
+    }
+    std::optional<JobRecord> current = SelectJob(conn, job_id);
+    if (!current) throw JobNotFound(std::string(job_id));
+    if (current->expiring_at) {
+      ThrowInvalidTransition(*current, "resume", "retention is removing it");
+    }
+    ThrowInvalidTransition(*current, "resume",
+                           "only failed or cancelled jobs can be resumed, it is " +
+                               std::string(ToString(current->status)));
+  });
+  return job;
+}
+
+std::vector<JobRecord> SqlCatalog::RescueExpired(Timestamp now,
+                                                 std::chrono::milliseconds retry_delay,
+                                                 int max_jobs) {
+  if (max_jobs < 1) {
+    throw InvalidArgument("max_jobs must be at least 1", {{"field", "max_jobs"}});
+  }
+  SqlParams p;
+  const std::string error_expr =
+      "'worker ' || COALESCE(worker_id, '(unknown)') || ' stopped heartbeating; last heartbeat ' "
+      "|| COALESCE(" + ReadExpr("heartbeat_at", ColumnKind::kTimestamp) + ", 'never')";
+  std::string set = RetryOrEndAssignments(p, now, now + retry_delay, error_expr);
+  const std::string now_p = p.Add(now);
+  std::string sql = "UPDATE backtest_jobs SET " + set +
+                    " WHERE status = 'running' AND id IN (SELECT id FROM backtest_jobs"
+                    " WHERE status = 'running' AND lease_expires_at < " + now_p +
+                    " ORDER BY lease_expires_at, id LIMIT " + p.Add(max_jobs) +
+                    std::string(LockClause()) + ") RETURNING " + JobColumns();
+  std::vector<JobRecord> jobs;
+  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+    jobs.clear();
+    if (!TryLockRescue(conn)) return;
+    jobs = DecodeJobs(conn.Query(sql, p.values()));
+  });
+  std::sort(jobs.begin(), jobs.end(),
+            [](const JobRecord& a, const JobRecord& b) { return a.job_id < b.job_id; });
+  return jobs;
+}
+
+std::string SqlCatalog::ExpiredPredicate(SqlParams& params, Timestamp cutoff) const {
+  return "status IN " + std::string(kTerminalStatuses) +
+         " AND ((NOT pinned AND COALESCE(completed_at, created_at) < " + params.Add(cutoff) +
+         ") OR expiring_at IS NOT NULL)";
+}
+
+std::vector<RetentionCandidate> SqlCatalog::FindExpired(
+    Timestamp cutoff, int limit, const std::optional<std::string>& after_job_id) {
+  if (limit < 1) throw InvalidArgument("limit must be at least 1", {{"field", "limit"}});
+  SqlParams p;
+  std::string sql = "SELECT " + CandidateColumns() + " FROM backtest_jobs WHERE " +
+                    ExpiredPredicate(p, cutoff);
+  if (after_job_id) {
+    sql += " AND job_id" + std::string(ByteOrder()) + " > " + p.Add(*after_job_id);
+  }
+  sql += " ORDER BY job_id" + std::string(ByteOrder()) + " LIMIT " + p.Add(limit);
+  std::vector<RetentionCandidate> candidates;
+  Transact(TxKind::kRead, [&](SqlConnection& conn) {
+    candidates = SortedCandidates(conn.Query(sql, p.values()));
+  });
+  return candidates;
+}
+
+std::vector<RetentionCandidate> SqlCatalog::MarkExpiring(Timestamp cutoff, int limit,
+                                                         Timestamp now) {
+  if (limit < 1) throw InvalidArgument("limit must be at least 1", {{"field", "limit"}});
+  SqlParams p;
+  // An earlier (crashed) run's mark is kept: the job has been expiring since then.
+  std::string sql = "UPDATE backtest_jobs SET expiring_at = COALESCE(expiring_at, " + p.Add(now) +
+                    ") WHERE id IN (SELECT id FROM backtest_jobs WHERE " +
+                    ExpiredPredicate(p, cutoff) + " ORDER BY job_id" + std::string(ByteOrder()) +
+                    " LIMIT " + p.Add(limit) + std::string(LockClause()) + ") RETURNING " +
+                    CandidateColumns();
+  std::vector<RetentionCandidate> candidates;
+  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+    candidates = SortedCandidates(conn.Query(sql, p.values()));
+  });
+  return candidates;
+}
+
+int SqlCatalog::DeleteExpiring(const std::vector<std::string>& job_ids) {
+  std::vector<std::string> sorted = job_ids;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  int deleted = 0;
+  for (size_t begin = 0; begin < sorted.size(); begin += kDeleteBatch) {
+    size_t end = std::min(sorted.size(), begin + kDeleteBatch);
+    SqlParams p;
+    std::string in;
+    for (size_t i = begin; i < end; ++i) in += (i == begin ? "" : ", ") + p.Add(sorted[i]);
+    // Re-check under the delete: a job resumed (or re-marked) since it was marked stays.
+    std::string sql = "DELETE FROM backtest_jobs WHERE job_id IN (" + in +
+                      ") AND expiring_at IS NOT NULL AND status IN " +
+                      std::string(kTerminalStatuses) + " RETURNING job_id";
+    int batch_deleted = 0;
+    Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+      batch_deleted = static_cast<int>(conn.Query(sql, p.values()).size());
+    });
+    deleted += batch_deleted;
+  }
+  return deleted;
+}
+
+}  // namespace btstore::catalog_internal

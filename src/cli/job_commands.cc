@@ -1,0 +1,504 @@
+// Commands on jobs: migrate, submit, list, show, result, cancel, resume, pin.
+
+#include <arrow/table.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+
+#include "btstore/bundle.h"
+#include "btstore/errors.h"
+#include "btstore/lifecycle.h"
+#include "cli/cli.h"
+
+namespace btstore::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string DefaultUser() {
+  const char* user = std::getenv("USER");
+  return user != nullptr && *user != '\0' ? user : "unknown";
+}
+
+std::vector<std::string> SplitComma(const std::string& text) {
+  std::vector<std::string> parts;
+  std::stringstream in(text);
+  std::string part;
+  while (std::getline(in, part, ',')) {
+    if (!part.empty()) parts.push_back(part);
+  }
+  return parts;
+}
+
+std::string RequireJobId(const std::string& job_id) {
+  ValidateJobId(job_id);
+  return job_id;
+}
+
+void PrintJobLines(std::ostream& out, const nlohmann::json& doc, const std::string& indent) {
+  size_t width = 0;
+  for (const auto& [key, value] : doc.items()) width = std::max(width, key.size());
+  for (const auto& [key, value] : doc.items()) {
+    out << indent << key << ":" << std::string(width - key.size() + 1, ' ');
+    if (value.is_string()) {
+      out << value.get<std::string>();
+    } else if (value.is_null()) {
+      out << "-";
+    } else {
+      out << value.dump();
+    }
+    out << "\n";
+  }
+}
+
+void PrintJobBrief(const JobRecord& job) {
+  std::cout << job.job_id << ": " << ToString(job.status);
+  if (job.cancel_requested && job.status == JobStatus::kRunning) {
+    std::cout << " (cancel requested; the worker stops it shortly)";
+  }
+  std::cout << "\n";
+}
+
+// --- migrate ---------------------------------------------------------------------------------
+
+void AddMigrate(CLI::App& app, Action& action) {
+  CLI::App* cmd = app.add_subcommand("migrate", "Create or upgrade the catalog schema");
+  SetExamples(cmd,
+              "  btstore migrate\n"
+              "  btstore --catalog postgresql://btstore@db/research migrate\n"
+              "Running it twice changes nothing. Every other command also migrates first.\n");
+  cmd->callback([&action] {
+    action = [](Context& ctx) {
+      std::unique_ptr<Catalog> catalog = Catalog::Open(ctx.catalog_url);
+      int applied = catalog->Migrate();
+      if (ctx.json) {
+        PrintJson({{"applied", applied}, {"backend", catalog->Backend()}});
+      } else {
+        std::cout << "catalog " << catalog->Backend() << ": "
+                  << (applied == 0 ? std::string("schema up to date")
+                                   : std::to_string(applied) + " migration(s) applied")
+                  << "\n";
+      }
+      return 0;
+    };
+  });
+}
+
+// --- submit ----------------------------------------------------------------------------------
+
+struct SubmitFlags {
+  std::string alpha, start, end, weight_method = "equal", config = "{}", user, priority = "normal";
+  std::string job_id;
+  int max_retries = kDefaultMaxRetries;
+  int job_timeout = kDefaultJobTimeoutSeconds;
+};
+
+void AddSubmit(CLI::App& app, Action& action) {
+  auto flags = std::make_shared<SubmitFlags>();
+  CLI::App* cmd = app.add_subcommand("submit", "Submit a backtest job (idempotent)");
+  cmd->add_option("--alpha", flags->alpha, "alpha name")->required();
+  cmd->add_option("--start", flags->start, "first day of the backtest (YYYY-MM-DD)")->required();
+  cmd->add_option("--end", flags->end, "last day of the backtest (YYYY-MM-DD)")->required();
+  cmd->add_option("--weight-method", flags->weight_method, "weighting method")
+      ->capture_default_str();
+  cmd->add_option("--config", flags->config,
+                  "engine configuration, a JSON object, e.g. "
+                  "'{\"engine\":\"synthetic\",\"seed\":7,\"symbols\":500}'")
+      ->capture_default_str();
+  cmd->add_option("--user", flags->user, "submitting user [default: $USER, else \"unknown\"]");
+  cmd->add_option("--priority", flags->priority, "high, normal or low")->capture_default_str();
+  cmd->add_option("--job-id", flags->job_id,
+                  "idempotency key [default: derived from alpha, dates, method, config, user]");
+  cmd->add_option("--max-retries", flags->max_retries, "automatic retries after a failure")
+      ->capture_default_str();
+  cmd->add_option("--job-timeout", flags->job_timeout, "seconds, 300..14400")
+      ->capture_default_str();
+  SetExamples(cmd,
+              "  btstore submit --alpha momentum --start 2020-01-01 --end 2020-12-31\n"
+              "  btstore submit --alpha value --start 2019-01-01 --end 2019-06-30 "
+              "--weight-method signal \\\n"
+              "      --config '{\"engine\":\"synthetic\",\"seed\":3,\"symbols\":200}' "
+              "--user alice --priority high\n"
+              "Submitting the same job twice returns the same job_id and creates one job.\n"
+              "--json prints {\"job_id\": ..., \"created\": true|false}.\n");
+  cmd->callback([&action, flags] {
+    action = [flags](Context& ctx) {
+      JobSpec spec;
+      spec.job_id = flags->job_id;
+      if (!spec.job_id.empty()) ValidateJobId(spec.job_id);
+      spec.alpha_name = flags->alpha;
+      spec.start_date = Date::Parse(flags->start, "--start");
+      spec.end_date = Date::Parse(flags->end, "--end");
+      spec.weight_method = flags->weight_method;
+      nlohmann::json config = nlohmann::json::parse(flags->config, nullptr, false);
+      if (config.is_discarded() || !config.is_object()) {
+        throw InvalidArgument("--config must be a JSON object",
+                              {{"flag", "--config"}, {"value", flags->config}});
+      }
+      spec.config_json = config.dump();
+      spec.created_by = flags->user.empty() ? DefaultUser() : flags->user;
+      spec.priority = ParsePriority(flags->priority);
+      spec.max_retries = flags->max_retries;
+      spec.job_timeout_seconds = flags->job_timeout;
+
+      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
+      SystemClock clock;
+      JobService service(*catalog, ctx.artifact_root, clock);
+      SubmitResult result = service.Submit(std::move(spec));
+      if (ctx.json) {
+        PrintJson({{"job_id", result.job.job_id},
+                   {"created", result.created},
+                   {"status", ToString(result.job.status)}});
+      } else {
+        std::cout << result.job.job_id << "\n";
+        std::cerr << (result.created ? "submitted" : "already submitted") << " (status "
+                  << ToString(result.job.status) << ")\n";
+      }
+      return 0;
+    };
+  });
+}
+
+// --- list ------------------------------------------------------------------------------------
+
+struct ListFlags {
+  std::string user, alpha, status, created_from, created_to, from, to, after;
+  int limit = kDefaultListLimit;
+  int64_t offset = 0;
+  std::optional<double> min_mean_ic, min_icir, min_hit_rate;
+};
+
+void AddList(CLI::App& app, Action& action) {
+  auto flags = std::make_shared<ListFlags>();
+  CLI::App* cmd = app.add_subcommand("list", "List jobs, newest first, filtered and paginated");
+  cmd->add_option("--user", flags->user, "only jobs created by this user");
+  cmd->add_option("--alpha", flags->alpha, "only jobs of this alpha");
+  cmd->add_option("--status", flags->status,
+                  "only jobs in these statuses, comma separated "
+                  "(pending,running,completed,failed,cancelled)");
+  cmd->add_option("--created-from", flags->created_from,
+                  "created at or after: a date or an RFC 3339 timestamp (UTC without offset)");
+  cmd->add_option("--created-to", flags->created_to,
+                  "created at or before: a date or an RFC 3339 timestamp");
+  cmd->add_option("--from", flags->from, "backtest range overlaps [from, to] (YYYY-MM-DD)");
+  cmd->add_option("--to", flags->to, "backtest range overlaps [from, to] (YYYY-MM-DD)");
+  cmd->add_option("--min-mean-ic", flags->min_mean_ic, "only jobs with mean_ic >= this");
+  cmd->add_option("--min-icir", flags->min_icir, "only jobs with icir >= this");
+  cmd->add_option("--min-hit-rate", flags->min_hit_rate, "only jobs with hit_rate >= this");
+  cmd->add_option("--limit", flags->limit, "rows per page, 1..1000")->capture_default_str();
+  cmd->add_option("--after", flags->after, "cursor printed by the previous page");
+  cmd->add_option("--offset", flags->offset, "skip this many rows (slow on deep pages; "
+                                             "prefer --after)");
+  SetExamples(cmd,
+              "  btstore list\n"
+              "  btstore list --user alice --status completed,failed --limit 20\n"
+              "  btstore list --alpha momentum --created-from 2026-11-01 --from 2020-01-01 "
+              "--to 2020-12-31\n"
+              "  btstore list --after CURSOR          # the next page\n"
+              "--json prints {\"jobs\": [...], \"next\": CURSOR-or-null}.\n");
+  cmd->callback([&action, flags] {
+    action = [flags](Context& ctx) {
+      JobFilter filter;
+      if (!flags->user.empty()) filter.created_by = flags->user;
+      if (!flags->alpha.empty()) filter.alpha_name = flags->alpha;
+      for (const std::string& name : SplitComma(flags->status)) {
+        filter.statuses.push_back(ParseJobStatus(name));
+      }
+      if (!flags->created_from.empty()) {
+        filter.created_from = ParseTimestamp(flags->created_from, "--created-from");
+      }
+      if (!flags->created_to.empty()) {
+        filter.created_to = ParseTimestamp(flags->created_to, "--created-to");
+      }
+      if (!flags->from.empty()) filter.range_from = Date::Parse(flags->from, "--from");
+      if (!flags->to.empty()) filter.range_to = Date::Parse(flags->to, "--to");
+      filter.min_mean_ic = flags->min_mean_ic;
+      filter.min_icir = flags->min_icir;
+      filter.min_hit_rate = flags->min_hit_rate;
+      PageRequest page;
+      page.limit = flags->limit;
+      if (!flags->after.empty()) page.after = flags->after;
+      page.offset = flags->offset;
+      // Bad filters are reported before the catalog is opened.
+      ValidateListRequest(filter, page);
+
+      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
+      SystemClock clock;
+      JobService service(*catalog, ctx.artifact_root, clock);
+      JobPage result = service.ListJobs(filter, page);
+      if (ctx.json) {
+        nlohmann::json jobs = nlohmann::json::array();
+        for (const JobRecord& job : result.jobs) jobs.push_back(JobJson(job));
+        PrintJson({{"jobs", jobs},
+                   {"next", result.next ? nlohmann::json(*result.next) : nlohmann::json(nullptr)}});
+        return 0;
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const JobRecord& job : result.jobs) {
+        rows.push_back({job.job_id, job.alpha_name, job.created_by, std::string(ToString(job.status)),
+                        job.start_date.ToString() + ".." + job.end_date.ToString(),
+                        HumanMetric(job.metrics.mean_ic), HumanMetric(job.metrics.icir),
+                        HumanMetric(job.metrics.hit_rate), HumanTime(job.created_at)});
+      }
+      if (rows.empty()) {
+        std::cout << "no jobs match\n";
+      } else {
+        PrintTable(std::cout,
+                   {"JOB ID", "ALPHA", "USER", "STATUS", "DATES", "MEAN IC", "ICIR", "HIT RATE",
+                    "CREATED"},
+                   rows);
+      }
+      if (result.next) std::cout << "\nnext page: btstore list ... --after " << *result.next << "\n";
+      return 0;
+    };
+  });
+}
+
+// --- show ------------------------------------------------------------------------------------
+
+void AddShow(CLI::App& app, Action& action) {
+  auto job_id = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand("show", "Show a job's catalog fields and its summary");
+  cmd->add_option("JOB_ID", *job_id, "the job")->required();
+  SetExamples(cmd,
+              "  btstore show bt-4f1c...\n"
+              "  btstore --json show my-job | jq .summary.snapshot_id\n");
+  cmd->callback([&action, job_id] {
+    action = [job_id](Context& ctx) {
+      RequireJobId(*job_id);
+      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
+      SystemClock clock;
+      JobService service(*catalog, ctx.artifact_root, clock);
+      JobRecord job = service.GetJob(*job_id);
+      nlohmann::json doc = JobJson(job);
+      if (job.status == JobStatus::kCompleted) {
+        // `show` reports a broken bundle instead of failing: the catalog fields are still useful,
+        // and `result` / `verify` give the error with its exit status.
+        try {
+          doc["summary"] = ReadSummaryJson(service.ResolveResultPath(job));
+        } catch (const Error& e) {
+          doc["summary"] = nullptr;
+          doc["summary_error"] = {{"code", ErrorCodeName(e.code())}, {"message", e.what()}};
+        }
+      }
+      if (ctx.json) {
+        PrintJson(doc);
+        return 0;
+      }
+      nlohmann::json fields = doc;
+      fields.erase("summary");
+      fields.erase("summary_error");
+      PrintJobLines(std::cout, fields, "");
+      if (doc.contains("summary_error")) {
+        std::cout << "summary: unavailable (" << doc["summary_error"]["code"].get<std::string>()
+                  << ": " << doc["summary_error"]["message"].get<std::string>() << ")\n";
+      } else if (doc.contains("summary")) {
+        nlohmann::json summary = doc["summary"];
+        std::cout << "summary:\n";
+        nlohmann::json artifacts = summary.contains("artifacts") ? summary["artifacts"] : nullptr;
+        summary.erase("artifacts");
+        PrintJobLines(std::cout, summary, "  ");
+        if (artifacts.is_object()) {
+          std::cout << "  artifacts:\n";
+          for (const auto& [name, info] : artifacts.items()) {
+            std::cout << "    " << name << ": " << info.dump() << "\n";
+          }
+        }
+      }
+      return 0;
+    };
+  });
+}
+
+// --- result ----------------------------------------------------------------------------------
+
+struct ResultFlags {
+  std::string job_id, from, to, columns, tables, export_dir;
+};
+
+int64_t Rows(const std::shared_ptr<arrow::Table>& table) { return table ? table->num_rows() : 0; }
+
+nlohmann::json TableJson(const std::shared_ptr<arrow::Table>& table) {
+  nlohmann::json columns = nlohmann::json::array();
+  if (table) {
+    for (const auto& field : table->schema()->fields()) columns.push_back(field->name());
+  }
+  return {{"rows", Rows(table)}, {"columns", columns}};
+}
+
+void AddResult(CLI::App& app, Action& action) {
+  auto flags = std::make_shared<ResultFlags>();
+  CLI::App* cmd = app.add_subcommand("result", "Load a completed job's result (whole or a slice)");
+  cmd->add_option("JOB_ID", flags->job_id, "the job")->required();
+  cmd->add_option("--from", flags->from, "first day to load (YYYY-MM-DD, inclusive)");
+  cmd->add_option("--to", flags->to, "last day to load (YYYY-MM-DD, inclusive)");
+  cmd->add_option("--columns", flags->columns,
+                  "columns to load besides date, comma separated (e.g. signal,ic)");
+  cmd->add_option("--tables", flags->tables,
+                  "tables to load, comma separated [default: all]");
+  cmd->add_option("--export", flags->export_dir,
+                  "write what was loaded as a new bundle in this (new) directory");
+  SetExamples(cmd,
+              "  btstore result my-job\n"
+              "  btstore result my-job --from 2020-06-01 --to 2020-06-30 --columns signal,ic\n"
+              "  btstore result my-job --export /tmp/my-job-copy\n"
+              "Exit status 3: no such job; 4: no usable bundle; 6: summary.json or a Parquet\n"
+              "file is missing, corrupt or of the wrong schema.\n");
+  cmd->callback([&action, flags] {
+    action = [flags](Context& ctx) {
+      RequireJobId(flags->job_id);
+      ReadOptions options;
+      if (!flags->from.empty()) options.from = Date::Parse(flags->from, "--from");
+      if (!flags->to.empty()) options.to = Date::Parse(flags->to, "--to");
+      if (options.from && options.to && *options.from > *options.to) {
+        throw InvalidArgument("--from is after --to", {{"from", flags->from}, {"to", flags->to}});
+      }
+      options.columns = SplitComma(flags->columns);
+      options.tables = SplitComma(flags->tables);
+      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
+      SystemClock clock;
+      JobService service(*catalog, ctx.artifact_root, clock);
+      ReadStats stats;
+      BacktestResult result = service.GetResult(flags->job_id, options, &stats);
+
+      nlohmann::json tables = nlohmann::json::object();
+      if (result.daily_signals) tables[std::string(kSignalsTable)] = TableJson(result.daily_signals);
+      if (result.daily_weights) tables[std::string(kWeightsTable)] = TableJson(result.daily_weights);
+      if (result.daily_ic) tables[std::string(kIcTable)] = TableJson(result.daily_ic);
+      for (const auto& [name, table] : result.extra_tables) tables[name] = TableJson(table);
+      nlohmann::json versions = nlohmann::json::object();
+      for (const auto& [name, version] : result.dataset_version_ids) versions[name] = version;
+      nlohmann::json doc = {{"job_id", flags->job_id}};
+      for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
+        doc[std::string(Metrics::kNames[i])] = MetricJson(result.metrics.At(i));
+      }
+      doc["snapshot_id"] = result.snapshot_id;
+      doc["dataset_version_ids"] = versions;
+      doc["tables"] = tables;
+      doc["from"] = options.from ? nlohmann::json(options.from->ToString()) : nullptr;
+      doc["to"] = options.to ? nlohmann::json(options.to->ToString()) : nullptr;
+      doc["bytes_read"] = stats.bytes_read;
+      doc["row_groups_read"] = stats.row_groups_read;
+      doc["row_groups_skipped"] = stats.row_groups_skipped;
+      if (!flags->export_dir.empty()) {
+        WriteBundle(result, flags->export_dir);
+        doc["exported_to"] = fs::absolute(flags->export_dir).string();
+      }
+      if (ctx.json) {
+        PrintJson(doc);
+        return 0;
+      }
+      std::cout << "job " << flags->job_id << "  snapshot " << result.snapshot_id << "\n";
+      for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
+        std::cout << "  " << Metrics::kNames[i]
+                  << std::string(18 - Metrics::kNames[i].size(), ' ')
+                  << HumanMetric(result.metrics.At(i)) << "\n";
+      }
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& [name, info] : tables.items()) {
+        std::string columns;
+        for (const auto& column : info["columns"]) {
+          columns += (columns.empty() ? "" : ", ") + column.get<std::string>();
+        }
+        rows.push_back({name, std::to_string(info["rows"].get<int64_t>()), columns});
+      }
+      std::cout << "\n";
+      PrintTable(std::cout, {"TABLE", "ROWS", "COLUMNS"}, rows);
+      std::cout << "\nread " << stats.bytes_read << " bytes of Parquet (" << stats.row_groups_read
+                << " row groups read, " << stats.row_groups_skipped << " skipped)\n";
+      if (doc.contains("exported_to")) {
+        std::cout << "exported to " << doc["exported_to"].get<std::string>() << "\n";
+      }
+      return 0;
+    };
+  });
+}
+
+// --- cancel, resume, pin ---------------------------------------------------------------------
+
+void AddCancelResume(CLI::App& app, Action& action) {
+  auto cancel_id = std::make_shared<std::string>();
+  CLI::App* cancel = app.add_subcommand("cancel", "Cancel a pending or running job");
+  cancel->add_option("JOB_ID", *cancel_id, "the job")->required();
+  SetExamples(cancel,
+              "  btstore cancel my-job\n"
+              "A pending job is cancelled at once; a running job's worker stops it within a\n"
+              "heartbeat and leaves no bundle. Cancelling a finished job exits with status 4.\n");
+  cancel->callback([&action, cancel_id] {
+    action = [cancel_id](Context& ctx) {
+      RequireJobId(*cancel_id);
+      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
+      SystemClock clock;
+      JobService service(*catalog, ctx.artifact_root, clock);
+      JobRecord job = service.Cancel(*cancel_id);
+      if (ctx.json) {
+        PrintJson(JobJson(job));
+      } else {
+        PrintJobBrief(job);
+      }
+      return 0;
+    };
+  });
+
+  auto resume_id = std::make_shared<std::string>();
+  CLI::App* resume = app.add_subcommand("resume", "Run a failed or cancelled job again");
+  resume->add_option("JOB_ID", *resume_id, "the job")->required();
+  SetExamples(resume,
+              "  btstore resume my-job && btstore worker --until-idle\n"
+              "The next attempt continues from the last checkpoint. Resuming a job that is not\n"
+              "failed or cancelled exits with status 4.\n");
+  resume->callback([&action, resume_id] {
+    action = [resume_id](Context& ctx) {
+      RequireJobId(*resume_id);
+      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
+      SystemClock clock;
+      JobService service(*catalog, ctx.artifact_root, clock);
+      JobRecord job = service.Resume(*resume_id);
+      if (ctx.json) {
+        PrintJson(JobJson(job));
+      } else {
+        PrintJobBrief(job);
+      }
+      return 0;
+    };
+  });
+
+  auto pin_id = std::make_shared<std::string>();
+  auto off = std::make_shared<bool>(false);
+  CLI::App* pin = app.add_subcommand("pin", "Exempt a job from retention (or lift that)");
+  pin->add_option("JOB_ID", *pin_id, "the job")->required();
+  pin->add_flag("--off", *off, "lift the pin");
+  SetExamples(pin,
+              "  btstore pin my-job          # cleanup never removes it\n"
+              "  btstore pin my-job --off\n");
+  pin->callback([&action, pin_id, off] {
+    action = [pin_id, off](Context& ctx) {
+      RequireJobId(*pin_id);
+      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
+      SystemClock clock;
+      JobService service(*catalog, ctx.artifact_root, clock);
+      service.Pin(*pin_id, !*off);
+      if (ctx.json) {
+        PrintJson({{"job_id", *pin_id}, {"pinned", !*off}});
+      } else {
+        std::cout << *pin_id << ": " << (*off ? "unpinned" : "pinned (exempt from retention)")
+                  << "\n";
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace
+
+void RegisterJobCommands(CLI::App& app, Action& action) {
+  AddMigrate(app, action);
+  AddSubmit(app, action);
+  AddList(app, action);
+  AddShow(app, action);
+  AddResult(app, action);
+  AddCancelResume(app, action);
+}
+
+}  // namespace btstore::cli

@@ -1,0 +1,211 @@
+// The `worker` command: runs jobs with the built-in engines until stopped (SIGINT/SIGTERM) or,
+// with --until-idle, until nothing is left to do.
+
+#include <signal.h>
+
+#include <atomic>
+#include <iostream>
+#include <map>
+#include <mutex>
+
+#include "btstore/errors.h"
+#include "btstore/lifecycle.h"
+#include "cli/cli.h"
+
+namespace btstore::cli {
+namespace {
+
+// A signal handler can reach the running worker only through a global; Worker::Stop() is
+// async-signal-safe, so the handler does nothing else.
+std::atomic<Worker*> g_running_worker{nullptr};
+
+void StopOnSignal(int) {
+  Worker* worker = g_running_worker.load();
+  if (worker != nullptr) worker->Stop();
+}
+
+// Installs the handlers for the lifetime of one Run() and restores the previous ones.
+class SignalScope {
+ public:
+  explicit SignalScope(Worker& worker) {
+    g_running_worker.store(&worker);
+    struct sigaction action {};
+    action.sa_handler = StopOnSignal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~SignalScope() {
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+    g_running_worker.store(nullptr);
+  }
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+struct WorkerFlags {
+  int concurrency = 1;
+  bool until_idle = false;
+  int lease_seconds = 30;
+  int poll_ms = 200;
+  std::string worker_id;
+  std::string compression = "snappy";
+};
+
+std::string_view KindName(WorkerEvent::Kind kind) {
+  switch (kind) {
+    case WorkerEvent::Kind::kClaimed: return "claimed";
+    case WorkerEvent::Kind::kProgress: return "progress";
+    case WorkerEvent::Kind::kCompleted: return "completed";
+    case WorkerEvent::Kind::kFailed: return "failed";
+    case WorkerEvent::Kind::kRetrying: return "retrying";
+    case WorkerEvent::Kind::kCancelled: return "cancelled";
+    case WorkerEvent::Kind::kLostLease: return "lost_lease";
+    case WorkerEvent::Kind::kRescued: return "rescued";
+  }
+  return "unknown";
+}
+
+// Collects what happened for the summary and prints events as they come: lines on stdout for
+// people (with a progress line for running jobs at a terminal), lines on stderr with --json.
+class EventLog {
+ public:
+  explicit EventLog(const Context& ctx) : json_(ctx.json), interactive_(ctx.interactive()) {}
+
+  void On(const WorkerEvent& event) {
+    std::lock_guard lock(mutex_);
+    std::ostream& out = json_ ? std::cerr : std::cout;
+    if (event.kind == WorkerEvent::Kind::kProgress) {
+      running_[event.job_id] = event.progress_pct;
+      if (interactive_) DrawProgressLine();
+      return;
+    }
+    ++counts_[std::string(KindName(event.kind))];
+    if (event.kind == WorkerEvent::Kind::kClaimed) {
+      running_[event.job_id] = 0;
+    } else if (event.kind != WorkerEvent::Kind::kRescued) {
+      running_.erase(event.job_id);
+    }
+    if (event.kind != WorkerEvent::Kind::kClaimed && event.kind != WorkerEvent::Kind::kRescued) {
+      jobs_.push_back({{"job_id", event.job_id},
+                       {"event", KindName(event.kind)},
+                       {"attempt", event.attempt},
+                       {"message", event.message}});
+    }
+    ClearProgressLine();
+    out << KindName(event.kind) << " " << event.job_id << " (attempt " << event.attempt << ")";
+    if (!event.message.empty()) out << ": " << event.message;
+    out << std::endl;
+    if (interactive_) DrawProgressLine();
+  }
+
+  nlohmann::json Summary(const std::string& worker_id, int finished) {
+    std::lock_guard lock(mutex_);
+    ClearProgressLine();
+    nlohmann::json counts = nlohmann::json::object();
+    for (std::string_view kind : {"claimed", "completed", "failed", "retrying", "cancelled",
+                                  "lost_lease", "rescued"}) {
+      auto it = counts_.find(std::string(kind));
+      counts[std::string(kind)] = it == counts_.end() ? 0 : it->second;
+    }
+    return {{"worker_id", worker_id}, {"finished", finished}, {"events", counts}, {"jobs", jobs_}};
+  }
+
+ private:
+  void DrawProgressLine() {
+    std::string line;
+    for (const auto& [job_id, pct] : running_) {
+      line += (line.empty() ? "running: " : ", ") + job_id + " " + std::to_string(pct) + "%";
+    }
+    ClearProgressLine();
+    if (line.empty()) return;
+    std::cout << line << std::flush;
+    line_width_ = line.size();
+  }
+  void ClearProgressLine() {
+    if (line_width_ == 0) return;
+    std::cout << "\r" << std::string(line_width_, ' ') << "\r" << std::flush;
+    line_width_ = 0;
+  }
+
+  bool json_;
+  bool interactive_;
+  std::mutex mutex_;
+  std::map<std::string, int> running_;
+  std::map<std::string, int64_t> counts_;
+  nlohmann::json jobs_ = nlohmann::json::array();
+  size_t line_width_ = 0;
+};
+
+}  // namespace
+
+void RegisterWorkerCommands(CLI::App& app, Action& action) {
+  auto flags = std::make_shared<WorkerFlags>();
+  CLI::App* cmd = app.add_subcommand("worker", "Run pending jobs with the built-in engines");
+  cmd->add_option("--concurrency", flags->concurrency, "jobs run at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
+  cmd->add_flag("--until-idle", flags->until_idle,
+                "return once no job is pending and none of this worker's jobs runs");
+  cmd->add_option("--lease-seconds", flags->lease_seconds,
+                  "a running job whose worker sends no heartbeat this long is rescued")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
+  cmd->add_option("--poll-ms", flags->poll_ms, "pause between claims when nothing is pending")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 60000));
+  cmd->add_option("--worker-id", flags->worker_id,
+                  "name of this worker in the catalog [default: host:pid:random]");
+  cmd->add_option("--compression", flags->compression, "Parquet compression: snappy or zstd")
+      ->capture_default_str();
+  SetExamples(cmd,
+              "  btstore worker --until-idle                 # run what is pending, then exit\n"
+              "  btstore worker --concurrency 2 --lease-seconds 30   # until Ctrl-C / SIGTERM\n"
+              "SIGINT or SIGTERM stops the worker; jobs it was running are rescued by another\n"
+              "worker after their lease, or resumed. --json prints a summary at the end and the\n"
+              "events on stderr.\n");
+  cmd->callback([&action, flags] {
+    action = [flags](Context& ctx) {
+      WorkerOptions options;
+      options.worker_id = flags->worker_id;
+      options.concurrency = flags->concurrency;
+      options.lease = std::chrono::seconds(flags->lease_seconds);
+      options.poll_interval = std::chrono::milliseconds(flags->poll_ms);
+      options.until_idle = flags->until_idle;
+      options.write_options.compression = ParseCompression(flags->compression);
+      EventLog log(ctx);
+      options.on_event = [&log](const WorkerEvent& event) { log.On(event); };
+
+      // The schema must exist before the worker claims; the worker opens its own connections.
+      ctx.OpenCatalog();
+      Worker worker(ctx.catalog_url, ctx.artifact_root, options);
+      int finished = 0;
+      {
+        SignalScope signals(worker);
+        if (!ctx.json) {
+          std::cout << "worker started (concurrency " << flags->concurrency << ", lease "
+                    << flags->lease_seconds << "s)"
+                    << (flags->until_idle ? ", until idle" : ", Ctrl-C to stop") << std::endl;
+        }
+        finished = worker.Run();
+      }
+      nlohmann::json summary = log.Summary(flags->worker_id, finished);
+      if (ctx.json) {
+        PrintJson(summary);
+      } else {
+        std::cout << "worker stopped: " << finished << " attempt(s) finished ("
+                  << summary["events"]["completed"] << " completed, "
+                  << summary["events"]["failed"] << " failed, " << summary["events"]["cancelled"]
+                  << " cancelled)\n";
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace btstore::cli

@@ -1,0 +1,38 @@
+#pragma once
+// Private helpers of the built-in engines, shared with JobService and the Worker.
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "btstore/engine.h"
+#include "btstore/model.h"
+
+namespace arrow {
+class Status;
+}  // namespace arrow
+
+namespace btstore::internal {
+
+/// Check the engine name, the engine's config and the weight method of a submission before
+/// it is stored. Throws InvalidArgument naming the field.
+void ValidateEngineSpec(const JobSpec& spec);
+
+/// Return the engine name of a config ("synthetic" when absent). Throws InvalidArgument.
+std::string EngineName(std::string_view config_json);
+
+/// Return "sha256:<64 hex digits>" of the config with sorted keys and no whitespace, so the same
+/// configuration always has the same hash. Throws InvalidArgument for invalid JSON.
+std::string ConfigHash(std::string_view config_json);
+
+/// Translate a failed Arrow status into InternalError naming `what`; the one place the
+/// lifecycle layer converts Arrow errors.
+void ThrowIfArrowError(const arrow::Status& status, std::string_view what);
+
+/// Return the synthetic engine.
+std::unique_ptr<Engine> MakeSyntheticEngine();
+
+/// Return true if `method` is a weight method the synthetic engine knows.
+bool IsKnownWeightMethod(std::string_view method);
+
+}  // namespace btstore::internal

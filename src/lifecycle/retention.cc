@@ -1,0 +1,159 @@
+// Retention (contract section 5): mark, sweep, delete, one batch at a time.
+//
+// Marking first is what makes a crash at any step safe: a row marked expiring reads as "no
+// result" (GetResult throws ResultPathMissing) whether or not its files are gone yet, Resume
+// refuses it, and MarkExpiring hands it to the next run again until its row is deleted. Files
+// go before the row, so a bundle never outlives the row that names it past the next run.
+
+#include <chrono>
+#include <set>
+#include <system_error>
+
+#include "btstore/errors.h"
+#include "btstore/lifecycle.h"
+#include "lifecycle/bundle_path_internal.h"
+
+namespace btstore {
+
+namespace fs = std::filesystem;
+namespace li = lifecycle_internal;
+
+namespace {
+
+// The widest window accepted: ten thousand years keeps `now - window` far from the range limits
+// of Timestamp (microseconds in 64 bits) and beyond any date the model can hold.
+constexpr int kMaxRetentionDays = 3'650'000;
+// Staging and trash directories younger than this may belong to a writer at work.
+constexpr std::chrono::hours kDebrisMinAge{1};
+// btstore's directory of per-job checkpoints under the artifact root.
+constexpr std::string_view kCheckpointsDir = ".checkpoints";
+
+void Validate(const RetentionOptions& options) {
+  if (options.retention_days < 0 || options.retention_days > kMaxRetentionDays) {
+    throw InvalidArgument("the retention window must be between 0 and " +
+                              std::to_string(kMaxRetentionDays) + " days, got " +
+                              std::to_string(options.retention_days),
+                          {{"field", "retention_days"},
+                           {"value", std::to_string(options.retention_days)}});
+  }
+  if (options.batch_size < 1) {
+    throw InvalidArgument(
+        "the retention batch size must be at least 1, got " + std::to_string(options.batch_size),
+        {{"field", "batch_size"}, {"value", std::to_string(options.batch_size)}});
+  }
+}
+
+// Remove a directory entry without following it: a symlink goes alone, never its target.
+void RemoveEntry(const fs::path& path, const std::string& job_id) {
+  std::error_code ec;
+  const fs::file_status status = fs::symlink_status(path, ec);
+  if (ec == std::errc::no_such_file_or_directory || (!ec && !fs::exists(status))) return;
+  if (!ec && fs::is_directory(status)) {
+    RemoveBundleDir(path);
+    return;
+  }
+  if (!ec) fs::remove(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    throw InternalError("cannot remove " + path.string() + " of job " + job_id + ": " +
+                            ec.message() + "; fix the cause and run cleanup again",
+                        {{"job_id", job_id}, {"path", path.string()}});
+  }
+}
+
+// Remove everything of a marked job under the root: its bundle (only when its path resolves
+// strictly inside the root; a path elsewhere is not ours to delete), the bundle's default place
+// <root>/<job_id>, and its checkpoints. Idempotent: a second cleaner, or the next run after a
+// crash, finds less or nothing.
+void RemoveJobFiles(const fs::path& root, const RetentionCandidate& job) {
+  const li::ResolvedPath bundle = li::ResolveStoredPath(root, job.result_path, false);
+  if (bundle.problem == li::PathProblem::kNone) RemoveEntry(bundle.path, job.job_id);
+
+  // A row from another tool may carry any text; only a valid job_id names a directory.
+  bool valid_id = true;
+  try {
+    ValidateJobId(job.job_id);
+  } catch (const InvalidArgument&) {
+    valid_id = false;
+  }
+  if (!valid_id) return;
+  if (bundle.problem != li::PathProblem::kNone || bundle.path != root / job.job_id) {
+    RemoveEntry(root / job.job_id, job.job_id);
+  }
+  // A half-removed checkpoint directory is harmless: the row stays marked (Resume refuses it)
+  // until this has succeeded, so no attempt can load from it.
+  const fs::path checkpoints = root / kCheckpointsDir / job.job_id;
+  std::error_code ec;
+  fs::remove_all(checkpoints, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    throw InternalError("cannot remove the checkpoints of job " + job.job_id + " at " +
+                            checkpoints.string() + ": " + ec.message() +
+                            "; fix the cause and run cleanup again",
+                        {{"job_id", job.job_id}, {"path", checkpoints.string()}});
+  }
+}
+
+RetentionReport DryRun(Catalog& catalog, Timestamp cutoff, const RetentionOptions& options) {
+  RetentionReport report;
+  report.dry_run = true;
+  std::optional<std::string> after;
+  while (true) {
+    std::vector<RetentionCandidate> page = catalog.FindExpired(cutoff, options.batch_size, after);
+    for (RetentionCandidate& job : page) report.job_ids.push_back(std::move(job.job_id));
+    report.removed += static_cast<int64_t>(page.size());
+    if (options.on_progress && !page.empty()) options.on_progress(report.removed);
+    if (static_cast<int>(page.size()) < options.batch_size) break;
+    after = report.job_ids.back();
+  }
+  return report;
+}
+
+}  // namespace
+
+// The report keeps every removed job_id (the command line prints them with --json): for a
+// million expired jobs that is a million ids in memory, some tens of megabytes, which is
+// acceptable for a maintenance command; everything else is held one batch at a time.
+RetentionReport CleanupOldResults(Catalog& catalog, const fs::path& artifact_root, Clock& clock,
+                                  const RetentionOptions& options) {
+  Validate(options);
+  const Timestamp cutoff = clock.Now() - std::chrono::days(options.retention_days);
+  if (options.dry_run) return DryRun(catalog, cutoff, options);
+
+  const fs::path root = li::CanonicalRoot(artifact_root);
+  RetentionReport report;
+  // Jobs of the previous batch whose rows this run did not delete (another cleaner did, or
+  // they cannot go): a batch made only of those again means no progress is possible.
+  std::set<std::string> undeleted_before;
+  while (true) {
+    const std::vector<RetentionCandidate> batch =
+        catalog.MarkExpiring(cutoff, options.batch_size, clock.Now());
+    if (batch.empty()) break;
+    bool progress = false;
+    std::set<std::string> undeleted;
+    for (const RetentionCandidate& job : batch) {
+      RemoveJobFiles(root, job);
+      // One job per call, so that the report names exactly the rows this run deleted even when
+      // another cleaner sweeps the same batch at the same time.
+      if (catalog.DeleteExpiring({job.job_id}) == 1) {
+        ++report.removed;
+        report.job_ids.push_back(job.job_id);
+        progress = true;
+      } else {
+        if (!undeleted_before.contains(job.job_id)) progress = true;
+        undeleted.insert(job.job_id);
+      }
+    }
+    if (!progress) {
+      throw InternalError("retention marked job " + batch.front().job_id +
+                              " for removal but cannot delete its row; run cleanup again and "
+                              "report this if it persists",
+                          {{"job_id", batch.front().job_id}});
+    }
+    undeleted_before = std::move(undeleted);
+    if (options.on_progress) options.on_progress(report.removed);
+  }
+  std::error_code ec;
+  if (fs::exists(root, ec)) RemoveStagingDebris(root, kDebrisMinAge);
+  return report;
+}
+
+}  // namespace btstore

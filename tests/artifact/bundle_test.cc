@@ -1,0 +1,618 @@
+// The bundle writer and reader: round trips, partial reads, every error, staging and publish.
+
+#include <arrow/api.h>
+#include <gtest/gtest.h>
+#include <parquet/arrow/writer.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "artifact/bundle_fixtures.h"
+#include "btstore/bundle.h"
+#include "btstore/errors.h"
+#include "support/temp_dir.h"
+
+namespace btstore {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::DescribeDifference;
+using testing::MakeResult;
+using testing::TempDir;
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void WriteText(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+nlohmann::json ReadSummaryJson(const fs::path& dir) {
+  return nlohmann::json::parse(ReadText(dir / "summary.json"));
+}
+
+void WriteSummaryJson(const fs::path& dir, const nlohmann::json& doc) {
+  WriteText(dir / "summary.json", doc.dump());
+}
+
+// Run `fn`, expecting a btstore error of `code`; return it for more checks.
+template <typename Fn>
+Error ExpectError(ErrorCode code, Fn fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    EXPECT_EQ(ErrorCodeName(e.code()), ErrorCodeName(code)) << e.what();
+    return e;
+  }
+  ADD_FAILURE() << "expected " << ErrorCodeName(code) << ", nothing was thrown";
+  return Error(ErrorCode::kInternal, "nothing thrown");
+}
+
+uint64_t Bits(double v) {
+  uint64_t bits;
+  std::memcpy(&bits, &v, sizeof v);
+  return bits;
+}
+
+void ExpectSameTables(const BacktestResult& expected, const BacktestResult& actual) {
+  EXPECT_EQ(DescribeDifference(*expected.daily_signals, *actual.daily_signals), "");
+  EXPECT_EQ(DescribeDifference(*expected.daily_weights, *actual.daily_weights), "");
+  EXPECT_EQ(DescribeDifference(*expected.daily_ic, *actual.daily_ic), "");
+  ASSERT_EQ(expected.extra_tables.size(), actual.extra_tables.size());
+  for (const auto& [name, table] : expected.extra_tables) {
+    ASSERT_TRUE(actual.extra_tables.contains(name)) << name;
+    EXPECT_EQ(DescribeDifference(*table, *actual.extra_tables.at(name)), "") << name;
+  }
+}
+
+class BundleTest : public ::testing::Test {
+ protected:
+  fs::path Dir(const std::string& name) const { return tmp_.path() / name; }
+
+  // Write a valid bundle and return its directory.
+  fs::path Written(const std::string& name, int days = 20, int symbols = 30) {
+    fs::path dir = Dir(name);
+    WriteBundle(MakeResult(days, symbols, 42), dir);
+    return dir;
+  }
+
+  // Write a bundle, then drop its manifest, as a tool without one would have written it.
+  fs::path WrittenWithoutManifest(const std::string& name) {
+    fs::path dir = Written(name);
+    nlohmann::json doc = ReadSummaryJson(dir);
+    doc.erase("artifacts");
+    WriteSummaryJson(dir, doc);
+    return dir;
+  }
+
+  TempDir tmp_{"btstore-artifact"};
+};
+
+TEST_F(BundleTest, RoundTripIsBitExactIncludingNanNullAndInfinities) {
+  BacktestResult result = MakeResult(40, 25, 7);
+  auto manifest = WriteBundle(result, Dir("b"));
+  EXPECT_EQ(manifest.size(), 3u);
+  EXPECT_EQ(manifest.at("daily_signals.parquet").rows, 1000);
+
+  BacktestResult back = ReadBundle(Dir("b"));
+  ExpectSameTables(result, back);
+  for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
+    double want = result.metrics.At(i);
+    if (std::isfinite(want)) {
+      EXPECT_EQ(Bits(back.metrics.At(i)), Bits(want)) << Metrics::kNames[i];
+    } else {
+      EXPECT_TRUE(std::isnan(back.metrics.At(i))) << Metrics::kNames[i];
+    }
+  }
+  EXPECT_EQ(back.job_id, result.job_id);
+  EXPECT_EQ(back.alpha_name, result.alpha_name);
+  EXPECT_EQ(back.start_date, result.start_date);
+  EXPECT_EQ(back.end_date, result.end_date);
+  EXPECT_EQ(back.weight_method, result.weight_method);
+  EXPECT_EQ(back.config_hash, result.config_hash);
+  EXPECT_EQ(back.snapshot_id, result.snapshot_id);
+  EXPECT_EQ(back.dataset_version_ids, result.dataset_version_ids);
+  EXPECT_EQ(nlohmann::json::parse(back.extra_summary_json),
+            nlohmann::json::parse(result.extra_summary_json));
+}
+
+TEST_F(BundleTest, SummaryHasContractKeysAndManifestWithChecksums) {
+  fs::path dir = Written("b");
+  nlohmann::json doc = ReadSummaryJson(dir);
+  EXPECT_EQ(doc["schema_version"], 1);
+  EXPECT_EQ(doc["job_id"], "job-42");
+  EXPECT_EQ(doc["start_date"], "2020-01-01");
+  EXPECT_TRUE(doc["decay_half_life"].is_null());  // +Inf is written as null
+  EXPECT_TRUE(doc["written_at"].is_string());
+  EXPECT_EQ(doc["writer"]["name"], "btstore");
+  for (const char* file : {"daily_signals.parquet", "daily_weights.parquet", "daily_ic.parquet"}) {
+    const auto& entry = doc["artifacts"][file];
+    EXPECT_EQ(entry["bytes"].get<int64_t>(), static_cast<int64_t>(fs::file_size(dir / file)));
+    std::string checksum = entry["checksum"];
+    EXPECT_EQ(checksum.rfind("xxh3-128:", 0), 0u);
+    EXPECT_EQ(checksum.size(), 9u + 32u);
+  }
+  EXPECT_EQ(doc["artifacts"]["daily_signals.parquet"]["rows"], 600);
+}
+
+TEST_F(BundleTest, ZstdCompressionRoundTrips) {
+  BacktestResult result = MakeResult(10, 10, 3);
+  WriteOptions options;
+  options.compression = Compression::kZstd;
+  options.parallel = false;
+  WriteBundle(result, Dir("z"), options);
+  ExpectSameTables(result, ReadBundle(Dir("z")));
+}
+
+TEST_F(BundleTest, EmptyTablesRoundTrip) {
+  BacktestResult result = MakeResult(0, 0, 1);
+  WriteBundle(result, Dir("empty"));
+  BacktestResult back = ReadBundle(Dir("empty"));
+  EXPECT_EQ(back.daily_signals->num_rows(), 0);
+  ExpectSameTables(result, back);
+}
+
+TEST_F(BundleTest, NullRequiredTablesAreWrittenEmpty) {
+  BacktestResult result = MakeResult(3, 3, 1);
+  result.daily_weights = nullptr;
+  WriteBundle(result, Dir("b"));
+  BacktestResult back = ReadBundle(Dir("b"));
+  EXPECT_EQ(back.daily_weights->num_rows(), 0);
+  EXPECT_TRUE(back.daily_weights->schema()->Equals(*RequiredSchema(kWeightsTable)));
+}
+
+TEST_F(BundleTest, ExtraColumnsAreKept) {
+  BacktestResult result = MakeResult(5, 4, 2);
+  arrow::StringBuilder notes;
+  for (int64_t i = 0; i < result.daily_signals->num_rows(); ++i) {
+    ASSERT_TRUE(notes.Append("n" + std::to_string(i)).ok());
+  }
+  result.daily_signals =
+      result.daily_signals
+          ->AddColumn(3, arrow::field("note", arrow::utf8()),
+                      std::make_shared<arrow::ChunkedArray>(notes.Finish().ValueOrDie()))
+          .ValueOrDie();
+  WriteBundle(result, Dir("b"));
+  BacktestResult back = ReadBundle(Dir("b"));
+  EXPECT_EQ(back.daily_signals->schema()->field(3)->name(), "note");
+  ExpectSameTables(result, back);
+}
+
+TEST_F(BundleTest, ExtraTablesRoundTrip) {
+  BacktestResult result = MakeResult(6, 3, 5);
+  arrow::Date32Builder dates;
+  arrow::DoubleBuilder returns;
+  for (int d = 0; d < 6; ++d) {
+    ASSERT_TRUE(dates.Append(Date::FromYmd(2020, 1, 1).days + d).ok());
+    ASSERT_TRUE(d == 2 ? returns.AppendNull().ok() : returns.Append(0.01 * d).ok());
+  }
+  result.extra_tables["daily_portfolio_returns"] = arrow::Table::Make(
+      arrow::schema({arrow::field("date", arrow::date32()), arrow::field("ret", arrow::float64())}),
+      {dates.Finish().ValueOrDie(), returns.Finish().ValueOrDie()});
+  auto manifest = WriteBundle(result, Dir("b"));
+  EXPECT_TRUE(manifest.contains("daily_portfolio_returns.parquet"));
+  ExpectSameTables(result, ReadBundle(Dir("b")));
+}
+
+TEST_F(BundleTest, PartialReadSkipsRowGroupsAndEqualsFilteredFullRead) {
+  BacktestResult result = MakeResult(100, 40, 9);
+  WriteOptions options;
+  options.row_group_rows = 400;  // ten days per row group
+  WriteBundle(result, Dir("b"), options);
+
+  ReadStats full_stats;
+  BacktestResult full = ReadBundle(Dir("b"), {}, &full_stats);
+  ReadOptions partial;
+  partial.from = Date::FromYmd(2020, 2, 3);
+  partial.to = Date::FromYmd(2020, 2, 14);
+  partial.columns = {"signal", "ic"};
+  ReadStats stats;
+  BacktestResult part = ReadBundle(Dir("b"), partial, &stats);
+
+  EXPECT_GT(stats.row_groups_skipped, 0);
+  EXPECT_GT(stats.row_groups_read, 0);
+  EXPECT_LT(stats.bytes_read, full_stats.bytes_read);
+  EXPECT_EQ(full_stats.row_groups_skipped, 0);
+
+  // The expected rows: the full read filtered by date, with the chosen columns.
+  auto filter = [&](const std::shared_ptr<arrow::Table>& table, std::vector<std::string> keep) {
+    std::vector<int> indices;
+    for (const auto& name : keep) indices.push_back(table->schema()->GetFieldIndex(name));
+    auto projected = table->SelectColumns(indices).ValueOrDie();
+    auto dates = std::static_pointer_cast<arrow::Date32Array>(
+        arrow::Concatenate(projected->column(0)->chunks()).ValueOrDie());
+    int64_t first = -1, count = 0;
+    for (int64_t i = 0; i < dates->length(); ++i) {
+      if (dates->Value(i) >= partial.from->days && dates->Value(i) <= partial.to->days) {
+        if (first < 0) first = i;
+        ++count;
+      }
+    }
+    return projected->Slice(first, count);
+  };
+  auto want_signals = filter(full.daily_signals, {"date", "signal"});
+  EXPECT_EQ(want_signals->num_rows(), 12 * 40);
+  EXPECT_EQ(DescribeDifference(*want_signals, *part.daily_signals), "");
+  EXPECT_EQ(DescribeDifference(*filter(full.daily_ic, {"date", "ic"}), *part.daily_ic), "");
+  EXPECT_EQ(DescribeDifference(*filter(full.daily_weights, {"date"}), *part.daily_weights), "");
+}
+
+TEST_F(BundleTest, PartialReadOfSomeTables) {
+  fs::path dir = Written("b");
+  ReadOptions options;
+  options.tables = {"daily_ic"};
+  BacktestResult back = ReadBundle(dir, options);
+  EXPECT_EQ(back.daily_signals, nullptr);
+  ASSERT_NE(back.daily_ic, nullptr);
+  EXPECT_EQ(back.daily_ic->num_rows(), 20);
+}
+
+TEST_F(BundleTest, UnknownColumnInSubsetIsInvalidArgument) {
+  fs::path dir = Written("b");
+  ReadOptions options;
+  options.columns = {"no_such_column"};
+  ExpectError(ErrorCode::kInvalidArgument, [&] { ReadBundle(dir, options); });
+}
+
+TEST_F(BundleTest, MissingDirectoryIsResultPathMissing) {
+  Error e = ExpectError(ErrorCode::kResultPathMissing, [&] { ReadBundle(Dir("nope")); });
+  EXPECT_EQ(e.details().at("path"), Dir("nope").string());
+}
+
+TEST_F(BundleTest, MissingSummaryIsMissingReproducibilityMetadata) {
+  fs::path dir = Written("b");
+  fs::remove(dir / "summary.json");
+  Error e = ExpectError(ErrorCode::kMissingReproducibilityMetadata, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("file"), "summary.json");
+  // It is also a kind of InvalidResult for callers that catch that.
+  EXPECT_THROW(ReadBundle(dir), InvalidResult);
+}
+
+TEST_F(BundleTest, SummaryWithoutSnapshotIdIsMissingReproducibilityMetadata) {
+  fs::path dir = Written("b");
+  nlohmann::json doc = ReadSummaryJson(dir);
+  doc.erase("snapshot_id");
+  WriteSummaryJson(dir, doc);
+  Error e = ExpectError(ErrorCode::kMissingReproducibilityMetadata, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("field"), "snapshot_id");
+}
+
+TEST_F(BundleTest, SummaryWithoutDatasetVersionIdsIsMissingReproducibilityMetadata) {
+  fs::path dir = Written("b");
+  nlohmann::json doc = ReadSummaryJson(dir);
+  doc.erase("dataset_version_ids");
+  WriteSummaryJson(dir, doc);
+  Error e = ExpectError(ErrorCode::kMissingReproducibilityMetadata, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("field"), "dataset_version_ids");
+}
+
+TEST_F(BundleTest, SummaryFieldsOfWrongTypeAreMissingReproducibilityMetadata) {
+  fs::path dir = Written("b");
+  nlohmann::json doc = ReadSummaryJson(dir);
+  doc["snapshot_id"] = 17;
+  WriteSummaryJson(dir, doc);
+  ExpectError(ErrorCode::kMissingReproducibilityMetadata, [&] { ReadBundle(dir); });
+  doc["snapshot_id"] = "s";
+  doc["dataset_version_ids"] = nlohmann::json::array({"v1"});
+  WriteSummaryJson(dir, doc);
+  ExpectError(ErrorCode::kMissingReproducibilityMetadata, [&] { ReadBundle(dir); });
+  WriteText(dir / "summary.json", "[1, 2]");
+  ExpectError(ErrorCode::kMissingReproducibilityMetadata, [&] { ReadBundle(dir); });
+  WriteText(dir / "summary.json", "{\"snapshot_id\": ");
+  ExpectError(ErrorCode::kMissingReproducibilityMetadata, [&] { ReadBundle(dir); });
+}
+
+TEST_F(BundleTest, NonUtf8SummaryIsMissingReproducibilityMetadata) {
+  fs::path dir = Written("b");
+  WriteText(dir / "summary.json",
+            "{\"snapshot_id\": \"s\xff\xfe\", \"dataset_version_ids\": {}}");
+  ExpectError(ErrorCode::kMissingReproducibilityMetadata, [&] { ReadBundle(dir); });
+}
+
+TEST_F(BundleTest, HugeSummaryIsInvalidResult) {
+  fs::path dir = Written("b");
+  std::string text = R"({"snapshot_id": "s", "dataset_version_ids": {}, "pad": ")";
+  text += std::string(17u << 20, 'x');
+  text += "\"}";
+  WriteText(dir / "summary.json", text);
+  Error e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("file"), "summary.json");
+}
+
+TEST_F(BundleTest, PythonNanAndInfinityTokensAreAccepted) {
+  fs::path dir = WrittenWithoutManifest("b");
+  WriteText(dir / "summary.json", R"({
+    "snapshot_id": "NaN Infinity", "dataset_version_ids": {"prices": "v1"},
+    "mean_ic": NaN, "icir": Infinity, "hit_rate": -Infinity, "coverage": 0.5,
+    "long_short_spread": null, "note": "say \"NaN\" -Infinity", "values": [NaN, 1]})");
+  BacktestResult back = ReadBundle(dir);
+  EXPECT_EQ(back.snapshot_id, "NaN Infinity");
+  EXPECT_TRUE(std::isnan(back.metrics.mean_ic));
+  EXPECT_TRUE(std::isnan(back.metrics.icir));
+  EXPECT_TRUE(std::isnan(back.metrics.hit_rate));
+  EXPECT_EQ(back.metrics.coverage, 0.5);
+  EXPECT_TRUE(std::isnan(back.metrics.long_short_spread));
+  auto extra = nlohmann::json::parse(back.extra_summary_json);
+  EXPECT_EQ(extra["note"], "say \"NaN\" -Infinity");
+  EXPECT_TRUE(extra["values"][0].is_null());
+}
+
+TEST_F(BundleTest, AbsentMeanIcAndIcirAreRecomputedFromDailyIc) {
+  BacktestResult result = MakeResult(30, 3, 4);
+  arrow::Date32Builder dates;
+  arrow::DoubleBuilder ic, rank_ic;
+  std::vector<double> values = {0.1, 0.3, -0.2, 0.4};
+  for (size_t i = 0; i < values.size(); ++i) {
+    ASSERT_TRUE(dates.Append(Date::FromYmd(2020, 1, 1).days + static_cast<int>(i)).ok());
+    ASSERT_TRUE(ic.Append(values[i]).ok());
+    ASSERT_TRUE(rank_ic.Append(0).ok());
+  }
+  result.daily_ic = arrow::Table::Make(
+      RequiredSchema(kIcTable),
+      {dates.Finish().ValueOrDie(), ic.Finish().ValueOrDie(), rank_ic.Finish().ValueOrDie()});
+  fs::path dir = Dir("b");
+  WriteBundle(result, dir);
+  nlohmann::json doc = ReadSummaryJson(dir);
+  doc.erase("mean_ic");
+  doc.erase("icir");
+  WriteSummaryJson(dir, doc);
+
+  double mean = (0.1 + 0.3 - 0.2 + 0.4) / 4;
+  double ss = 0;
+  for (double v : values) ss += (v - mean) * (v - mean);
+  double icir = mean / std::sqrt(ss / 3);
+  BacktestResult back = ReadBundle(dir);
+  EXPECT_DOUBLE_EQ(back.metrics.mean_ic, mean);
+  EXPECT_DOUBLE_EQ(back.metrics.icir, icir);
+  EXPECT_EQ(Bits(back.metrics.hit_rate), Bits(result.metrics.hit_rate));
+  ReadOptions partial;  // a partial read still recomputes from the whole column
+  partial.from = Date::FromYmd(2020, 1, 3);
+  partial.tables = {"daily_signals"};
+  EXPECT_DOUBLE_EQ(ReadBundle(dir, partial).metrics.icir, icir);
+
+  // A null mean_ic is "not available", not absent: it is not recomputed.
+  doc["mean_ic"] = nullptr;
+  WriteSummaryJson(dir, doc);
+  back = ReadBundle(dir);
+  EXPECT_TRUE(std::isnan(back.metrics.mean_ic));
+  EXPECT_DOUBLE_EQ(back.metrics.icir, icir);
+}
+
+TEST_F(BundleTest, ConstantIcGivesZeroIcir) {
+  BacktestResult result = MakeResult(0, 0, 4);
+  arrow::Date32Builder dates;
+  arrow::DoubleBuilder ic, rank_ic;
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(dates.Append(Date::FromYmd(2020, 1, 1).days + i).ok());
+    ASSERT_TRUE(ic.Append(0.25).ok());
+    ASSERT_TRUE(rank_ic.Append(0).ok());
+  }
+  result.daily_ic = arrow::Table::Make(
+      RequiredSchema(kIcTable),
+      {dates.Finish().ValueOrDie(), ic.Finish().ValueOrDie(), rank_ic.Finish().ValueOrDie()});
+  fs::path dir = Dir("b");
+  WriteBundle(result, dir);
+  nlohmann::json doc = ReadSummaryJson(dir);
+  doc.erase("icir");
+  WriteSummaryJson(dir, doc);
+  EXPECT_EQ(ReadBundle(dir).metrics.icir, 0.0);
+}
+
+TEST_F(BundleTest, GarbageParquetIsInvalidResultNamingTheFile) {
+  fs::path dir = WrittenWithoutManifest("b");
+  WriteText(dir / "daily_weights.parquet", std::string(4096, 'g'));
+  Error e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("file"), "daily_weights.parquet");
+}
+
+TEST_F(BundleTest, TruncatedParquetIsInvalidResult) {
+  fs::path dir = Written("b");
+  fs::path file = dir / "daily_signals.parquet";
+  fs::resize_file(file, fs::file_size(file) / 2);
+  Error e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("file"), "daily_signals.parquet");
+  EXPECT_TRUE(e.details().contains("expected_bytes"));
+
+  // Without a manifest the Parquet reader itself notices.
+  fs::path bare = WrittenWithoutManifest("bare");
+  fs::resize_file(bare / "daily_signals.parquet", fs::file_size(bare / "daily_signals.parquet") / 2);
+  e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(bare); });
+  EXPECT_EQ(e.details().at("file"), "daily_signals.parquet");
+}
+
+TEST_F(BundleTest, ChecksumMismatchIsInvalidResult) {
+  fs::path dir = Written("b");
+  fs::path file = dir / "daily_ic.parquet";
+  std::string bytes = ReadText(file);
+  bytes[bytes.size() / 2] ^= 0x01;  // same size, one bit flipped
+  WriteText(file, bytes);
+  Error e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("file"), "daily_ic.parquet");
+  EXPECT_NE(e.details().at("expected"), e.details().at("found"));
+  // A reader that opts out of checksums does not compare them.
+  ReadOptions options;
+  options.verify_checksums = false;
+  options.tables = {"daily_signals"};
+  EXPECT_NO_THROW(ReadBundle(dir, options));
+}
+
+// Write a Parquet file with any schema, as another tool might.
+void WriteRawParquet(const fs::path& path, const std::shared_ptr<arrow::Table>& table) {
+  auto sink = arrow::io::FileOutputStream::Open(path.string()).ValueOrDie();
+  ASSERT_TRUE(parquet::arrow::WriteTable(*table, arrow::default_memory_pool(), sink, 1024).ok());
+  ASSERT_TRUE(sink->Close().ok());
+}
+
+TEST_F(BundleTest, WrongColumnTypeIsInvalidResultNamingColumnAndTypes) {
+  fs::path dir = WrittenWithoutManifest("b");
+  arrow::Date32Builder dates;
+  arrow::Int64Builder permnos;
+  arrow::FloatBuilder signal;
+  ASSERT_TRUE(dates.Append(18262).ok());
+  ASSERT_TRUE(permnos.Append(1).ok());
+  ASSERT_TRUE(signal.Append(1.5f).ok());
+  WriteRawParquet(dir / "daily_signals.parquet",
+                  arrow::Table::Make(arrow::schema({arrow::field("date", arrow::date32()),
+                                                    arrow::field("permno", arrow::int64()),
+                                                    arrow::field("signal", arrow::float32())}),
+                                     {dates.Finish().ValueOrDie(), permnos.Finish().ValueOrDie(),
+                                      signal.Finish().ValueOrDie()}));
+  Error e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("file"), "daily_signals.parquet");
+  EXPECT_EQ(e.details().at("column"), "signal");
+  EXPECT_EQ(e.details().at("expected"), "double");
+  EXPECT_EQ(e.details().at("found"), "float");
+}
+
+TEST_F(BundleTest, MissingColumnIsInvalidResult) {
+  fs::path dir = WrittenWithoutManifest("b");
+  arrow::Date32Builder dates;
+  arrow::DoubleBuilder ic;
+  ASSERT_TRUE(dates.Append(18262).ok());
+  ASSERT_TRUE(ic.Append(0.1).ok());
+  WriteRawParquet(dir / "daily_ic.parquet",
+                  arrow::Table::Make(arrow::schema({arrow::field("date", arrow::date32()),
+                                                    arrow::field("ic", arrow::float64())}),
+                                     {dates.Finish().ValueOrDie(), ic.Finish().ValueOrDie()}));
+  Error e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("file"), "daily_ic.parquet");
+  EXPECT_EQ(e.details().at("column"), "rank_ic");
+  EXPECT_EQ(e.details().at("found"), "missing");
+}
+
+TEST_F(BundleTest, MissingParquetFileIsInvalidResult) {
+  fs::path dir = Written("b");
+  fs::remove(dir / "daily_weights.parquet");
+  Error e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("file"), "daily_weights.parquet");
+}
+
+// Bad input is rejected before anything is written: no bundle, no staging debris.
+class BadInputTest : public BundleTest {
+ protected:
+  void ExpectRejected(const BacktestResult& result, const std::string& field_or_file) {
+    fs::path dir = Dir("bad");
+    Error e = ExpectError(ErrorCode::kInvalidArgument, [&] { WriteBundle(result, dir); });
+    std::string details;
+    for (const auto& [k, v] : e.details()) details += k + "=" + v + " ";
+    EXPECT_NE(details.find(field_or_file), std::string::npos) << details;
+    EXPECT_FALSE(fs::exists(dir));
+    fs::path staging = tmp_.path() / ".staging";
+    EXPECT_TRUE(!fs::exists(staging) || fs::is_empty(staging));
+  }
+};
+
+TEST_F(BadInputTest, JobIdsThatAreNotSafeDirectoryNames) {
+  for (std::string id : {"a/b", "..", std::string("a\0b", 3), ".hidden", std::string(65, 'x')}) {
+    BacktestResult result = MakeResult(2, 2, 1);
+    result.job_id = id;
+    ExpectRejected(result, "job_id");
+  }
+}
+
+TEST_F(BadInputTest, UnsortedRowsAreRejected) {
+  BacktestResult result = MakeResult(3, 3, 1);
+  std::vector<std::shared_ptr<arrow::Table>> parts = {result.daily_weights->Slice(3),
+                                                      result.daily_weights->Slice(0, 3)};
+  result.daily_weights = arrow::ConcatenateTables(parts).ValueOrDie();
+  ExpectRejected(result, "daily_weights.parquet");
+}
+
+TEST_F(BadInputTest, DuplicateKeysAreRejected) {
+  BacktestResult result = MakeResult(3, 3, 1);
+  std::vector<std::shared_ptr<arrow::Table>> parts = {result.daily_signals->Slice(0, 4),
+                                                      result.daily_signals->Slice(3)};
+  result.daily_signals = arrow::ConcatenateTables(parts).ValueOrDie();
+  ExpectRejected(result, "permno=");
+}
+
+TEST_F(BadInputTest, DatesOutOfRangeAreRejected) {
+  BacktestResult result = MakeResult(2, 2, 1);
+  arrow::Date32Builder dates;
+  arrow::DoubleBuilder ic, rank_ic;
+  ASSERT_TRUE(dates.Append(Date::FromYmd(9999, 12, 31).days + 1).ok());
+  ASSERT_TRUE(ic.Append(0).ok());
+  ASSERT_TRUE(rank_ic.Append(0).ok());
+  result.daily_ic = arrow::Table::Make(
+      RequiredSchema(kIcTable),
+      {dates.Finish().ValueOrDie(), ic.Finish().ValueOrDie(), rank_ic.Finish().ValueOrDie()});
+  ExpectRejected(result, "daily_ic.parquet");
+}
+
+TEST_F(BadInputTest, WrongSchemaIsRejected) {
+  BacktestResult result = MakeResult(2, 2, 1);
+  result.daily_ic = result.daily_ic->RenameColumns({"date", "rank_ic", "ic"}).ValueOrDie();
+  ExpectRejected(result, "column=ic");
+}
+
+TEST_F(BadInputTest, UnsafeExtraTableNamesAreRejected) {
+  BacktestResult result = MakeResult(2, 2, 1);
+  result.extra_tables["../evil"] = result.daily_ic;
+  ExpectRejected(result, "extra_tables");
+}
+
+TEST_F(BundleTest, PublishingOntoAnExistingDirectoryIsInvalidTransition) {
+  fs::path dir = Written("b");
+  std::string before = ReadText(dir / "summary.json");
+  ExpectError(ErrorCode::kInvalidTransition, [&] { WriteBundle(MakeResult(2, 2, 8), dir); });
+  EXPECT_EQ(ReadText(dir / "summary.json"), before);
+
+  // Even an empty directory is never replaced, and the staged bundle stays where it was.
+  fs::create_directories(Dir("empty"));
+  fs::path staged = StageBundle(MakeResult(2, 2, 8), tmp_.path() / ".staging");
+  ExpectError(ErrorCode::kInvalidTransition, [&] { PublishBundle(staged, Dir("empty")); });
+  EXPECT_TRUE(fs::is_empty(Dir("empty")));
+  EXPECT_TRUE(fs::exists(staged / "summary.json"));
+  PublishBundle(staged, Dir("fresh"));
+  EXPECT_NO_THROW(ReadBundle(Dir("fresh")));
+}
+
+TEST_F(BundleTest, RemoveStagingDebrisCleansOldStagingAndTrash) {
+  fs::path staged = StageBundle(MakeResult(2, 2, 8), tmp_.path() / ".staging");
+  fs::create_directories(tmp_.path() / ".trash" / "x-123456" / "b");
+  fs::path keep = Written("kept");
+  EXPECT_EQ(RemoveStagingDebris(tmp_.path(), std::chrono::hours(1)), 0);
+  EXPECT_TRUE(fs::exists(staged));
+  EXPECT_EQ(RemoveStagingDebris(tmp_.path(), std::chrono::seconds(0)), 2);
+  EXPECT_FALSE(fs::exists(staged));
+  EXPECT_TRUE(fs::is_empty(tmp_.path() / ".trash"));
+  EXPECT_NO_THROW(ReadBundle(keep));
+}
+
+TEST_F(BundleTest, RemoveBundleDirRemovesAndToleratesMissing) {
+  fs::path dir = Written("b");
+  RemoveBundleDir(dir);
+  EXPECT_FALSE(fs::exists(dir));
+  EXPECT_NO_THROW(RemoveBundleDir(dir));
+  EXPECT_TRUE(fs::is_empty(tmp_.path() / ".trash"));
+}
+
+TEST_F(BundleTest, InspectDescribesTablesAndManifest) {
+  fs::path dir = Written("b");
+  BundleInfo info = InspectBundle(dir);
+  EXPECT_TRUE(info.has_manifest);
+  ASSERT_EQ(info.tables.size(), 3u);
+  EXPECT_EQ(info.tables[0].name, "daily_signals");
+  EXPECT_EQ(info.tables[0].schema, "date: date32[day], permno: int64, signal: double");
+  EXPECT_EQ(info.tables[0].rows, 600);
+  EXPECT_EQ(info.tables[0].bytes, static_cast<int64_t>(fs::file_size(dir / "daily_signals.parquet")));
+  EXPECT_EQ(info.summary_only.snapshot_id, "snap-42");
+  EXPECT_EQ(info.summary_only.daily_signals, nullptr);
+}
+
+TEST(Compression, ParsesNamesAndRejectsOthers) {
+  EXPECT_EQ(ParseCompression("zstd"), Compression::kZstd);
+  EXPECT_EQ(ParseCompression("snappy"), Compression::kSnappy);
+  EXPECT_THROW(ParseCompression("gzip"), InvalidArgument);
+}
+
+}  // namespace
+}  // namespace btstore

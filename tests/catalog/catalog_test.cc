@@ -1,0 +1,573 @@
+// The catalog conformance suite: every Catalog move, run against every backend.
+
+#include "btstore/catalog.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "btstore/errors.h"
+#include "catalog/catalog_test_util.h"
+
+namespace btstore::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+CompletionRecord Completion(const std::string& job_id) {
+  CompletionRecord record;
+  record.result_path = "/results/" + job_id;
+  record.metrics.mean_ic = 0.1;
+  record.metrics.icir = 1.0 / 3.0;
+  record.metrics.hit_rate = 5e-324;  // the smallest subnormal survives exactly
+  record.metrics.coverage = 1.7976931348623157e308;
+  record.metrics.long_short_spread = -2.5e-7;
+  record.metrics.average_turnover = Metrics::kMissing;
+  record.metrics.decay_half_life = std::numeric_limits<double>::infinity();  // stored as null
+  record.snapshot_id = "snap-2026-01-05";
+  record.dataset_version_ids_json = R"({"prices": "v7"})";
+  return record;
+}
+
+TEST_P(CatalogTest, SubmitStoresTheSpecAndIsIdempotent) {
+  JobSpec spec = Spec("job-1", Priority::kLow, 5);
+  spec.job_timeout_seconds = 600;
+  SubmitResult first = catalog_->Submit(spec, At(0));
+  EXPECT_TRUE(first.created);
+  const JobRecord& job = first.job;
+  EXPECT_EQ(job.id.size(), 36u);
+  EXPECT_EQ(job.job_id, "job-1");
+  EXPECT_EQ(job.status, JobStatus::kPending);
+  EXPECT_EQ(job.alpha_name, "momentum_20d");
+  EXPECT_EQ(job.start_date, Date::Parse("2020-01-01"));
+  EXPECT_EQ(job.end_date, Date::Parse("2020-12-31"));
+  EXPECT_EQ(job.created_at, At(0));
+  EXPECT_EQ(job.created_by, "alice");
+  EXPECT_EQ(job.priority, Priority::kLow);
+  EXPECT_EQ(job.max_retries, 5);
+  EXPECT_EQ(job.job_timeout_seconds, 600);
+  EXPECT_EQ(job.attempt, 0);
+  EXPECT_EQ(job.retry_count, 0);
+  EXPECT_FALSE(job.cancel_requested);
+  EXPECT_FALSE(job.pinned);
+  EXPECT_TRUE(std::isnan(job.metrics.mean_ic));
+
+  JobSpec changed = spec;
+  changed.alpha_name = "other";
+  SubmitResult second = catalog_->Submit(changed, At(10));
+  EXPECT_FALSE(second.created);
+  ExpectSameJob(second.job, job);
+  EXPECT_EQ(catalog_->ListJobs({}, {}).jobs.size(), 1u);
+  ExpectSameJob(catalog_->GetJob("job-1"), job);
+}
+
+TEST_P(CatalogTest, SubmitRejectsAnInvalidSpecAndWritesNothing) {
+  JobSpec spec = Spec("job-1");
+  spec.end_date = Date::Parse("2019-01-01");
+  EXPECT_THROW(catalog_->Submit(spec, At(0)), InvalidArgument);
+  spec = Spec("../escape");
+  EXPECT_THROW(catalog_->Submit(spec, At(0)), InvalidArgument);
+  spec = Spec("job-2");
+  spec.config_json = "{not json}";
+  EXPECT_THROW(catalog_->Submit(spec, At(0)), InvalidArgument);
+  EXPECT_TRUE(catalog_->ListJobs({}, {}).jobs.empty());
+}
+
+TEST_P(CatalogTest, FindReturnsNothingAndGetThrowsForAnUnknownJob) {
+  EXPECT_EQ(catalog_->FindJob("missing"), std::nullopt);
+  try {
+    catalog_->GetJob("missing");
+    FAIL() << "GetJob did not throw";
+  } catch (const JobNotFound& error) {
+    EXPECT_EQ(error.code(), ErrorCode::kJobNotFound);
+  }
+}
+
+TEST_P(CatalogTest, ClaimTakesHighestPriorityThenOldestAndStartsAnAttempt) {
+  catalog_->Submit(Spec("low-old", Priority::kLow), At(0));
+  catalog_->Submit(Spec("normal-old", Priority::kNormal), At(1));
+  catalog_->Submit(Spec("high-new", Priority::kHigh), At(3));
+  catalog_->Submit(Spec("normal-new", Priority::kNormal), At(2));
+  std::vector<JobRecord> claimed = catalog_->ClaimJobs("w1", 3, seconds(30), At(10));
+  ASSERT_EQ(claimed.size(), 3u);
+  EXPECT_EQ(claimed[0].job_id, "high-new");
+  EXPECT_EQ(claimed[1].job_id, "normal-old");
+  EXPECT_EQ(claimed[2].job_id, "normal-new");
+  for (const JobRecord& job : claimed) {
+    EXPECT_EQ(job.status, JobStatus::kRunning);
+    EXPECT_EQ(job.attempt, 1);
+    EXPECT_EQ(job.worker_id, "w1");
+    EXPECT_EQ(job.started_at, At(10));
+    EXPECT_EQ(job.lease_expires_at, At(40));
+  }
+  claimed = catalog_->ClaimJobs("w2", 3, seconds(30), At(11));
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].job_id, "low-old");
+  EXPECT_TRUE(catalog_->ClaimJobs("w2", 3, seconds(30), At(12)).empty());
+}
+
+TEST_P(CatalogTest, ConcurrentClaimersNeverGetTheSameJob) {
+  constexpr int kJobs = 60;
+  constexpr int kThreads = 6;
+  for (int i = 0; i < kJobs; ++i) catalog_->Submit(Spec("job-" + std::to_string(i)), At(i));
+  std::vector<std::vector<std::string>> claimed(kThreads);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      // Each claimer has its own catalog (connection), as separate workers would.
+      std::unique_ptr<Catalog> catalog = Catalog::Open(url_);
+      for (;;) {
+        std::vector<JobRecord> jobs =
+            catalog->ClaimJobs("w" + std::to_string(t), 2, seconds(30), At(100));
+        if (jobs.empty()) break;
+        for (const JobRecord& job : jobs) {
+          if (job.attempt != 1) ++failures;
+          claimed[t].push_back(job.job_id);
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::map<std::string, int> times;
+  for (const auto& ids : claimed) {
+    for (const std::string& id : ids) ++times[id];
+  }
+  EXPECT_EQ(times.size(), static_cast<size_t>(kJobs));
+  for (const auto& [id, count] : times) EXPECT_EQ(count, 1) << id;
+  EXPECT_EQ(failures.load(), 0);
+}
+
+TEST_P(CatalogTest, ThreadsSharingOneCatalogClaimEachJobOnce) {
+  constexpr int kJobs = 40;
+  for (int i = 0; i < kJobs; ++i) catalog_->Submit(Spec("job-" + std::to_string(i)), At(i));
+  std::mutex mutex;
+  std::multiset<std::string> claimed;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        std::vector<JobRecord> jobs = catalog_->ClaimJobs("w", 1, seconds(30), At(100));
+        if (jobs.empty()) break;
+        std::lock_guard lock(mutex);
+        claimed.insert(jobs[0].job_id);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(claimed.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(std::set<std::string>(claimed.begin(), claimed.end()).size(),
+            static_cast<size_t>(kJobs));
+}
+
+TEST_P(CatalogTest, HeartbeatIsFencedByAttemptAndRecordsProgressAndCheckpoint) {
+  SubmitAndClaim("job-1", 0);
+  HeartbeatResult beat = catalog_->Heartbeat("job-1", 1, 40, "/ck/1", seconds(30), At(5));
+  EXPECT_TRUE(beat.owned);
+  EXPECT_FALSE(beat.cancel_requested);
+  beat = catalog_->Heartbeat("job-1", 1, 50, std::nullopt, seconds(30), At(6));
+  JobRecord job = catalog_->GetJob("job-1");
+  EXPECT_EQ(job.progress_pct, 50);
+  EXPECT_EQ(job.checkpoint_path, "/ck/1");  // kept when the heartbeat has none
+  EXPECT_EQ(job.heartbeat_at, At(6));
+  EXPECT_EQ(job.lease_expires_at, At(36));
+
+  // The attempt fails and is retried: the old attempt's heartbeat must not touch the new one.
+  catalog_->Fail("job-1", 1, "boom", milliseconds(0), At(7));
+  ASSERT_EQ(catalog_->ClaimJobs("w2", 1, seconds(30), At(8)).size(), 1u);
+  beat = catalog_->Heartbeat("job-1", 1, 99, "/ck/stale", seconds(30), At(9));
+  EXPECT_FALSE(beat.owned);
+  job = catalog_->GetJob("job-1");
+  EXPECT_EQ(job.attempt, 2);
+  EXPECT_EQ(job.checkpoint_path, "/ck/1");
+  EXPECT_EQ(job.progress_pct, 50);
+
+  catalog_->RequestCancel("job-1", At(10));
+  beat = catalog_->Heartbeat("job-1", 2, 60, std::nullopt, seconds(30), At(11));
+  EXPECT_TRUE(beat.owned);
+  EXPECT_TRUE(beat.cancel_requested);
+  EXPECT_THROW(catalog_->Heartbeat("job-1", 2, 101, std::nullopt, seconds(30), At(12)),
+               InvalidArgument);
+}
+
+TEST_P(CatalogTest, CompleteRecordsTheResultInOneMoveWithExactMetrics) {
+  SubmitAndClaim("job-1", 0);
+  TransitionResult result = catalog_->Complete("job-1", 1, Completion("job-1"), At(20));
+  EXPECT_TRUE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kCompleted);
+  EXPECT_EQ(result.attempt, 1);
+  JobRecord job = catalog_->GetJob("job-1");
+  EXPECT_EQ(job.status, JobStatus::kCompleted);
+  EXPECT_EQ(job.completed_at, At(20));
+  EXPECT_EQ(job.progress_pct, 100);
+  EXPECT_EQ(job.result_path, "/results/job-1");
+  EXPECT_EQ(job.snapshot_id, "snap-2026-01-05");
+  ASSERT_TRUE(job.dataset_version_ids_json.has_value());
+  EXPECT_NE(job.dataset_version_ids_json->find("\"v7\""), std::string::npos);
+  CompletionRecord expected = Completion("job-1");
+  EXPECT_EQ(Bits(job.metrics.mean_ic), Bits(0.1));
+  EXPECT_EQ(Bits(job.metrics.icir), Bits(expected.metrics.icir));
+  EXPECT_EQ(Bits(job.metrics.hit_rate), Bits(5e-324));
+  EXPECT_EQ(Bits(job.metrics.coverage), Bits(1.7976931348623157e308));
+  EXPECT_EQ(Bits(job.metrics.long_short_spread), Bits(-2.5e-7));
+  EXPECT_TRUE(std::isnan(job.metrics.average_turnover));
+  EXPECT_TRUE(std::isnan(job.metrics.decay_half_life));
+
+  // A second completion (a duplicate or a stale worker) changes nothing.
+  result = catalog_->Complete("job-1", 1, Completion("other"), At(30));
+  EXPECT_FALSE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kCompleted);
+  EXPECT_EQ(catalog_->GetJob("job-1").result_path, "/results/job-1");
+  EXPECT_THROW(catalog_->Complete("missing", 1, Completion("x"), At(30)), JobNotFound);
+}
+
+TEST_P(CatalogTest, CancelRequestedBeforeCompletionWins) {
+  SubmitAndClaim("job-1", 0);
+  JobRecord asked = catalog_->RequestCancel("job-1", At(5));
+  EXPECT_EQ(asked.status, JobStatus::kRunning);
+  EXPECT_TRUE(asked.cancel_requested);
+  EXPECT_TRUE(catalog_->RequestCancel("job-1", At(6)).cancel_requested);  // idempotent
+
+  TransitionResult result = catalog_->Complete("job-1", 1, Completion("job-1"), At(7));
+  EXPECT_FALSE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kRunning);
+  EXPECT_EQ(catalog_->GetJob("job-1").result_path, std::nullopt);
+
+  result = catalog_->AcknowledgeCancel("job-1", 1, At(8));
+  EXPECT_TRUE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kCancelled);
+  JobRecord job = catalog_->GetJob("job-1");
+  EXPECT_EQ(job.status, JobStatus::kCancelled);
+  EXPECT_EQ(job.completed_at, At(8));
+
+  result = catalog_->Complete("job-1", 1, Completion("job-1"), At(9));
+  EXPECT_FALSE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kCancelled);
+}
+
+TEST_P(CatalogTest, AcknowledgeCancelNeedsARequestedCancel) {
+  SubmitAndClaim("job-1", 0);
+  TransitionResult result = catalog_->AcknowledgeCancel("job-1", 1, At(5));
+  EXPECT_FALSE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kRunning);
+}
+
+TEST_P(CatalogTest, CompletionBeforeCancelWinsAndCancelThenFails) {
+  SubmitAndClaim("job-1", 0);
+  ASSERT_TRUE(catalog_->Complete("job-1", 1, Completion("job-1"), At(5)).applied);
+  try {
+    catalog_->RequestCancel("job-1", At(6));
+    FAIL() << "cancel of a completed job did not throw";
+  } catch (const InvalidTransition& error) {
+    EXPECT_EQ(error.details().at("job_id"), "job-1");
+    EXPECT_EQ(error.details().at("status"), "completed");
+  }
+  EXPECT_EQ(catalog_->GetJob("job-1").status, JobStatus::kCompleted);
+}
+
+TEST_P(CatalogTest, CancelOfAPendingJobIsImmediate) {
+  catalog_->Submit(Spec("job-1"), At(0));
+  JobRecord job = catalog_->RequestCancel("job-1", At(3));
+  EXPECT_EQ(job.status, JobStatus::kCancelled);
+  EXPECT_EQ(job.completed_at, At(3));
+  EXPECT_FALSE(job.cancel_requested);
+  EXPECT_TRUE(catalog_->ClaimJobs("w", 1, seconds(30), At(4)).empty());
+  EXPECT_THROW(catalog_->RequestCancel("job-1", At(5)), InvalidTransition);
+  EXPECT_THROW(catalog_->RequestCancel("missing", At(5)), JobNotFound);
+}
+
+TEST_P(CatalogTest, FailRetriesAfterTheDelayThenFails) {
+  SubmitAndClaim("job-1", 0, /*max_retries=*/1);
+  TransitionResult result = catalog_->Fail("job-1", 1, "first error", milliseconds(5000), At(10));
+  EXPECT_TRUE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kPending);
+  JobRecord job = catalog_->GetJob("job-1");
+  EXPECT_EQ(job.retry_count, 1);
+  EXPECT_EQ(job.run_after, At(15));
+  EXPECT_EQ(job.error_message, "first error");
+  EXPECT_EQ(job.completed_at, std::nullopt);
+
+  EXPECT_TRUE(catalog_->ClaimJobs("w", 1, seconds(30), At(14)).empty());  // backing off
+  std::vector<JobRecord> claimed = catalog_->ClaimJobs("w", 1, seconds(30), At(15));
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].attempt, 2);
+
+  // A stale attempt cannot fail the new one.
+  result = catalog_->Fail("job-1", 1, "stale", milliseconds(0), At(16));
+  EXPECT_FALSE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kRunning);
+  EXPECT_EQ(result.attempt, 2);
+
+  result = catalog_->Fail("job-1", 2, "second error", milliseconds(5000), At(20));
+  EXPECT_TRUE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kFailed);
+  job = catalog_->GetJob("job-1");
+  EXPECT_EQ(job.status, JobStatus::kFailed);
+  EXPECT_EQ(job.retry_count, 1);
+  EXPECT_EQ(job.completed_at, At(20));
+  EXPECT_EQ(job.error_message, "second error");
+}
+
+TEST_P(CatalogTest, FailOfAJobAskedToCancelCancelsIt) {
+  SubmitAndClaim("job-1", 0);
+  catalog_->RequestCancel("job-1", At(1));
+  TransitionResult result = catalog_->Fail("job-1", 1, "stopped", milliseconds(0), At(2));
+  EXPECT_TRUE(result.applied);
+  EXPECT_EQ(result.status, JobStatus::kCancelled);
+  JobRecord job = catalog_->GetJob("job-1");
+  EXPECT_EQ(job.retry_count, 0);
+  EXPECT_EQ(job.completed_at, At(2));
+}
+
+TEST_P(CatalogTest, RescueRetriesOrFailsJobsWhoseLeaseExpired) {
+  SubmitAndClaim("retry-me", 0, /*max_retries=*/1);
+  SubmitAndClaim("fail-me", 1, /*max_retries=*/0);
+  SubmitAndClaim("cancel-me", 2, /*max_retries=*/1);
+  SubmitAndClaim("alive", 3, /*max_retries=*/1);
+  catalog_->RequestCancel("cancel-me", At(4));
+  catalog_->Heartbeat("alive", 1, 10, std::nullopt, seconds(300), At(5));
+
+  EXPECT_TRUE(catalog_->RescueExpired(At(29), milliseconds(1000), 10).empty());
+  std::vector<JobRecord> rescued = catalog_->RescueExpired(At(40), milliseconds(1000), 10);
+  ASSERT_EQ(rescued.size(), 3u);
+  std::map<std::string, JobRecord> by_id;
+  for (const JobRecord& job : rescued) by_id[job.job_id] = job;
+  EXPECT_EQ(by_id.at("retry-me").status, JobStatus::kPending);
+  EXPECT_EQ(by_id.at("retry-me").retry_count, 1);
+  EXPECT_EQ(by_id.at("retry-me").run_after, At(41));
+  const JobRecord& failed = by_id.at("fail-me");
+  EXPECT_EQ(failed.status, JobStatus::kFailed);
+  EXPECT_EQ(failed.completed_at, At(40));
+  ASSERT_TRUE(failed.error_message.has_value());
+  EXPECT_NE(failed.error_message->find("worker-1"), std::string::npos) << *failed.error_message;
+  EXPECT_NE(failed.error_message->find(FormatTimestamp(At(1))), std::string::npos)
+      << *failed.error_message;
+  EXPECT_EQ(by_id.at("cancel-me").status, JobStatus::kCancelled);
+  EXPECT_EQ(catalog_->GetJob("alive").status, JobStatus::kRunning);
+
+  // The dead worker's late completion loses; the retried job runs as attempt 2.
+  EXPECT_FALSE(catalog_->Complete("retry-me", 1, Completion("retry-me"), At(42)).applied);
+  std::vector<JobRecord> claimed = catalog_->ClaimJobs("w2", 1, seconds(30), At(42));
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].job_id, "retry-me");
+  EXPECT_EQ(claimed[0].attempt, 2);
+}
+
+TEST_P(CatalogTest, RescueHonoursItsBatchLimit) {
+  for (int i = 0; i < 5; ++i) SubmitAndClaim("job-" + std::to_string(i), i);
+  EXPECT_EQ(catalog_->RescueExpired(At(100), milliseconds(0), 2).size(), 2u);
+  EXPECT_EQ(catalog_->RescueExpired(At(100), milliseconds(0), 10).size(), 3u);
+}
+
+TEST_P(CatalogTest, ResumePutsFailedAndCancelledJobsBackKeepingTheCheckpoint) {
+  SubmitAndClaim("job-1", 0, /*max_retries=*/0);
+  catalog_->Heartbeat("job-1", 1, 70, "/ck/job-1/3", seconds(30), At(1));
+  catalog_->RequestCancel("job-1", At(2));
+  catalog_->AcknowledgeCancel("job-1", 1, At(3));
+  JobRecord job = catalog_->Resume("job-1", At(4));
+  EXPECT_EQ(job.status, JobStatus::kPending);
+  EXPECT_EQ(job.retry_count, 1);
+  EXPECT_FALSE(job.cancel_requested);
+  EXPECT_EQ(job.completed_at, std::nullopt);
+  EXPECT_EQ(job.error_message, std::nullopt);
+  EXPECT_EQ(job.worker_id, std::nullopt);
+  EXPECT_EQ(job.started_at, std::nullopt);
+  EXPECT_EQ(job.lease_expires_at, std::nullopt);
+  EXPECT_EQ(job.checkpoint_path, "/ck/job-1/3");
+
+  std::vector<JobRecord> claimed = catalog_->ClaimJobs("w", 1, seconds(30), At(5));
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].attempt, 2);
+  EXPECT_FALSE(claimed[0].cancel_requested);  // the old request does not cancel the re-run
+  catalog_->Fail("job-1", 2, "broken", milliseconds(0), At(6));
+  EXPECT_EQ(catalog_->GetJob("job-1").status, JobStatus::kFailed);
+  EXPECT_EQ(catalog_->Resume("job-1", At(7)).retry_count, 2);
+}
+
+TEST_P(CatalogTest, ResumeRefusesOtherStatusesWithDetails) {
+  catalog_->Submit(Spec("pending"), At(0));
+  SubmitAndClaim("done", 1);
+  catalog_->Complete("done", 1, Completion("done"), At(2));
+  for (const std::string& id : {std::string("pending"), std::string("done")}) {
+    try {
+      catalog_->Resume(id, At(3));
+      FAIL() << "resume of " << id << " did not throw";
+    } catch (const InvalidTransition& error) {
+      EXPECT_EQ(error.code(), ErrorCode::kInvalidTransition);
+      EXPECT_EQ(error.details().at("job_id"), id);
+      EXPECT_EQ(error.details().at("status"), id == "done" ? "completed" : "pending");
+      EXPECT_EQ(error.details().at("request"), "resume");
+    }
+  }
+  EXPECT_THROW(catalog_->Resume("missing", At(3)), JobNotFound);
+}
+
+TEST_P(CatalogTest, ResumeRefusesAJobThatRetentionIsRemoving) {
+  SubmitAndClaim("job-1", 0, 0);
+  catalog_->Fail("job-1", 1, "x", milliseconds(0), At(1));
+  ASSERT_EQ(catalog_->MarkExpiring(At(100), 10, At(100)).size(), 1u);
+  try {
+    catalog_->Resume("job-1", At(101));
+    FAIL() << "resume of an expiring job did not throw";
+  } catch (const InvalidTransition& error) {
+    EXPECT_EQ(error.details().at("status"), "failed");
+    EXPECT_TRUE(error.details().count("expiring_at"));
+  }
+}
+
+TEST_P(CatalogTest, PinningExemptsFromRetention) {
+  catalog_->Submit(Spec("job-1"), At(0));
+  catalog_->RequestCancel("job-1", At(1));
+  catalog_->SetPinned("job-1", true);
+  EXPECT_TRUE(catalog_->GetJob("job-1").pinned);
+  EXPECT_TRUE(catalog_->FindExpired(At(1000), 10, std::nullopt).empty());
+  catalog_->SetPinned("job-1", false);
+  EXPECT_EQ(catalog_->FindExpired(At(1000), 10, std::nullopt).size(), 1u);
+  EXPECT_THROW(catalog_->SetPinned("missing", true), JobNotFound);
+}
+
+TEST_P(CatalogTest, RetentionFindsMarksAndDeletesOnlyAgedTerminalJobs) {
+  // Terminal long ago, by completed_at: removed.
+  SubmitAndClaim("old-done", 0);
+  catalog_->Complete("old-done", 1, Completion("old-done"), At(10));
+  catalog_->Submit(Spec("old-cancelled"), At(1));
+  catalog_->RequestCancel("old-cancelled", At(11));
+  // Created long ago but failed, resumed and ended recently: its age counts from completed_at.
+  SubmitAndClaim("rerun", 2, 0);
+  catalog_->Fail("rerun", 1, "x", milliseconds(0), At(12));
+  catalog_->Resume("rerun", At(500));
+  catalog_->ClaimJobs("w", 1, seconds(30), At(500));
+  catalog_->Fail("rerun", 2, "y", milliseconds(0), At(600));
+  // Never removed: pending and running jobs, however old.
+  catalog_->Submit(Spec("old-pending", Priority::kLow), At(3));
+  SubmitAndClaim("old-running", 4);
+
+  const Timestamp cutoff = At(100);
+  std::vector<RetentionCandidate> found = catalog_->FindExpired(cutoff, 10, std::nullopt);
+  ASSERT_EQ(found.size(), 2u);
+  EXPECT_EQ(found[0].job_id, "old-cancelled");
+  EXPECT_EQ(found[0].status, JobStatus::kCancelled);
+  EXPECT_EQ(found[0].aged_from, At(11));
+  EXPECT_EQ(found[1].job_id, "old-done");
+  EXPECT_EQ(found[1].result_path, "/results/old-done");
+  // Paging by job_id, and FindExpired writes nothing.
+  found = catalog_->FindExpired(cutoff, 1, std::string("old-cancelled"));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].job_id, "old-done");
+  EXPECT_EQ(catalog_->GetJob("old-done").expiring_at, std::nullopt);
+
+  std::vector<RetentionCandidate> marked = catalog_->MarkExpiring(cutoff, 1, At(700));
+  ASSERT_EQ(marked.size(), 1u);
+  EXPECT_EQ(marked[0].job_id, "old-cancelled");
+  EXPECT_EQ(catalog_->GetJob("old-cancelled").expiring_at, At(700));
+  // A later run returns the earlier mark too (a crashed run's work is finished), keeping it.
+  marked = catalog_->MarkExpiring(cutoff, 10, At(800));
+  ASSERT_EQ(marked.size(), 2u);
+  EXPECT_EQ(catalog_->GetJob("old-cancelled").expiring_at, At(700));
+  // Marked jobs stay candidates even with a cutoff they no longer match.
+  EXPECT_EQ(catalog_->FindExpired(At(0), 10, std::nullopt).size(), 2u);
+
+  // Delete re-checks: unmarked and non-terminal rows are never deleted.
+  int deleted = catalog_->DeleteExpiring({"old-done", "old-cancelled", "old-pending",
+                                          "old-running", "rerun", "missing", "old-done"});
+  EXPECT_EQ(deleted, 2);
+  EXPECT_EQ(catalog_->FindJob("old-done"), std::nullopt);
+  EXPECT_EQ(catalog_->FindJob("old-cancelled"), std::nullopt);
+  for (const char* kept : {"old-pending", "old-running", "rerun"}) {
+    EXPECT_TRUE(catalog_->FindJob(kept).has_value()) << kept;
+  }
+  EXPECT_EQ(catalog_->DeleteExpiring({}), 0);
+}
+
+TEST_P(CatalogTest, DeleteExpiringHandlesManyJobsInBatches) {
+  constexpr int kJobs = 1200;
+  for (int i = 0; i < kJobs; ++i) {
+    std::string id = "job-" + std::to_string(i);
+    catalog_->Submit(Spec(id), At(i));
+    catalog_->RequestCancel(id, At(i));
+  }
+  std::vector<std::string> ids;
+  for (const RetentionCandidate& c : catalog_->MarkExpiring(At(kJobs + 1), 2000, At(kJobs + 2))) {
+    ids.push_back(c.job_id);
+  }
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kJobs));
+  EXPECT_EQ(catalog_->DeleteExpiring(ids), kJobs);
+  EXPECT_TRUE(catalog_->ListJobs({}, {}).jobs.empty());
+}
+
+TEST_P(CatalogTest, MigrateTwiceIsANoOp) {
+  EXPECT_EQ(catalog_->Migrate(), 0);
+  std::unique_ptr<Catalog> other = Catalog::Open(url_);
+  EXPECT_EQ(other->Migrate(), 0);
+}
+
+TEST_P(CatalogTest, ConcurrentMigrationsOfAFreshDatabaseApplyEachVersionOnce) {
+  const std::string url = NewCatalogUrl(GetParam(), dir_.path());
+  constexpr int kMigrators = 4;
+  std::vector<int> applied(kMigrators, -1);
+  std::vector<std::string> errors(kMigrators);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kMigrators; ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        applied[i] = Catalog::Open(url)->Migrate();
+      } catch (const Error& error) {
+        errors[i] = error.what();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  int total = 0;
+  for (int i = 0; i < kMigrators; ++i) {
+    EXPECT_EQ(errors[i], "");
+    total += applied[i];
+  }
+  EXPECT_EQ(total, 1);
+  std::unique_ptr<Catalog> catalog = Catalog::Open(url);
+  EXPECT_EQ(catalog->Migrate(), 0);
+  EXPECT_TRUE(catalog->Submit(Spec("job-1"), At(0)).created);
+}
+
+TEST_P(CatalogTest, ReportsItsBackendAndListenerSupport) {
+  if (GetParam() == Backend::kSqlite) {
+    EXPECT_EQ(catalog_->Backend(), "sqlite");
+    EXPECT_EQ(catalog_->ListenForCancels(), nullptr);
+  } else {
+    EXPECT_EQ(catalog_->Backend(), "postgresql");
+    EXPECT_NE(catalog_->ListenForCancels(), nullptr);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Conformance, CatalogTest, ::testing::ValuesIn(AllBackends()),
+                         BackendParamName());
+
+TEST(CatalogOpen, RejectsUnknownOrMalformedUrls) {
+  for (const char* url : {"", "sqlite:", "mysql://localhost/db", "catalog.db",
+                          "host='unterminated", "postgresql://host:port:bad/db"}) {
+    EXPECT_THROW(Catalog::Open(url), InvalidArgument) << url;
+  }
+  CatalogOptions no_pool;
+  no_pool.pool_size = 0;
+  EXPECT_THROW(Catalog::Open("sqlite:/tmp/never-created/x.db", no_pool), InvalidArgument);
+}
+
+TEST(CatalogOpen, SqliteCreatesTheParentDirectory) {
+  TempDir dir;
+  std::string path = (dir.path() / "a" / "b" / "catalog.db").string();
+  std::unique_ptr<Catalog> catalog = Catalog::Open("sqlite:" + path);
+  EXPECT_EQ(catalog->Migrate(), 1);
+  EXPECT_TRUE(std::filesystem::exists(path));
+}
+
+TEST(CatalogOpen, SqliteOnADirectoryIsUnavailable) {
+  TempDir dir;
+  EXPECT_THROW(Catalog::Open("sqlite:" + dir.path().string()), CatalogUnavailable);
+}
+
+}  // namespace
+}  // namespace btstore::testing
