@@ -59,7 +59,8 @@ struct Plan {
 
 void CheckSchema(const arrow::Schema& schema, const std::string& name, const std::string& file) {
   if (!IsRequired(name)) return;
-  for (const auto& want : RequiredSchema(name)->fields()) {
+  auto required = RequiredSchema(name);
+  for (const auto& want : required->fields()) {
     auto got = schema.GetFieldByName(want->name());
     if (!got) {
       BadFile(file, "column '" + want->name() + "' is missing (expected " +
@@ -94,7 +95,8 @@ std::vector<int> SelectFields(const arrow::Schema& schema, const std::string& na
     if (i >= 0 && seen.insert(i).second) order.push_back(i);
   };
   if (IsRequired(name)) {
-    for (const auto& field : RequiredSchema(name)->fields()) {
+    auto required = RequiredSchema(name);
+    for (const auto& field : required->fields()) {
       add(schema.GetFieldIndex(field->name()));
     }
   }

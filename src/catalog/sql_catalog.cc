@@ -255,6 +255,15 @@ std::string SqlCatalog::CandidateColumns() const {
          ReadExpr("COALESCE(completed_at, created_at)", ColumnKind::kTimestamp);
 }
 
+std::string SqlCatalog::UpdatePicked(const std::string& pick, const std::string& set,
+                                     const std::string& returning) const {
+  // The picked ids are materialised once: an `id IN (SELECT ... LIMIT n)` subquery may be
+  // re-evaluated by PostgreSQL's plan and then take more than n rows.
+  return "WITH picked AS MATERIALIZED (SELECT id FROM backtest_jobs WHERE " + pick +
+         std::string(LockClause()) + ") UPDATE backtest_jobs SET " + set +
+         " WHERE id IN (SELECT id FROM picked) RETURNING " + returning;
+}
+
 std::optional<JobRecord> SqlCatalog::SelectJob(SqlConnection& conn, std::string_view job_id) {
   SqlParams params;
   std::string sql = "SELECT " + JobColumns() + " FROM backtest_jobs WHERE job_id = " +
@@ -363,15 +372,14 @@ std::vector<JobRecord> SqlCatalog::ClaimJobs(std::string_view worker_id, int max
   const std::string now_p = p.Add(now);
   const std::string lease_p = p.Add(now + lease);
   const std::string limit_p = p.Add(max_jobs);
-  std::string sql =
-      "UPDATE backtest_jobs SET status = 'running', attempt = attempt + 1, worker_id = " +
-      worker_p + ", started_at = " + now_p + ", heartbeat_at = " + now_p +
-      ", lease_expires_at = " + lease_p +
-      ", cancel_requested = FALSE, completed_at = NULL, run_after = NULL"
-      " WHERE status = 'pending' AND id IN (SELECT id FROM backtest_jobs"
-      " WHERE status = 'pending' AND (run_after IS NULL OR run_after <= " + now_p +
-      ") ORDER BY priority, created_at, id LIMIT " + limit_p + std::string(LockClause()) +
-      ") RETURNING " + JobColumns();
+  std::string sql = UpdatePicked(
+      "status = 'pending' AND (run_after IS NULL OR run_after <= " + now_p +
+          ") ORDER BY priority, created_at, id LIMIT " + limit_p,
+      "status = 'running', attempt = attempt + 1, worker_id = " + worker_p +
+          ", started_at = " + now_p + ", heartbeat_at = " + now_p +
+          ", lease_expires_at = " + lease_p +
+          ", cancel_requested = FALSE, completed_at = NULL, run_after = NULL",
+      JobColumns());
   std::vector<JobRecord> jobs;
   Transact(TxKind::kWrite,
            [&](SqlConnection& conn) { jobs = DecodeJobs(conn.Query(sql, p.values())); });
@@ -524,11 +532,9 @@ std::vector<JobRecord> SqlCatalog::RescueExpired(Timestamp now,
       "|| COALESCE(" + ReadExpr("heartbeat_at", ColumnKind::kTimestamp) + ", 'never')";
   std::string set = RetryOrEndAssignments(p, now, now + retry_delay, error_expr);
   const std::string now_p = p.Add(now);
-  std::string sql = "UPDATE backtest_jobs SET " + set +
-                    " WHERE status = 'running' AND id IN (SELECT id FROM backtest_jobs"
-                    " WHERE status = 'running' AND lease_expires_at < " + now_p +
-                    " ORDER BY lease_expires_at, id LIMIT " + p.Add(max_jobs) +
-                    std::string(LockClause()) + ") RETURNING " + JobColumns();
+  std::string sql = UpdatePicked("status = 'running' AND lease_expires_at < " + now_p +
+                                     " ORDER BY lease_expires_at, id LIMIT " + p.Add(max_jobs),
+                                 set, JobColumns());
   std::vector<JobRecord> jobs;
   Transact(TxKind::kWrite, [&](SqlConnection& conn) {
     jobs.clear();
@@ -568,11 +574,10 @@ std::vector<RetentionCandidate> SqlCatalog::MarkExpiring(Timestamp cutoff, int l
   if (limit < 1) throw InvalidArgument("limit must be at least 1", {{"field", "limit"}});
   SqlParams p;
   // An earlier (crashed) run's mark is kept: the job has been expiring since then.
-  std::string sql = "UPDATE backtest_jobs SET expiring_at = COALESCE(expiring_at, " + p.Add(now) +
-                    ") WHERE id IN (SELECT id FROM backtest_jobs WHERE " +
-                    ExpiredPredicate(p, cutoff) + " ORDER BY job_id" + std::string(ByteOrder()) +
-                    " LIMIT " + p.Add(limit) + std::string(LockClause()) + ") RETURNING " +
-                    CandidateColumns();
+  const std::string set = "expiring_at = COALESCE(expiring_at, " + p.Add(now) + ")";
+  std::string sql = UpdatePicked(ExpiredPredicate(p, cutoff) + " ORDER BY job_id" +
+                                     std::string(ByteOrder()) + " LIMIT " + p.Add(limit),
+                                 set, CandidateColumns());
   std::vector<RetentionCandidate> candidates;
   Transact(TxKind::kWrite, [&](SqlConnection& conn) {
     candidates = SortedCandidates(conn.Query(sql, p.values()));

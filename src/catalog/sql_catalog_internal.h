@@ -109,6 +109,10 @@ class SqlCatalog : public Catalog {
   std::string JobColumns() const;
   std::string CandidateColumns() const;
   std::optional<JobRecord> SelectJob(SqlConnection& conn, std::string_view job_id);
+  // An UPDATE of the rows `pick` (a WHERE condition with ORDER BY and LIMIT) selects, locked
+  // against concurrent pickers, returning `returning`.
+  std::string UpdatePicked(const std::string& pick, const std::string& set,
+                           const std::string& returning) const;
   std::string ExpiredPredicate(SqlParams& params, Timestamp cutoff) const;
   TransitionResult WorkerMove(std::string_view job_id, const std::string& set_clause,
                               const std::string& condition, SqlParams params, int attempt);

@@ -13,13 +13,13 @@ namespace btstore::lifecycle_internal {
 /// Why a stored result path cannot be used, or kNone.
 enum class PathProblem {
   kNone,
-  kNoPath,          ///< result_path is null or empty
-  kUnresolvable,    ///< resolving it failed (a symlink loop, no permission)
-  kIsRoot,          ///< it resolves to the artifact root itself
-  kOutsideRoot,     ///< it resolves outside the artifact root
-  kInternalDir,     ///< it resolves into btstore's own dot-directories (.staging, .trash, ...)
-  kMissingOnDisk,   ///< nothing is there
-  kNotADirectory,   ///< something other than a directory is there
+  kNoPath,         ///< result_path is null or empty
+  kUnresolvable,   ///< resolving it failed (a symlink loop, no permission)
+  kIsRoot,         ///< it resolves to the artifact root itself
+  kOutsideRoot,    ///< it resolves outside the artifact root
+  kInternalDir,    ///< it resolves into btstore's own dot-directories (.staging, .trash, ...)
+  kMissingOnDisk,  ///< nothing is there
+  kNotADirectory,  ///< something other than a directory is there
 };
 
 /// A stored result path, resolved.

@@ -55,9 +55,9 @@ fs::path CanonicalRoot(const fs::path& artifact_root) {
   std::error_code ec;
   fs::path root = fs::weakly_canonical(artifact_root, ec);
   if (ec) {
-    throw InternalError("cannot resolve the artifact root " + artifact_root.string() + ": " +
-                            ec.message(),
-                        {{"path", artifact_root.string()}});
+    throw InternalError(
+        "cannot resolve the artifact root " + artifact_root.string() + ": " + ec.message(),
+        {{"path", artifact_root.string()}});
   }
   return root;
 }
@@ -163,9 +163,9 @@ void CheckReadable(const JobRecord& job) {
                          "`)");
   }
   if (job.expiring_at) {
-    ThrowNotReadable(job, "expiring",
-                     "job " + job.job_id +
-                         " is being removed by retention; its result is no longer available");
+    ThrowNotReadable(
+        job, "expiring",
+        "job " + job.job_id + " is being removed by retention; its result is no longer available");
   }
 }
 

@@ -25,16 +25,16 @@ namespace {
 constexpr int kMaxRetentionDays = 3'650'000;
 // Staging and trash directories younger than this may belong to a writer at work.
 constexpr std::chrono::hours kDebrisMinAge{1};
-// btstore's directory of per-job checkpoints under the artifact root.
+// btstore's directories of per-job checkpoints and publish locks under the artifact root.
 constexpr std::string_view kCheckpointsDir = ".checkpoints";
+constexpr std::string_view kLocksDir = ".locks";
 
 void Validate(const RetentionOptions& options) {
   if (options.retention_days < 0 || options.retention_days > kMaxRetentionDays) {
-    throw InvalidArgument("the retention window must be between 0 and " +
-                              std::to_string(kMaxRetentionDays) + " days, got " +
-                              std::to_string(options.retention_days),
-                          {{"field", "retention_days"},
-                           {"value", std::to_string(options.retention_days)}});
+    throw InvalidArgument(
+        "the retention window must be between 0 and " + std::to_string(kMaxRetentionDays) +
+            " days, got " + std::to_string(options.retention_days),
+        {{"field", "retention_days"}, {"value", std::to_string(options.retention_days)}});
   }
   if (options.batch_size < 1) {
     throw InvalidArgument(
@@ -90,6 +90,11 @@ void RemoveJobFiles(const fs::path& root, const RetentionCandidate& job) {
                             "; fix the cause and run cleanup again",
                         {{"job_id", job.job_id}, {"path", checkpoints.string()}});
   }
+  // The worker's publish lock would otherwise outlive every job ever run. Unlinking it is safe
+  // here: no attempt of a marked, terminal job can publish any more (a stale worker that still
+  // takes the lock finds that it lost its attempt), and the job_id can only be submitted anew
+  // once its row is deleted, after this.
+  RemoveEntry(root / kLocksDir / (job.job_id + ".lock"), job.job_id);
 }
 
 RetentionReport DryRun(Catalog& catalog, Timestamp cutoff, const RetentionOptions& options) {

@@ -55,9 +55,9 @@ class Verifier {
       const fs::file_time_type mtime = it->last_write_time(entry_ec);
       if (entry_ec || now - mtime < grace) continue;
       if (HasJobRow(name)) continue;
-      report_.problems.push_back({VerifyProblem::Kind::kOrphanBundle, "", it->path().string(), "",
-                                  "no job row has the name of directory " + name +
-                                      "; remove it or register it"});
+      report_.problems.push_back(
+          {VerifyProblem::Kind::kOrphanBundle, "", it->path().string(), "",
+           "no job row has the name of directory " + name + "; remove it or register it"});
     }
   }
 

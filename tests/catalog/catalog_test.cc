@@ -122,9 +122,9 @@ TEST_P(CatalogTest, ConcurrentClaimersNeverGetTheSameJob) {
     threads.emplace_back([&, t] {
       // Each claimer has its own catalog (connection), as separate workers would.
       std::unique_ptr<Catalog> catalog = Catalog::Open(url_);
+      const std::string worker = std::to_string(t);
       for (;;) {
-        std::vector<JobRecord> jobs =
-            catalog->ClaimJobs("w" + std::to_string(t), 2, seconds(30), At(100));
+        std::vector<JobRecord> jobs = catalog->ClaimJobs(worker, 2, seconds(30), At(100));
         if (jobs.empty()) break;
         for (const JobRecord& job : jobs) {
           if (job.attempt != 1) ++failures;
@@ -485,7 +485,7 @@ TEST_P(CatalogTest, RetentionFindsMarksAndDeletesOnlyAgedTerminalJobs) {
 }
 
 TEST_P(CatalogTest, DeleteExpiringHandlesManyJobsInBatches) {
-  constexpr int kJobs = 1200;
+  constexpr int kJobs = 520;  // more than one batch of 500
   for (int i = 0; i < kJobs; ++i) {
     std::string id = "job-" + std::to_string(i);
     catalog_->Submit(Spec(id), At(i));
@@ -549,7 +549,14 @@ INSTANTIATE_TEST_SUITE_P(Conformance, CatalogTest, ::testing::ValuesIn(AllBacken
 TEST(CatalogOpen, RejectsUnknownOrMalformedUrls) {
   for (const char* url : {"", "sqlite:", "mysql://localhost/db", "catalog.db",
                           "host='unterminated", "postgresql://host:port:bad/db"}) {
-    EXPECT_THROW(Catalog::Open(url), InvalidArgument) << url;
+    try {
+      Catalog::Open(url);
+      ADD_FAILURE() << "no error for " << url;
+    } catch (const InvalidArgument& error) {
+      EXPECT_EQ(error.code(), ErrorCode::kInvalidArgument);
+    } catch (const Error& error) {
+      ADD_FAILURE() << url << ": " << error.what();
+    }
   }
   CatalogOptions no_pool;
   no_pool.pool_size = 0;

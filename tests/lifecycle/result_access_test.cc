@@ -31,8 +31,8 @@ class ResultAccessTest : public LifecycleTest {
     } catch (const E& error) {
       return error;
     } catch (const Error& error) {
-      ADD_FAILURE() << "GetResult(" << job_id << ") threw " << ErrorCodeName(error.code())
-                    << ": " << error.what();
+      ADD_FAILURE() << "GetResult(" << job_id << ") threw " << ErrorCodeName(error.code()) << ": "
+                    << error.what();
       throw;
     }
     ADD_FAILURE() << "GetResult(" << job_id << ") returned a result";
@@ -110,8 +110,8 @@ TEST_P(ResultAccessTest, DotDotEscapingTheRootIsResultPathMissing) {
   MakeCompleted("job-dotdot", DaysAgo(2), DaysAgo(1));
   OutsideBundle("escaped");
   // <root>/job-dotdot/../../elsewhere/escaped: a real bundle, reached through the root.
-  SetResultPath("job-dotdot", (BundleDir("job-dotdot") / ".." / ".." / "elsewhere" / "escaped")
-                                  .string());
+  SetResultPath("job-dotdot",
+                (BundleDir("job-dotdot") / ".." / ".." / "elsewhere" / "escaped").string());
   ExpectPathMissing("job-dotdot", "outside the artifact root");
   // The same escape written relative to the root.
   SetResultPath("job-dotdot", "../elsewhere/escaped");

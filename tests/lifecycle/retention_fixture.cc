@@ -61,12 +61,12 @@ BacktestResult SmallResult(const std::string& job_id, Date start, int days, int 
   result.start_date = start;
   result.end_date = Date{start.days + days - 1};
   result.weight_method = "equal";
-  result.daily_signals = arrow::Table::Make(
-      RequiredSchema(kSignalsTable),
-      {Finish(signal_dates), Finish(signal_permnos), Finish(signals)});
-  result.daily_weights = arrow::Table::Make(
-      RequiredSchema(kWeightsTable),
-      {Finish(weight_dates), Finish(weight_permnos), Finish(weights)});
+  result.daily_signals =
+      arrow::Table::Make(RequiredSchema(kSignalsTable),
+                         {Finish(signal_dates), Finish(signal_permnos), Finish(signals)});
+  result.daily_weights =
+      arrow::Table::Make(RequiredSchema(kWeightsTable),
+                         {Finish(weight_dates), Finish(weight_permnos), Finish(weights)});
   result.daily_ic = arrow::Table::Make(RequiredSchema(kIcTable),
                                        {Finish(ic_dates), Finish(ics), Finish(rank_ics)});
   result.metrics.mean_ic = 0.01;
@@ -195,10 +195,10 @@ void LifecycleTest::SetResultPath(const std::string& job_id,
   }
   const char* values[2] = {path ? path->c_str() : nullptr, job_id.c_str()};
   PGresult* result =
-      PQexecParams(conn, "UPDATE backtest_jobs SET result_path = $1 WHERE job_id = $2", 2,
-                   nullptr, values, nullptr, nullptr, 0);
-  const bool ok = PQresultStatus(result) == PGRES_COMMAND_OK &&
-                  std::string_view(PQcmdTuples(result)) == "1";
+      PQexecParams(conn, "UPDATE backtest_jobs SET result_path = $1 WHERE job_id = $2", 2, nullptr,
+                   values, nullptr, nullptr, 0);
+  const bool ok =
+      PQresultStatus(result) == PGRES_COMMAND_OK && std::string_view(PQcmdTuples(result)) == "1";
   std::string error = PQerrorMessage(conn);
   PQclear(result);
   PQfinish(conn);

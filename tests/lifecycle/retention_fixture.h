@@ -54,13 +54,12 @@ class LifecycleTest : public ::testing::TestWithParam<Backend> {
   JobRecord MakeRunning(const std::string& job_id, Timestamp created_at);
   /// Submit, claim, write its bundle to <root>/<job_id> and complete it at `completed_at`,
   /// recording the canonical absolute bundle path.
-  JobRecord MakeCompleted(const std::string& job_id, Timestamp created_at,
-                          Timestamp completed_at, const WriteOptions& write_options = {});
+  JobRecord MakeCompleted(const std::string& job_id, Timestamp created_at, Timestamp completed_at,
+                          const WriteOptions& write_options = {});
   /// Submit, claim and fail a job (no retries left) at `failed_at`.
   JobRecord MakeFailed(const std::string& job_id, Timestamp created_at, Timestamp failed_at);
   /// Submit a job and cancel it while pending at `cancelled_at`.
-  JobRecord MakeCancelled(const std::string& job_id, Timestamp created_at,
-                          Timestamp cancelled_at);
+  JobRecord MakeCancelled(const std::string& job_id, Timestamp created_at, Timestamp cancelled_at);
 
   /// Overwrite a row's result_path (nullopt: NULL) with SQL, as an older tool could have
   /// registered it.

@@ -167,6 +167,8 @@ TEST_P(RetentionTest, RemovesBundleRowAndCheckpoints) {
   MakeCancelled("job-old-cancelled", DaysAgo(100), DaysAgo(100));
   WriteCheckpoint("job-old");
   WriteCheckpoint("job-old-cancelled");
+  fs::create_directories(root_ / ".locks");
+  std::ofstream(root_ / ".locks" / "job-old.lock").flush();
   MakeCancelled("job-new-cancelled", DaysAgo(1), DaysAgo(1));
   WriteCheckpoint("job-new-cancelled");
   ASSERT_TRUE(fs::is_directory(BundleDir("job-old")));
@@ -174,6 +176,7 @@ TEST_P(RetentionTest, RemovesBundleRowAndCheckpoints) {
   EXPECT_EQ(report.removed, 2);
   ExpectRemoved("job-old");
   ExpectRemoved("job-old-cancelled");
+  EXPECT_FALSE(fs::exists(root_ / ".locks" / "job-old.lock"));
   EXPECT_TRUE(fs::exists(root_ / ".checkpoints" / "job-new-cancelled" / "attempt-1.ckpt"));
   ExpectConsistent();
 }
@@ -256,7 +259,7 @@ TEST_P(RetentionTest, LeavesBundlesOutsideTheRootAlone) {
   EXPECT_EQ(Cleanup().removed, 2);
   EXPECT_FALSE(RowExists("job-outside"));
   EXPECT_FALSE(RowExists("job-at-root"));
-  EXPECT_TRUE(fs::exists(outside / kSummaryFile));  // not ours to delete
+  EXPECT_TRUE(fs::exists(outside / kSummaryFile));     // not ours to delete
   EXPECT_FALSE(fs::exists(BundleDir("job-at-root")));  // its own directory went
   ExpectKept("recent");                                // the root was not emptied
 }
@@ -320,8 +323,8 @@ class CleanupProcess {
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
     const std::string now = std::to_string(TestNow().time_since_epoch().count());
     const std::string batch = std::to_string(batch_size);
-    std::vector<std::string> args = {BTSTORE_RETENTION_CRASH_CHILD, url, root.string(), now,
-                                     "90", batch};
+    std::vector<std::string> args = {
+        BTSTORE_RETENTION_CRASH_CHILD, url, root.string(), now, "90", batch};
     std::vector<char*> argv;
     for (std::string& arg : args) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -463,8 +466,8 @@ TEST_P(RetentionTest, TwoCleanersAtOnceRemoveEachJobExactlyOnce) {
   EXPECT_EQ(reports[0].removed + reports[1].removed, 60);
   std::vector<std::string> all = reports[0].job_ids;
   all.insert(all.end(), reports[1].job_ids.begin(), reports[1].job_ids.end());
-  EXPECT_EQ(all.size(), 60u);                 // nobody claims a job twice
-  EXPECT_EQ(AsSet(all), AsSet(expired));      // and every expired job is someone's
+  EXPECT_EQ(all.size(), 60u);             // nobody claims a job twice
+  EXPECT_EQ(AsSet(all), AsSet(expired));  // and every expired job is someone's
   for (const std::string& id : expired) ExpectRemoved(id);
   ExpectKept("recent");
   ExpectKept("ancient-pending");

@@ -47,8 +47,8 @@ TEST_P(VerifyTest, GoodBundlesHaveNoProblems) {
   MakePending("job-pending", DaysAgo(1));
   Age(BundleDir("job-a"), std::chrono::hours(48));
   std::vector<int64_t> progress;
-  const VerifyReport report = VerifyBundles(*catalog_, root_, {}, kGrace,
-                                            [&](int64_t done) { progress.push_back(done); });
+  const VerifyReport report =
+      VerifyBundles(*catalog_, root_, {}, kGrace, [&](int64_t done) { progress.push_back(done); });
   EXPECT_EQ(report.checked, 2);
   EXPECT_TRUE(report.problems.empty());
   EXPECT_EQ(progress, (std::vector<int64_t>{1, 2}));

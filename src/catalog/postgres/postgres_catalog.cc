@@ -432,6 +432,18 @@ std::unique_ptr<Catalog> OpenPostgresCatalog(const std::string& conninfo,
     throw InvalidArgument("malformed PostgreSQL connection string: " + message,
                           {{"field", "catalog"}});
   }
+  // libpq only checks the port when it connects, and then reports it like an unreachable
+  // server; a port that is not a number (or a comma-separated list of them) is a bad URL.
+  for (PQconninfoOption* option = parsed; option->keyword != nullptr; ++option) {
+    if (std::string_view(option->keyword) != "port" || option->val == nullptr) continue;
+    std::string_view port = option->val;
+    if (port.find_first_not_of("0123456789,") != std::string_view::npos) {
+      std::string value(port);
+      PQconninfoFree(parsed);
+      throw InvalidArgument("the port of the PostgreSQL URL is not a number: " + value,
+                            {{"field", "catalog"}, {"value", value}});
+    }
+  }
   PQconninfoFree(parsed);
   return std::make_unique<PostgresCatalog>(conninfo, options);
 }
