@@ -60,6 +60,10 @@ std::unique_ptr<Engine> MakeEngine(std::string_view config_json);
 /// Settings of the synthetic engine, read from the job's config JSON:
 /// `{"engine": "synthetic", "seed": 7, "symbols": 500, "delay_ms_per_day": 0,
 ///   "checkpoint_every_days": 20, "fail_at_day": null, "snapshot_id": "synthetic-v1"}`.
+/// Other keys are ignored. `checkpoint_every_days` 0 saves no periodic checkpoint;
+/// `fail_at_day` fails only a worker's first attempt (attempt 1), after checkpointing.
+/// The result's summary.json carries `"engine": {"name", "business_days", "resumed_at_day",
+/// "computed_days"}`: how many days this attempt computed after resuming from a checkpoint.
 struct SyntheticConfig {
   uint64_t seed = 7;
   int symbols = 500;

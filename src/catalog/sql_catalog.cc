@@ -64,9 +64,9 @@ constexpr size_t kDeleteBatch = 500;
 // Decoding trusts the database to hold what the migrations allow; a value that does not parse
 // is a bug or a foreign writer, reported as Internal naming the column.
 [[noreturn]] void BadValue(std::string_view column, std::string_view value) {
-  throw InternalError("catalog returned an unreadable " + std::string(column) + " '" +
-                          std::string(value) + "'",
-                      {{"column", std::string(column)}});
+  throw InternalError(
+      "catalog returned an unreadable " + std::string(column) + " '" + std::string(value) + "'",
+      {{"column", std::string(column)}});
 }
 
 const std::string& Required(const SqlRow& row, size_t i) {
@@ -189,13 +189,19 @@ std::string RetryOrEndAssignments(SqlParams& params, Timestamp now, Timestamp re
   const std::string retrying = "(NOT cancel_requested AND retry_count < max_retries)";
   return "status = CASE WHEN cancel_requested THEN 'cancelled' WHEN retry_count < max_retries "
          "THEN 'pending' ELSE 'failed' END, "
-         "retry_count = CASE WHEN " + retrying + " THEN retry_count + 1 ELSE retry_count END, "
-         "run_after = CASE WHEN " + retrying + " THEN " + retry_p + " ELSE run_after END, "
+         "retry_count = CASE WHEN " +
+         retrying +
+         " THEN retry_count + 1 ELSE retry_count END, "
+         "run_after = CASE WHEN " +
+         retrying + " THEN " + retry_p +
+         " ELSE run_after END, "
          // COALESCE gives the parameter the column's type on PostgreSQL (a CASE of NULL and
          // an untyped parameter would be text); the parameter is never NULL.
-         "completed_at = CASE WHEN " + retrying + " THEN NULL ELSE COALESCE(" + now_p +
+         "completed_at = CASE WHEN " +
+         retrying + " THEN NULL ELSE COALESCE(" + now_p +
          ", completed_at) END, "
-         "error_message = " + error_expr + ", lease_expires_at = NULL";
+         "error_message = " +
+         error_expr + ", lease_expires_at = NULL";
 }
 
 }  // namespace
@@ -266,8 +272,8 @@ std::string SqlCatalog::UpdatePicked(const std::string& pick, const std::string&
 
 std::optional<JobRecord> SqlCatalog::SelectJob(SqlConnection& conn, std::string_view job_id) {
   SqlParams params;
-  std::string sql = "SELECT " + JobColumns() + " FROM backtest_jobs WHERE job_id = " +
-                    params.Add(job_id);
+  std::string sql =
+      "SELECT " + JobColumns() + " FROM backtest_jobs WHERE job_id = " + params.Add(job_id);
   std::vector<SqlRow> rows = conn.Query(sql, params.values());
   if (rows.empty()) return std::nullopt;
   return DecodeJob(rows.front());
@@ -287,7 +293,8 @@ SubmitResult SqlCatalog::Submit(const JobSpec& spec, Timestamp now) {
     std::string sql =
         "INSERT INTO backtest_jobs (id, job_id, status, alpha_name, start_date, end_date, "
         "weight_method, config_json, created_at, job_timeout, created_by, priority, max_retries) "
-        "VALUES (" + values + ") ON CONFLICT (job_id) DO NOTHING RETURNING " + JobColumns();
+        "VALUES (" +
+        values + ") ON CONFLICT (job_id) DO NOTHING RETURNING " + JobColumns();
     std::vector<SqlRow> rows = conn.Query(sql, p.values());
     if (!rows.empty()) {
       result = {DecodeJob(rows.front()), true};
@@ -332,13 +339,14 @@ JobPage SqlCatalog::ListJobs(const JobFilter& filter, const PageRequest& page) {
   if (filter.min_icir) where.push_back("icir >= " + p.AddMetric(*filter.min_icir));
   if (filter.min_hit_rate) where.push_back("hit_rate >= " + p.AddMetric(*filter.min_hit_rate));
   if (cursor) {
-    where.push_back("(created_at, id) < (" + p.Add(cursor->created_at) + ", " +
-                    p.Add(cursor->id) + ")");
+    where.push_back("(created_at, id) < (" + p.Add(cursor->created_at) + ", " + p.Add(cursor->id) +
+                    ")");
   }
   std::string sql = "SELECT " + JobColumns() + " FROM backtest_jobs";
   for (size_t i = 0; i < where.size(); ++i) sql += (i == 0 ? " WHERE " : " AND ") + where[i];
   // One row more than the page tells whether a next page exists.
-  sql += " ORDER BY created_at DESC, id DESC LIMIT " + p.AddValue(SqlValue(int64_t{page.limit} + 1));
+  sql +=
+      " ORDER BY created_at DESC, id DESC LIMIT " + p.AddValue(SqlValue(int64_t{page.limit} + 1));
   if (page.offset > 0) sql += " OFFSET " + p.AddValue(SqlValue(int64_t{page.offset}));
 
   JobPage result;
@@ -372,14 +380,14 @@ std::vector<JobRecord> SqlCatalog::ClaimJobs(std::string_view worker_id, int max
   const std::string now_p = p.Add(now);
   const std::string lease_p = p.Add(now + lease);
   const std::string limit_p = p.Add(max_jobs);
-  std::string sql = UpdatePicked(
-      "status = 'pending' AND (run_after IS NULL OR run_after <= " + now_p +
-          ") ORDER BY priority, created_at, id LIMIT " + limit_p,
-      "status = 'running', attempt = attempt + 1, worker_id = " + worker_p +
-          ", started_at = " + now_p + ", heartbeat_at = " + now_p +
-          ", lease_expires_at = " + lease_p +
-          ", cancel_requested = FALSE, completed_at = NULL, run_after = NULL",
-      JobColumns());
+  std::string sql =
+      UpdatePicked("status = 'pending' AND (run_after IS NULL OR run_after <= " + now_p +
+                       ") ORDER BY priority, created_at, id LIMIT " + limit_p,
+                   "status = 'running', attempt = attempt + 1, worker_id = " + worker_p +
+                       ", started_at = " + now_p + ", heartbeat_at = " + now_p +
+                       ", lease_expires_at = " + lease_p +
+                       ", cancel_requested = FALSE, completed_at = NULL, run_after = NULL",
+                   JobColumns());
   std::vector<JobRecord> jobs;
   Transact(TxKind::kWrite,
            [&](SqlConnection& conn) { jobs = DecodeJobs(conn.Query(sql, p.values())); });
@@ -399,8 +407,8 @@ HeartbeatResult SqlCatalog::Heartbeat(std::string_view job_id, int attempt, int 
   SqlParams p;
   std::string sql = "UPDATE backtest_jobs SET heartbeat_at = " + p.Add(now) +
                     ", lease_expires_at = " + p.Add(now + lease) +
-                    ", progress_pct = " + p.Add(progress_pct) +
-                    ", checkpoint_path = COALESCE(" + p.AddNullable(checkpoint_path) +
+                    ", progress_pct = " + p.Add(progress_pct) + ", checkpoint_path = COALESCE(" +
+                    p.AddNullable(checkpoint_path) +
                     ", checkpoint_path) WHERE job_id = " + p.Add(job_id) +
                     " AND status = 'running' AND attempt = " + p.Add(attempt) + " RETURNING " +
                     ReadExpr("cancel_requested", ColumnKind::kBool);
@@ -473,18 +481,20 @@ JobRecord SqlCatalog::RequestCancel(std::string_view job_id, Timestamp now) {
   std::string sql =
       "UPDATE backtest_jobs SET "
       "status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END, "
-      "completed_at = CASE WHEN status = 'pending' THEN " + now_p + " ELSE completed_at END, "
+      "completed_at = CASE WHEN status = 'pending' THEN " +
+      now_p +
+      " ELSE completed_at END, "
       "cancel_requested = CASE WHEN status = 'running' THEN TRUE ELSE cancel_requested END"
-      " WHERE job_id = " + p.Add(job_id) + " AND status IN ('pending', 'running') RETURNING " +
-      JobColumns();
+      " WHERE job_id = " +
+      p.Add(job_id) + " AND status IN ('pending', 'running') RETURNING " + JobColumns();
   JobRecord job;
   Transact(TxKind::kWrite, [&](SqlConnection& conn) {
     std::vector<SqlRow> rows = conn.Query(sql, p.values());
     if (rows.empty()) {
       std::optional<JobRecord> current = SelectJob(conn, job_id);
       if (!current) throw JobNotFound(std::string(job_id));
-      ThrowInvalidTransition(*current, "cancel", "it already ended (" +
-                                                     std::string(ToString(current->status)) + ")");
+      ThrowInvalidTransition(*current, "cancel",
+                             "it already ended (" + std::string(ToString(current->status)) + ")");
     }
     job = DecodeJob(rows.front());
     if (job.status == JobStatus::kRunning) OnCancelRequested(conn, job.job_id);
@@ -498,9 +508,9 @@ JobRecord SqlCatalog::Resume(std::string_view job_id, Timestamp /*now*/) {
       "UPDATE backtest_jobs SET status = 'pending', retry_count = retry_count + 1, "
       "cancel_requested = FALSE, error_message = NULL, completed_at = NULL, worker_id = NULL, "
       "started_at = NULL, heartbeat_at = NULL, lease_expires_at = NULL, run_after = NULL"
-      " WHERE job_id = " + p.Add(job_id) + " AND status IN (" + Quoted(JobStatus::kFailed) +
-      ", " + Quoted(JobStatus::kCancelled) + ") AND expiring_at IS NULL RETURNING " +
-      JobColumns();
+      " WHERE job_id = " +
+      p.Add(job_id) + " AND status IN (" + Quoted(JobStatus::kFailed) + ", " +
+      Quoted(JobStatus::kCancelled) + ") AND expiring_at IS NULL RETURNING " + JobColumns();
   JobRecord job;
   Transact(TxKind::kWrite, [&](SqlConnection& conn) {
     std::vector<SqlRow> rows = conn.Query(sql, p.values());
@@ -529,7 +539,8 @@ std::vector<JobRecord> SqlCatalog::RescueExpired(Timestamp now,
   SqlParams p;
   const std::string error_expr =
       "'worker ' || COALESCE(worker_id, '(unknown)') || ' stopped heartbeating; last heartbeat ' "
-      "|| COALESCE(" + ReadExpr("heartbeat_at", ColumnKind::kTimestamp) + ", 'never')";
+      "|| COALESCE(" +
+      ReadExpr("heartbeat_at", ColumnKind::kTimestamp) + ", 'never')";
   std::string set = RetryOrEndAssignments(p, now, now + retry_delay, error_expr);
   const std::string now_p = p.Add(now);
   std::string sql = UpdatePicked("status = 'running' AND lease_expires_at < " + now_p +
@@ -556,8 +567,8 @@ std::vector<RetentionCandidate> SqlCatalog::FindExpired(
     Timestamp cutoff, int limit, const std::optional<std::string>& after_job_id) {
   if (limit < 1) throw InvalidArgument("limit must be at least 1", {{"field", "limit"}});
   SqlParams p;
-  std::string sql = "SELECT " + CandidateColumns() + " FROM backtest_jobs WHERE " +
-                    ExpiredPredicate(p, cutoff);
+  std::string sql =
+      "SELECT " + CandidateColumns() + " FROM backtest_jobs WHERE " + ExpiredPredicate(p, cutoff);
   if (after_job_id) {
     sql += " AND job_id" + std::string(ByteOrder()) + " > " + p.Add(*after_job_id);
   }

@@ -75,16 +75,14 @@ class SqlCatalog : public Catalog {
                             Timestamp now) override;
   TransitionResult Fail(std::string_view job_id, int attempt, std::string_view error,
                         std::chrono::milliseconds retry_delay, Timestamp now) override;
-  TransitionResult AcknowledgeCancel(std::string_view job_id, int attempt,
-                                     Timestamp now) override;
+  TransitionResult AcknowledgeCancel(std::string_view job_id, int attempt, Timestamp now) override;
   JobRecord RequestCancel(std::string_view job_id, Timestamp now) override;
   JobRecord Resume(std::string_view job_id, Timestamp now) override;
   std::vector<JobRecord> RescueExpired(Timestamp now, std::chrono::milliseconds retry_delay,
                                        int max_jobs) override;
   std::vector<RetentionCandidate> FindExpired(
       Timestamp cutoff, int limit, const std::optional<std::string>& after_job_id) override;
-  std::vector<RetentionCandidate> MarkExpiring(Timestamp cutoff, int limit,
-                                               Timestamp now) override;
+  std::vector<RetentionCandidate> MarkExpiring(Timestamp cutoff, int limit, Timestamp now) override;
   int DeleteExpiring(const std::vector<std::string>& job_ids) override;
 
  protected:
@@ -97,8 +95,9 @@ class SqlCatalog : public Catalog {
   /// A collation clause that orders text by bytes, as C++ does (job_id order).
   virtual std::string_view ByteOrder() const = 0;
   /// Run `body` in one transaction on one connection and commit it; roll back when it throws.
-  /// `body` may run twice when the backend retries after a lost connection, so it must only
-  /// assign its results.
+  /// A kRead body must be a single statement (a backend may run it in autocommit). `body` may
+  /// run twice when the backend retries after a lost connection, so it must only assign its
+  /// results.
   virtual void Transact(TxKind kind, const std::function<void(SqlConnection&)>& body) = 0;
   /// Called in the transaction that set cancel_requested on a running job.
   virtual void OnCancelRequested(SqlConnection& /*conn*/, const std::string& /*job_id*/) {}

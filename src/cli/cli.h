@@ -19,9 +19,9 @@ namespace btstore::cli {
 
 /// Global options, resolved from flags, then environment, then defaults.
 struct Context {
-  std::string catalog_url;               ///< --catalog / BTSTORE_CATALOG
-  std::filesystem::path artifact_root;   ///< --artifact-root / BTSTORE_ARTIFACT_ROOT
-  bool json = false;                     ///< --json
+  std::string catalog_url;              ///< --catalog / BTSTORE_CATALOG
+  std::filesystem::path artifact_root;  ///< --artifact-root / BTSTORE_ARTIFACT_ROOT
+  bool json = false;                    ///< --json
   bool stdout_is_terminal = false;
 
   /// Progress bars and colours only for people at a terminal.
@@ -36,11 +36,11 @@ using Action = std::function<int(Context&)>;
 
 /// Each command group adds its subcommands to `app`; the chosen one stores its work in `action`.
 void RegisterBundleCommands(CLI::App& app, Action& action);
-void RegisterJobCommands(CLI::App& app, Action& action);     // migrate submit list show result
-                                                             // cancel resume pin
-void RegisterWorkerCommands(CLI::App& app, Action& action);  // worker
+void RegisterJobCommands(CLI::App& app, Action& action);          // migrate submit list show result
+                                                                  // cancel resume pin
+void RegisterWorkerCommands(CLI::App& app, Action& action);       // worker
 void RegisterMaintenanceCommands(CLI::App& app, Action& action);  // cleanup verify
-void RegisterDemoCommand(CLI::App& app, Action& action);     // demo
+void RegisterDemoCommand(CLI::App& app, Action& action);          // demo
 
 /// Print one JSON document on stdout (the only thing on stdout in --json mode).
 void PrintJson(const nlohmann::json& doc);

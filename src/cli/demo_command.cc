@@ -54,10 +54,21 @@ std::vector<DemoJob> DemoJobs(bool fast) {
       {"value-bob", "value", "bob", "2020-01-01", "2021-06-30", "signal", {}},
       {"value-carol", "value", "carol", "2021-01-01", "2021-12-31", "rank", {}},
       {"reversal-alice", "reversal", "alice", "2020-06-01", "2020-12-31", "rank", {}},
-      {"reversal-bob", "reversal", "bob", "2018-01-01", "2018-12-31", "equal",
+      {"reversal-bob",
+       "reversal",
+       "bob",
+       "2018-01-01",
+       "2018-12-31",
+       "equal",
        {{"fail_at_day", 60}, {"checkpoint_every_days", 20}}},
       {"quality-carol", "quality", "carol", "2020-01-01", "2020-12-31", "signal", {}},
-      {"quality-alice", "quality", "alice", "2021-01-01", "2021-06-30", "equal", {},
+      {"quality-alice",
+       "quality",
+       "alice",
+       "2021-01-01",
+       "2021-06-30",
+       "equal",
+       {},
        Priority::kLow},
       {"reversal-carol", "reversal", "carol", "2019-06-01", "2020-05-31", "signal", {}},
   };
@@ -262,8 +273,8 @@ int Demo::Run() {
     spec.created_by = job.user;
     spec.priority = job.priority;
     std::string command_line = "submit --job-id " + spec.job_id + " --alpha " + job.alpha +
-                               " --start " + job.start + " --end " + job.end +
-                               " --weight-method " + job.weight_method + " --user " + job.user;
+                               " --start " + job.start + " --end " + job.end + " --weight-method " +
+                               job.weight_method + " --user " + job.user;
     if (job.priority != Priority::kNormal) {
       command_line += " --priority " + std::string(ToString(job.priority));
     }
@@ -282,8 +293,8 @@ int Demo::Run() {
     spec.start_date = Date::Parse(again.start);
     spec.end_date = Date::Parse(again.end);
     spec.weight_method = again.weight_method;
-    spec.config_json = nlohmann::json({{"engine", "synthetic"}, {"seed", 12}, {"symbols", symbols}})
-                           .dump();
+    spec.config_json =
+        nlohmann::json({{"engine", "synthetic"}, {"seed", 12}, {"symbols", symbols}}).dump();
     spec.created_by = again.user;
     SubmitResult submitted = service_.Submit(spec);
     Say(std::string("created: ") + (submitted.created ? "true" : "false") +
@@ -304,9 +315,10 @@ int Demo::Run() {
 
   const std::string slow_id = job_ids[0];
   Step("Cancel the slow job while it runs");
-  JobRecord slow = WaitForJob(slow_id, "it runs and has saved a checkpoint", [](const JobRecord& j) {
-    return (j.status == JobStatus::kRunning && j.checkpoint_path) || IsTerminal(j.status);
-  });
+  JobRecord slow =
+      WaitForJob(slow_id, "it runs and has saved a checkpoint", [](const JobRecord& j) {
+        return (j.status == JobStatus::kRunning && j.checkpoint_path) || IsTerminal(j.status);
+      });
   Say(slow_id + " is " + std::string(ToString(slow.status)) + " at " +
       std::to_string(slow.progress_pct) + "% with a checkpoint");
   Command("cancel " + slow_id);
@@ -317,13 +329,12 @@ int Demo::Run() {
   slow = WaitForJob(slow_id, "it is cancelled",
                     [](const JobRecord& j) { return IsTerminal(j.status); });
   Command("show " + slow_id);
-  Say("status: " + std::string(ToString(slow.status)) + "  progress_pct: " +
-      std::to_string(slow.progress_pct) + "  result_path: " +
-      (slow.result_path ? *slow.result_path : "-") + " (no bundle)");
+  Say("status: " + std::string(ToString(slow.status)) +
+      "  progress_pct: " + std::to_string(slow.progress_pct) +
+      "  result_path: " + (slow.result_path ? *slow.result_path : "-") + " (no bundle)");
   Say("checkpoint_path: " + (slow.checkpoint_path ? *slow.checkpoint_path : "-"));
-  report["cancelled"] = {{"job_id", slow_id},
-                         {"status", ToString(slow.status)},
-                         {"progress_pct", slow.progress_pct}};
+  report["cancelled"] = {
+      {"job_id", slow_id}, {"status", ToString(slow.status)}, {"progress_pct", slow.progress_pct}};
 
   Step("Wait for the other jobs");
   std::vector<std::string> others(job_ids.begin() + 1, job_ids.end());
@@ -333,9 +344,9 @@ int Demo::Run() {
   PrintList("list --created-from " + since, mine);
   const std::string retried_id = JobId("reversal-bob");
   JobRecord retried = service_.GetJob(retried_id);
-  Say(retried_id + " failed once on purpose (fail_at_day) and was retried automatically: " +
-      "retry_count " + std::to_string(retried.retry_count) + ", status " +
-      std::string(ToString(retried.status)));
+  Say(retried_id +
+      " failed once on purpose (fail_at_day) and was retried automatically: " + "retry_count " +
+      std::to_string(retried.retry_count) + ", status " + std::string(ToString(retried.status)));
 
   Step("Resume the cancelled job: it continues from its checkpoint");
   Command("resume " + slow_id);
@@ -355,8 +366,9 @@ int Demo::Run() {
     nlohmann::json summary = ReadSummaryJson(service_.ResolveResultPath(slow));
     if (summary.contains("engine") && summary["engine"].is_object()) {
       const nlohmann::json& engine = summary["engine"];
-      Say("summary.engine: resumed at day " + engine.value("resumed_at_day", nlohmann::json()).dump() +
-          " of " + engine.value("business_days", nlohmann::json()).dump() + ", computed " +
+      Say("summary.engine: resumed at day " +
+          engine.value("resumed_at_day", nlohmann::json()).dump() + " of " +
+          engine.value("business_days", nlohmann::json()).dump() + ", computed " +
           engine.value("computed_days", nlohmann::json()).dump() +
           " day(s) in this attempt instead of starting over");
       report["resumed"] = {{"job_id", slow_id}, {"status", "completed"}, {"engine", engine}};
@@ -427,12 +439,14 @@ int Demo::Run() {
            : "NO"));
   Command("pin " + result_id + " --off");
   service_.Pin(result_id, false);
-  Say("nothing was removed (dry run); `btstore cleanup` without --dry-run removes rows and bundles");
+  Say("nothing was removed (dry run); `btstore cleanup` without --dry-run removes rows and "
+      "bundles");
   report["cleanup_dry_run"] = {{"would_remove", would.removed}, {"from_this_run", ours}};
 
   nlohmann::json final_jobs = nlohmann::json::array();
   for (const std::string& job_id : job_ids) {
-    final_jobs.push_back({{"job_id", job_id}, {"status", ToString(service_.GetJob(job_id).status)}});
+    final_jobs.push_back(
+        {{"job_id", job_id}, {"status", ToString(service_.GetJob(job_id).status)}});
   }
   report["jobs"] = final_jobs;
   const double elapsed =
@@ -441,7 +455,8 @@ int Demo::Run() {
   std::ostringstream took;
   took.precision(1);
   took << std::fixed << elapsed;
-  out_ << "\nDone in " << took.str() << " s. Try `btstore --help` and `btstore <command> --help`.\n";
+  out_ << "\nDone in " << took.str()
+       << " s. Try `btstore --help` and `btstore <command> --help`.\n";
   if (ctx_.json) PrintJson(report);
   return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <arrow/table.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -36,10 +37,61 @@ std::string RequireJobId(const std::string& job_id) {
   return job_id;
 }
 
+// Catalog columns in the contract's order, then btstore's; JSON objects sort their keys, which
+// reads badly for people.
+const std::vector<std::string>& ColumnOrder() {
+  static const std::vector<std::string> kOrder = {"job_id",
+                                                  "id",
+                                                  "status",
+                                                  "alpha_name",
+                                                  "start_date",
+                                                  "end_date",
+                                                  "weight_method",
+                                                  "config_json",
+                                                  "created_by",
+                                                  "created_at",
+                                                  "started_at",
+                                                  "completed_at",
+                                                  "worker_id",
+                                                  "progress_pct",
+                                                  "job_timeout",
+                                                  "result_path",
+                                                  "mean_ic",
+                                                  "icir",
+                                                  "hit_rate",
+                                                  "coverage",
+                                                  "long_short_spread",
+                                                  "average_turnover",
+                                                  "decay_half_life",
+                                                  "snapshot_id",
+                                                  "dataset_version_ids",
+                                                  "error_message",
+                                                  "retry_count",
+                                                  "priority",
+                                                  "max_retries",
+                                                  "attempt",
+                                                  "cancel_requested",
+                                                  "heartbeat_at",
+                                                  "lease_expires_at",
+                                                  "run_after",
+                                                  "checkpoint_path",
+                                                  "pinned",
+                                                  "expiring_at"};
+  return kOrder;
+}
+
 void PrintJobLines(std::ostream& out, const nlohmann::json& doc, const std::string& indent) {
   size_t width = 0;
   for (const auto& [key, value] : doc.items()) width = std::max(width, key.size());
+  std::vector<std::string> keys;
+  for (const std::string& key : ColumnOrder()) {
+    if (doc.contains(key)) keys.push_back(key);
+  }
   for (const auto& [key, value] : doc.items()) {
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  }
+  for (const std::string& key : keys) {
+    const nlohmann::json& value = doc[key];
     out << indent << key << ":" << std::string(width - key.size() + 1, ' ');
     if (value.is_string()) {
       out << value.get<std::string>();
@@ -188,8 +240,9 @@ void AddList(CLI::App& app, Action& action) {
   cmd->add_option("--min-hit-rate", flags->min_hit_rate, "only jobs with hit_rate >= this");
   cmd->add_option("--limit", flags->limit, "rows per page, 1..1000")->capture_default_str();
   cmd->add_option("--after", flags->after, "cursor printed by the previous page");
-  cmd->add_option("--offset", flags->offset, "skip this many rows (slow on deep pages; "
-                                             "prefer --after)");
+  cmd->add_option("--offset", flags->offset,
+                  "skip this many rows (slow on deep pages; "
+                  "prefer --after)");
   SetExamples(cmd,
               "  btstore list\n"
               "  btstore list --user alice --status completed,failed --limit 20\n"
@@ -236,7 +289,8 @@ void AddList(CLI::App& app, Action& action) {
       }
       std::vector<std::vector<std::string>> rows;
       for (const JobRecord& job : result.jobs) {
-        rows.push_back({job.job_id, job.alpha_name, job.created_by, std::string(ToString(job.status)),
+        rows.push_back({job.job_id, job.alpha_name, job.created_by,
+                        std::string(ToString(job.status)),
                         job.start_date.ToString() + ".." + job.end_date.ToString(),
                         HumanMetric(job.metrics.mean_ic), HumanMetric(job.metrics.icir),
                         HumanMetric(job.metrics.hit_rate), HumanTime(job.created_at)});
@@ -249,7 +303,8 @@ void AddList(CLI::App& app, Action& action) {
                     "CREATED"},
                    rows);
       }
-      if (result.next) std::cout << "\nnext page: btstore list ... --after " << *result.next << "\n";
+      if (result.next)
+        std::cout << "\nnext page: btstore list ... --after " << *result.next << "\n";
       return 0;
     };
   });
@@ -335,8 +390,7 @@ void AddResult(CLI::App& app, Action& action) {
   cmd->add_option("--to", flags->to, "last day to load (YYYY-MM-DD, inclusive)");
   cmd->add_option("--columns", flags->columns,
                   "columns to load besides date, comma separated (e.g. signal,ic)");
-  cmd->add_option("--tables", flags->tables,
-                  "tables to load, comma separated [default: all]");
+  cmd->add_option("--tables", flags->tables, "tables to load, comma separated [default: all]");
   cmd->add_option("--export", flags->export_dir,
                   "write what was loaded as a new bundle in this (new) directory");
   SetExamples(cmd,
@@ -363,8 +417,10 @@ void AddResult(CLI::App& app, Action& action) {
       BacktestResult result = service.GetResult(flags->job_id, options, &stats);
 
       nlohmann::json tables = nlohmann::json::object();
-      if (result.daily_signals) tables[std::string(kSignalsTable)] = TableJson(result.daily_signals);
-      if (result.daily_weights) tables[std::string(kWeightsTable)] = TableJson(result.daily_weights);
+      if (result.daily_signals)
+        tables[std::string(kSignalsTable)] = TableJson(result.daily_signals);
+      if (result.daily_weights)
+        tables[std::string(kWeightsTable)] = TableJson(result.daily_weights);
       if (result.daily_ic) tables[std::string(kIcTable)] = TableJson(result.daily_ic);
       for (const auto& [name, table] : result.extra_tables) tables[name] = TableJson(table);
       nlohmann::json versions = nlohmann::json::object();
@@ -391,8 +447,7 @@ void AddResult(CLI::App& app, Action& action) {
       }
       std::cout << "job " << flags->job_id << "  snapshot " << result.snapshot_id << "\n";
       for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
-        std::cout << "  " << Metrics::kNames[i]
-                  << std::string(18 - Metrics::kNames[i].size(), ' ')
+        std::cout << "  " << Metrics::kNames[i] << std::string(18 - Metrics::kNames[i].size(), ' ')
                   << HumanMetric(result.metrics.At(i)) << "\n";
       }
       std::vector<std::vector<std::string>> rows;

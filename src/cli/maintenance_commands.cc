@@ -16,9 +16,12 @@ constexpr int kDefaultOrphanGraceSeconds = 3600;
 
 std::string_view ProblemKindName(VerifyProblem::Kind kind) {
   switch (kind) {
-    case VerifyProblem::Kind::kInvalidBundle: return "invalid_bundle";
-    case VerifyProblem::Kind::kMissingBundle: return "missing_bundle";
-    case VerifyProblem::Kind::kOrphanBundle: return "orphan_bundle";
+    case VerifyProblem::Kind::kInvalidBundle:
+      return "invalid_bundle";
+    case VerifyProblem::Kind::kMissingBundle:
+      return "missing_bundle";
+    case VerifyProblem::Kind::kOrphanBundle:
+      return "orphan_bundle";
   }
   return "unknown";
 }
@@ -94,23 +97,22 @@ void AddVerify(CLI::App& app, Action& action) {
       for (const std::string& job_id : flags->job_ids) ValidateJobId(job_id);
       std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
       ProgressBar bar(ctx.interactive(), "verifying", 0);
-      VerifyReport report =
-          VerifyBundles(*catalog, ctx.artifact_root, flags->job_ids,
-                        std::chrono::seconds(flags->orphan_grace_seconds),
-                        [&bar](int64_t done) { bar.Update(done); });
+      VerifyReport report = VerifyBundles(*catalog, ctx.artifact_root, flags->job_ids,
+                                          std::chrono::seconds(flags->orphan_grace_seconds),
+                                          [&bar](int64_t done) { bar.Update(done); });
       bar.Finish();
       bool ok = report.problems.empty();
       if (ctx.json) {
         nlohmann::json problems = nlohmann::json::array();
         for (const VerifyProblem& problem : report.problems) {
-          problems.push_back({{"kind", ProblemKindName(problem.kind)},
-                              {"job_id", problem.job_id.empty() ? nlohmann::json(nullptr)
-                                                                : nlohmann::json(problem.job_id)},
-                              {"path", problem.path},
-                              {"error_code", problem.error_code.empty()
-                                                 ? nlohmann::json(nullptr)
-                                                 : nlohmann::json(problem.error_code)},
-                              {"message", problem.message}});
+          problems.push_back(
+              {{"kind", ProblemKindName(problem.kind)},
+               {"job_id",
+                problem.job_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(problem.job_id)},
+               {"path", problem.path},
+               {"error_code", problem.error_code.empty() ? nlohmann::json(nullptr)
+                                                         : nlohmann::json(problem.error_code)},
+               {"message", problem.message}});
         }
         PrintJson({{"checked", report.checked}, {"ok", ok}, {"problems", problems}});
       } else {

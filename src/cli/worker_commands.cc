@@ -59,14 +59,22 @@ struct WorkerFlags {
 
 std::string_view KindName(WorkerEvent::Kind kind) {
   switch (kind) {
-    case WorkerEvent::Kind::kClaimed: return "claimed";
-    case WorkerEvent::Kind::kProgress: return "progress";
-    case WorkerEvent::Kind::kCompleted: return "completed";
-    case WorkerEvent::Kind::kFailed: return "failed";
-    case WorkerEvent::Kind::kRetrying: return "retrying";
-    case WorkerEvent::Kind::kCancelled: return "cancelled";
-    case WorkerEvent::Kind::kLostLease: return "lost_lease";
-    case WorkerEvent::Kind::kRescued: return "rescued";
+    case WorkerEvent::Kind::kClaimed:
+      return "claimed";
+    case WorkerEvent::Kind::kProgress:
+      return "progress";
+    case WorkerEvent::Kind::kCompleted:
+      return "completed";
+    case WorkerEvent::Kind::kFailed:
+      return "failed";
+    case WorkerEvent::Kind::kRetrying:
+      return "retrying";
+    case WorkerEvent::Kind::kCancelled:
+      return "cancelled";
+    case WorkerEvent::Kind::kLostLease:
+      return "lost_lease";
+    case WorkerEvent::Kind::kRescued:
+      return "rescued";
   }
   return "unknown";
 }
@@ -108,8 +116,8 @@ class EventLog {
     std::lock_guard lock(mutex_);
     ClearProgressLine();
     nlohmann::json counts = nlohmann::json::object();
-    for (std::string_view kind : {"claimed", "completed", "failed", "retrying", "cancelled",
-                                  "lost_lease", "rescued"}) {
+    for (std::string_view kind :
+         {"claimed", "completed", "failed", "retrying", "cancelled", "lost_lease", "rescued"}) {
       auto it = counts_.find(std::string(kind));
       counts[std::string(kind)] = it == counts_.end() ? 0 : it->second;
     }
@@ -199,9 +207,8 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
         PrintJson(summary);
       } else {
         std::cout << "worker stopped: " << finished << " attempt(s) finished ("
-                  << summary["events"]["completed"] << " completed, "
-                  << summary["events"]["failed"] << " failed, " << summary["events"]["cancelled"]
-                  << " cancelled)\n";
+                  << summary["events"]["completed"] << " completed, " << summary["events"]["failed"]
+                  << " failed, " << summary["events"]["cancelled"] << " cancelled)\n";
       }
       return 0;
     };

@@ -1,5 +1,7 @@
 // Engine selection, the noop engine, and helpers shared by the built-in engines.
 
+#include "btstore/engine.h"
+
 #include <arrow/api.h>
 #include <openssl/sha.h>
 
@@ -7,7 +9,6 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "btstore/engine.h"
 #include "btstore/errors.h"
 #include "lifecycle/engine_internal.h"
 
@@ -126,9 +127,9 @@ std::string ConfigHash(std::string_view config_json) {
 
 void ThrowIfArrowError(const arrow::Status& status, std::string_view what) {
   if (status.ok()) return;
-  throw InternalError(std::string("Arrow error while ") + std::string(what) + ": " +
-                          status.ToString(),
-                      {{"operation", std::string(what)}});
+  throw InternalError(
+      std::string("Arrow error while ") + std::string(what) + ": " + status.ToString(),
+      {{"operation", std::string(what)}});
 }
 
 }  // namespace internal

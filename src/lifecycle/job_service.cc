@@ -30,7 +30,9 @@ std::filesystem::path PrepareArtifactRoot(const std::filesystem::path& root) {
 }  // namespace internal
 
 JobService::JobService(Catalog& catalog, std::filesystem::path artifact_root, Clock& clock)
-    : catalog_(catalog), artifact_root_(internal::PrepareArtifactRoot(artifact_root)), clock_(clock) {}
+    : catalog_(catalog),
+      artifact_root_(internal::PrepareArtifactRoot(artifact_root)),
+      clock_(clock) {}
 
 SubmitResult JobService::Submit(JobSpec spec) {
   if (spec.job_id.empty()) spec.job_id = DeriveJobId(spec);

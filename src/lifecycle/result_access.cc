@@ -148,11 +148,12 @@ namespace {
 namespace li = lifecycle_internal;
 
 // A row that cannot have a readable bundle, whatever its path says.
-[[noreturn]] void ThrowNotReadable(const JobRecord& job, std::string reason, std::string message) {
-  throw ResultPathMissing(std::move(message), {{"job_id", job.job_id},
-                                               {"path", job.result_path.value_or("")},
-                                               {"status", std::string(ToString(job.status))},
-                                               {"reason", std::move(reason)}});
+[[noreturn]] void ThrowNotReadable(const JobRecord& job, const std::string& reason,
+                                   const std::string& message) {
+  throw ResultPathMissing(message, {{"job_id", job.job_id},
+                                    {"path", job.result_path.value_or("")},
+                                    {"status", std::string(ToString(job.status))},
+                                    {"reason", reason}});
 }
 
 void CheckReadable(const JobRecord& job) {

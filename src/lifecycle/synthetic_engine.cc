@@ -229,8 +229,7 @@ class Reader {
 // Restore a checkpoint into `s` (already sized for the whole run). Returns false when the
 // checkpoint belongs to other settings or is malformed: the run then starts from day 0, which
 // gives the same result, only later.
-bool Restore(std::string_view bytes, uint64_t fingerprint, int64_t total_days,
-             SyntheticState* s) {
+bool Restore(std::string_view bytes, uint64_t fingerprint, int64_t total_days, SyntheticState* s) {
   Reader reader(bytes);
   char magic[sizeof(kCheckpointMagic)];
   uint64_t found_fingerprint = 0;
@@ -290,8 +289,8 @@ void ComputeWeights(const std::string& method, const std::vector<double>& signal
 
 // Compute business day `k`: the signal of every symbol, the weights, the ICs, the spread and
 // the turnover.
-void ComputeDay(int64_t k, const std::vector<Date>& dates, uint64_t seed,
-                const std::string& method, SyntheticState* s) {
+void ComputeDay(int64_t k, const std::vector<Date>& dates, uint64_t seed, const std::string& method,
+                SyntheticState* s) {
   const int symbols = static_cast<int>(s->symbols);
   double* signal_row = &s->signals[k * symbols];
   double* weight_row = &s->weights[k * symbols];
@@ -444,17 +443,17 @@ void BuildTables(const SyntheticState& s, const std::vector<Date>& dates, int64_
   std::vector<double> ic(s.ic.begin(), s.ic.begin() + days);
   std::vector<double> rank_ic(s.rank_ic.begin(), s.rank_ic.begin() + days);
 
-  result->daily_signals = MakeTable(
-      kSignalsTable, {BuildArray<arrow::Date32Builder>(signal_dates),
-                      BuildArray<arrow::Int64Builder>(signal_permnos),
-                      BuildArray<arrow::DoubleBuilder>(signal_values)});
-  result->daily_weights = MakeTable(
-      kWeightsTable, {BuildArray<arrow::Date32Builder>(weight_dates),
-                      BuildArray<arrow::Int64Builder>(weight_permnos),
-                      BuildArray<arrow::DoubleBuilder>(weight_values)});
-  result->daily_ic = MakeTable(kIcTable, {BuildArray<arrow::Date32Builder>(ic_dates),
-                                          BuildArray<arrow::DoubleBuilder>(ic),
-                                          BuildArray<arrow::DoubleBuilder>(rank_ic)});
+  result->daily_signals =
+      MakeTable(kSignalsTable, {BuildArray<arrow::Date32Builder>(signal_dates),
+                                BuildArray<arrow::Int64Builder>(signal_permnos),
+                                BuildArray<arrow::DoubleBuilder>(signal_values)});
+  result->daily_weights =
+      MakeTable(kWeightsTable, {BuildArray<arrow::Date32Builder>(weight_dates),
+                                BuildArray<arrow::Int64Builder>(weight_permnos),
+                                BuildArray<arrow::DoubleBuilder>(weight_values)});
+  result->daily_ic = MakeTable(
+      kIcTable, {BuildArray<arrow::Date32Builder>(ic_dates), BuildArray<arrow::DoubleBuilder>(ic),
+                 BuildArray<arrow::DoubleBuilder>(rank_ic)});
 }
 
 class SyntheticEngine : public Engine {
@@ -469,9 +468,9 @@ class SyntheticEngine : public Engine {
     const std::vector<Date> dates =
         BusinessDays(job.start_date, job.end_date, kMaxDecayLag, &total);
     const int64_t days = static_cast<int64_t>(total);
-    const uint64_t fingerprint = Fnv1a(
-        std::to_string(config.seed) + "|" + std::to_string(config.symbols) + "|" +
-        job.start_date.ToString() + "|" + job.end_date.ToString() + "|" + job.weight_method);
+    const uint64_t fingerprint =
+        Fnv1a(std::to_string(config.seed) + "|" + std::to_string(config.symbols) + "|" +
+              job.start_date.ToString() + "|" + job.end_date.ToString() + "|" + job.weight_method);
 
     SyntheticState state;
     state.symbols = config.symbols;
@@ -487,8 +486,8 @@ class SyntheticEngine : public Engine {
       // the retry continue from here.
       if (config.fail_at_day && *config.fail_at_day == k && job.attempt == 1) {
         if (k > 0) context.SaveCheckpoint(Serialize(state, fingerprint));
-        throw std::runtime_error("synthetic engine: injected failure at day " +
-                                 std::to_string(k) + " (fail_at_day)");
+        throw std::runtime_error("synthetic engine: injected failure at day " + std::to_string(k) +
+                                 " (fail_at_day)");
       }
       ComputeDay(k, dates, config.seed, job.weight_method, &state);
       state.days_done = k + 1;
@@ -577,9 +576,9 @@ SyntheticConfig SyntheticConfig::Parse(std::string_view config_json) {
   parsed.symbols = ReadInt(config, "symbols", 1, kMaxSymbols, parsed.symbols);
   parsed.delay_ms_per_day =
       ReadInt(config, "delay_ms_per_day", 0, kMaxDelayMsPerDay, parsed.delay_ms_per_day);
-  parsed.checkpoint_every_days = ReadInt(config, "checkpoint_every_days", 0,
-                                         std::numeric_limits<int>::max(),
-                                         parsed.checkpoint_every_days);
+  parsed.checkpoint_every_days =
+      ReadInt(config, "checkpoint_every_days", 0, std::numeric_limits<int>::max(),
+              parsed.checkpoint_every_days);
   if (auto it = config.find("fail_at_day"); it != config.end() && !it->is_null()) {
     parsed.fail_at_day = ReadInt(config, "fail_at_day", 0, std::numeric_limits<int>::max(), 0);
   }

@@ -3,10 +3,10 @@
 // See docs/DESIGN.md, "The path of a job", steps 2-7.
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -173,9 +173,9 @@ class Worker::Impl {
         catalog_(Catalog::Open(catalog_url, catalog_options)) {
     if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
     if (options_.concurrency < 1) {
-      throw InvalidArgument("worker concurrency must be at least 1",
-                            {{"field", "concurrency"},
-                             {"value", std::to_string(options_.concurrency)}});
+      throw InvalidArgument(
+          "worker concurrency must be at least 1",
+          {{"field", "concurrency"}, {"value", std::to_string(options_.concurrency)}});
     }
     if (options_.lease < std::chrono::seconds(1)) {
       throw InvalidArgument("the lease must be at least 1 second", {{"field", "lease"}});
@@ -274,8 +274,8 @@ class Worker::Impl {
   // Background threads (heartbeats, cancel listener) and their stop signal.
   std::mutex threads_mutex_;
   std::condition_variable threads_wake_;
-  bool threads_stop_ = false;       // guarded by threads_mutex_
-  bool heartbeat_now_ = false;      // guarded by threads_mutex_
+  bool threads_stop_ = false;   // guarded by threads_mutex_
+  bool heartbeat_now_ = false;  // guarded by threads_mutex_
   std::thread heartbeat_thread_;
   std::thread listener_thread_;
 };
@@ -334,9 +334,8 @@ void Worker::Impl::Heartbeat(RunningJob& job) {
     std::lock_guard lock(job.mutex);
     if (job.saved_checkpoint != job.recorded_checkpoint) checkpoint = job.saved_checkpoint;
   }
-  HeartbeatResult result =
-      catalog_->Heartbeat(job.job.job_id, job.job.attempt, job.progress.load(), checkpoint,
-                          options_.lease, clock_.Now());
+  HeartbeatResult result = catalog_->Heartbeat(job.job.job_id, job.job.attempt, job.progress.load(),
+                                               checkpoint, options_.lease, clock_.Now());
   if (!result.owned) {
     job.RequestStop(StopReason::kLostLease);
     return;
@@ -422,8 +421,7 @@ void Worker::Impl::ListenerLoop() {
       if (row && row->status == JobStatus::kRunning && row->attempt == job->job.attempt &&
           row->cancel_requested) {
         job->RequestStop(StopReason::kCancel);
-      } else if (!row || row->attempt != job->job.attempt ||
-                 row->status != JobStatus::kRunning) {
+      } else if (!row || row->attempt != job->job.attempt || row->status != JobStatus::kRunning) {
         job->RequestStop(StopReason::kLostLease);
       }
     } catch (const Error&) {
@@ -472,8 +470,8 @@ void Worker::Impl::FailAttempt(RunningJob& job, const std::string& error) {
   std::chrono::milliseconds delay =
       std::min(options_.retry_base_delay * (int64_t{1} << doublings), kMaxRetryDelay);
   FlushCheckpoint(job);
-  TransitionResult result = catalog_->Fail(record.job_id, record.attempt, error, delay,
-                                           clock_.Now());
+  TransitionResult result =
+      catalog_->Fail(record.job_id, record.attempt, error, delay, clock_.Now());
   if (!result.applied) {
     Emit(WorkerEvent::Kind::kLostLease, record,
          "attempt failed (" + error + ") but the job is no longer this attempt's; it is " +
@@ -487,8 +485,8 @@ void Worker::Impl::FailAttempt(RunningJob& job, const std::string& error) {
            error + "; retrying in " + std::to_string(delay.count()) + " ms");
       break;
     case JobStatus::kCancelled:
-      Emit(WorkerEvent::Kind::kCancelled, record, "cancelled (the attempt had failed: " + error +
-                                                      ")");
+      Emit(WorkerEvent::Kind::kCancelled, record,
+           "cancelled (the attempt had failed: " + error + ")");
       break;
     default:
       Emit(WorkerEvent::Kind::kFailed, record, error);
@@ -567,8 +565,8 @@ void Worker::Impl::FinishAfterRun(RunningJob& job, BacktestResult result) {
         RemoveBundleDir(final_dir);
         // The CAS loses to a cancel request on this attempt, or to another attempt.
         std::optional<JobRecord> row = catalog_->FindJob(record.job_id);
-        bool cancel = row && row->status == JobStatus::kRunning &&
-                      row->attempt == record.attempt && row->cancel_requested;
+        bool cancel = row && row->status == JobStatus::kRunning && row->attempt == record.attempt &&
+                      row->cancel_requested;
         job.RequestStop(cancel ? StopReason::kCancel : StopReason::kLostLease);
       }
     }
@@ -623,8 +621,7 @@ void Worker::Impl::RunJob(RunningJob& job) {
     // The catalog or the disk failed while ending the attempt: nothing more can be written
     // safely. The lease expires and a rescue retries the job. (Caught here because an
     // exception must not escape the job's thread.)
-    Emit(WorkerEvent::Kind::kLostLease, record,
-         std::string("abandoned the attempt: ") + e.what());
+    Emit(WorkerEvent::Kind::kLostLease, record, std::string("abandoned the attempt: ") + e.what());
   }
   job.done.store(true);
   Wake();

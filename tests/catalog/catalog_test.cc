@@ -3,9 +3,13 @@
 #include "btstore/catalog.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
+#include <iostream>
 #include <map>
 #include <set>
 #include <thread>
@@ -141,6 +145,48 @@ TEST_P(CatalogTest, ConcurrentClaimersNeverGetTheSameJob) {
   EXPECT_EQ(times.size(), static_cast<size_t>(kJobs));
   for (const auto& [id, count] : times) EXPECT_EQ(count, 1) << id;
   EXPECT_EQ(failures.load(), 0);
+}
+
+TEST_P(CatalogTest, ClaimersInSeparateProcessesNeverGetTheSameJob) {
+  constexpr int kJobs = 40;
+  constexpr int kProcesses = 4;
+  for (int i = 0; i < kJobs; ++i) catalog_->Submit(Spec("job-" + std::to_string(i)), At(i));
+  std::vector<pid_t> children;
+  for (int n = 0; n < kProcesses; ++n) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      // The child writes what it claimed to a file and leaves with _exit, so that it runs no
+      // destructor of the parent's objects (the PostgreSQL cluster belongs to the parent).
+      int status = 0;
+      try {
+        std::unique_ptr<Catalog> catalog = Catalog::Open(url_);
+        std::ofstream out(dir_.path() / ("claims-" + std::to_string(n)));
+        for (;;) {
+          std::vector<JobRecord> jobs = catalog->ClaimJobs("p", 1, seconds(30), At(100));
+          if (jobs.empty()) break;
+          out << jobs[0].job_id << "\n";
+        }
+      } catch (const std::exception& error) {
+        std::cerr << "claimer " << n << ": " << error.what() << std::endl;
+        status = 1;
+      }
+      _exit(status);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  std::map<std::string, int> times;
+  for (int n = 0; n < kProcesses; ++n) {
+    std::ifstream in(dir_.path() / ("claims-" + std::to_string(n)));
+    for (std::string id; std::getline(in, id);) ++times[id];
+  }
+  EXPECT_EQ(times.size(), static_cast<size_t>(kJobs));
+  for (const auto& [id, count] : times) EXPECT_EQ(count, 1) << id;
 }
 
 TEST_P(CatalogTest, ThreadsSharingOneCatalogClaimEachJobOnce) {
@@ -473,8 +519,8 @@ TEST_P(CatalogTest, RetentionFindsMarksAndDeletesOnlyAgedTerminalJobs) {
   EXPECT_EQ(catalog_->FindExpired(At(0), 10, std::nullopt).size(), 2u);
 
   // Delete re-checks: unmarked and non-terminal rows are never deleted.
-  int deleted = catalog_->DeleteExpiring({"old-done", "old-cancelled", "old-pending",
-                                          "old-running", "rerun", "missing", "old-done"});
+  int deleted = catalog_->DeleteExpiring(
+      {"old-done", "old-cancelled", "old-pending", "old-running", "rerun", "missing", "old-done"});
   EXPECT_EQ(deleted, 2);
   EXPECT_EQ(catalog_->FindJob("old-done"), std::nullopt);
   EXPECT_EQ(catalog_->FindJob("old-cancelled"), std::nullopt);
@@ -533,6 +579,11 @@ TEST_P(CatalogTest, ConcurrentMigrationsOfAFreshDatabaseApplyEachVersionOnce) {
   EXPECT_TRUE(catalog->Submit(Spec("job-1"), At(0)).created);
 }
 
+TEST_P(CatalogTest, AnUnmigratedCatalogAsksForAMigration) {
+  std::unique_ptr<Catalog> fresh = Catalog::Open(NewCatalogUrl(GetParam(), dir_.path()));
+  EXPECT_THROW(fresh->FindJob("job-1"), InvalidArgument);
+}
+
 TEST_P(CatalogTest, ReportsItsBackendAndListenerSupport) {
   if (GetParam() == Backend::kSqlite) {
     EXPECT_EQ(catalog_->Backend(), "sqlite");
@@ -547,8 +598,8 @@ INSTANTIATE_TEST_SUITE_P(Conformance, CatalogTest, ::testing::ValuesIn(AllBacken
                          BackendParamName());
 
 TEST(CatalogOpen, RejectsUnknownOrMalformedUrls) {
-  for (const char* url : {"", "sqlite:", "mysql://localhost/db", "catalog.db",
-                          "host='unterminated", "postgresql://host:port:bad/db"}) {
+  for (const char* url : {"", "sqlite:", "mysql://localhost/db", "catalog.db", "host='unterminated",
+                          "postgresql://host:port:bad/db"}) {
     try {
       Catalog::Open(url);
       ADD_FAILURE() << "no error for " << url;

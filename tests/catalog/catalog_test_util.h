@@ -27,7 +27,8 @@ class CatalogTest : public ::testing::TestWithParam<Backend> {
     ASSERT_EQ(catalog_->Migrate(), 1);
   }
 
-  /// A valid spec; times in tests are offsets from t0_.
+ public:
+  /// A valid spec.
   static JobSpec Spec(const std::string& job_id, Priority priority = Priority::kNormal,
                       int max_retries = kDefaultMaxRetries) {
     JobSpec spec;
@@ -43,8 +44,10 @@ class CatalogTest : public ::testing::TestWithParam<Backend> {
     return spec;
   }
 
+  /// Times in tests are offsets from a fixed instant with a fraction of a second.
   static Timestamp At(int64_t seconds) { return t0_ + std::chrono::seconds(seconds); }
 
+ protected:
   /// Submit a job and claim it (it must be the only claimable one); return the claimed row.
   JobRecord SubmitAndClaim(const std::string& job_id, int64_t at_seconds, int max_retries = 2) {
     catalog_->Submit(Spec(job_id, Priority::kHigh, max_retries), At(at_seconds));

@@ -125,9 +125,8 @@ TEST_P(PostgresCatalogTest, ConcurrentRescuersRescueEachJobOnce) {
   std::vector<size_t> rescued(catalogs.size());
   std::vector<std::thread> threads;
   for (size_t i = 0; i < catalogs.size(); ++i) {
-    threads.emplace_back([&, i] {
-      rescued[i] = catalogs[i]->RescueExpired(At(1000), milliseconds(0), 100).size();
-    });
+    threads.emplace_back(
+        [&, i] { rescued[i] = catalogs[i]->RescueExpired(At(1000), milliseconds(0), 100).size(); });
   }
   for (std::thread& thread : threads) thread.join();
   size_t total = 0;

@@ -1,12 +1,13 @@
 // Engine selection, the noop engine and the default EngineContext behaviour.
 
+#include "btstore/engine.h"
+
 #include <arrow/api.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
 
-#include "btstore/engine.h"
 #include "btstore/errors.h"
 
 namespace btstore {

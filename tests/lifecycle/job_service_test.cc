@@ -83,12 +83,12 @@ TEST_P(JobServiceTest, PinAndGetJob) {
 }
 
 TEST_P(JobServiceTest, HigherPrioritiesAreClaimedFirstThenOldestFirst) {
-  for (auto [id, priority] : std::vector<std::pair<std::string, Priority>>{
-           {"low-1", Priority::kLow},
-           {"normal-1", Priority::kNormal},
-           {"high-1", Priority::kHigh},
-           {"normal-2", Priority::kNormal},
-           {"high-2", Priority::kHigh}}) {
+  for (auto [id, priority] :
+       std::vector<std::pair<std::string, Priority>>{{"low-1", Priority::kLow},
+                                                     {"normal-1", Priority::kNormal},
+                                                     {"high-1", Priority::kHigh},
+                                                     {"normal-2", Priority::kNormal},
+                                                     {"high-2", Priority::kHigh}}) {
     JobSpec spec = Spec(id, "{}");
     spec.priority = priority;
     service_->Submit(spec);

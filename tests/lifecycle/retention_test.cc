@@ -413,6 +413,11 @@ TEST_P(RetentionTest, SigkilledCleanupsLeaveAConsistentStateThatARerunFinishes) 
         std::chrono::microseconds(std::uniform_int_distribution<int>(0, 20000)(random)));
     child.Kill();
     if (!line.starts_with("done")) ++killed_mid_run;
+    {
+      int marked = 0, left = 0;
+      for (auto& id : expired) { auto j = catalog_->FindJob(id); if (j) { ++left; if (j->expiring_at) ++marked; } }
+      std::fprintf(stderr, "DEBUG round %d batches %d left %d marked %d\n", round, batches, left, marked);
+    }
     ExpectConsistent();
     ExpectKept("recent");
     ExpectKept("ancient-running");

@@ -109,9 +109,8 @@ TEST(SyntheticConfig, RejectsWrongTypesAndRanges) {
   for (const char* bad :
        {"not json", "[]", "3", R"({"seed":-1})", R"({"seed":"7"})", R"({"seed":1.5})",
         R"({"symbols":0})", R"({"symbols":100001})", R"({"symbols":"5"})",
-        R"({"delay_ms_per_day":-1})", R"({"checkpoint_every_days":-2})",
-        R"({"fail_at_day":-1})", R"({"fail_at_day":"x"})", R"({"snapshot_id":""})",
-        R"({"snapshot_id":5})"}) {
+        R"({"delay_ms_per_day":-1})", R"({"checkpoint_every_days":-2})", R"({"fail_at_day":-1})",
+        R"({"fail_at_day":"x"})", R"({"snapshot_id":""})", R"({"snapshot_id":5})"}) {
     EXPECT_THROW(SyntheticConfig::Parse(bad), InvalidArgument) << bad;
   }
   try {
@@ -186,8 +185,7 @@ TEST(SyntheticEngine, WeightMethodsShapeThePortfolio) {
     for (const auto& [date, sums] : per_day) {
       EXPECT_NEAR(sums.first, 0.0, 1e-12) << r->weight_method;
       // equal: +1 long and -1 short (1/q on each of q names per side); others: gross 1.
-      EXPECT_NEAR(sums.second, r->weight_method == "equal" ? 2.0 : 1.0, 1e-12)
-          << r->weight_method;
+      EXPECT_NEAR(sums.second, r->weight_method == "equal" ? 2.0 : 1.0, 1e-12) << r->weight_method;
     }
   }
   // equal: 10 symbols, quintiles of 2 names at +-0.5 and 6 names at 0.
@@ -273,7 +271,8 @@ TEST(SyntheticEngine, IgnoresACheckpointOfOtherSettings) {
 }
 
 TEST(SyntheticEngine, FailAtDayFailsOnlyTheFirstAttemptAfterCheckpointing) {
-  const std::string config = R"({"seed":4,"symbols":20,"checkpoint_every_days":0,"fail_at_day":30})";
+  const std::string config =
+      R"({"seed":4,"symbols":20,"checkpoint_every_days":0,"fail_at_day":30})";
   JobRecord job = Job(config);
   RecordingContext first;
   EXPECT_THROW(MakeEngine(config)->Run(job, first), std::runtime_error);

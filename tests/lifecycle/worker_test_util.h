@@ -61,8 +61,7 @@ class EventLog {
 /// A Worker running on its own thread until this object dies (Stop, then join).
 class BackgroundWorker {
  public:
-  BackgroundWorker(const std::string& url, const std::filesystem::path& root,
-                   WorkerOptions options)
+  BackgroundWorker(const std::string& url, const std::filesystem::path& root, WorkerOptions options)
       : worker_(url, root, std::move(options)), thread_([this] { finished_ = worker_.Run(); }) {}
   ~BackgroundWorker() { Join(); }
   /// Stop the worker and wait for Run() to return; return its count of finished attempts.
@@ -127,6 +126,16 @@ class LifecycleTest : public ::testing::TestWithParam<Backend> {
       names.push_back(entry.path().filename().string());
     }
     return names;
+  }
+
+  /// Count the regular files below a directory (0 when it does not exist): staging debris.
+  int FilesUnder(const std::filesystem::path& dir) {
+    int files = 0;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir, ec)) {
+      if (entry.is_regular_file()) ++files;
+    }
+    return files;
   }
 
   SystemClock clock_;

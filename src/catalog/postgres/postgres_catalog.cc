@@ -7,6 +7,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
@@ -37,8 +38,8 @@ class ConnectionLost : public CatalogUnavailable {
 };
 
 bool IsConnectionLoss(PGconn* conn, std::string_view sqlstate) {
-  return PQstatus(conn) == CONNECTION_BAD || sqlstate.starts_with("08") ||
-         sqlstate == "57P01" || sqlstate == "57P02" || sqlstate == "57P03";
+  return PQstatus(conn) == CONNECTION_BAD || sqlstate.starts_with("08") || sqlstate == "57P01" ||
+         sqlstate == "57P02" || sqlstate == "57P03";
 }
 
 // The one place where libpq errors become btstore errors.
@@ -78,8 +79,8 @@ class PgConnection : public SqlConnection {
  public:
   // Connect within `timeout`. Throws CatalogUnavailable.
   PgConnection(const std::string& conninfo, std::chrono::milliseconds timeout) {
-    int seconds = std::max<int>(kMinConnectTimeoutSeconds,
-                                static_cast<int>((timeout.count() + 999) / 1000));
+    int seconds =
+        std::max<int>(kMinConnectTimeoutSeconds, static_cast<int>((timeout.count() + 999) / 1000));
     std::string timeout_text = std::to_string(seconds);
     // expand_dbname: `dbname` holds the whole URL or key=value string; later keywords win.
     const char* keywords[] = {"dbname", "connect_timeout", "application_name", nullptr};
@@ -113,8 +114,7 @@ class PgConnection : public SqlConnection {
     PQclear(result);
   }
 
-  std::vector<SqlRow> Query(const std::string& sql,
-                            const std::vector<SqlValue>& params) override {
+  std::vector<SqlRow> Query(const std::string& sql, const std::vector<SqlValue>& params) override {
     std::vector<std::optional<std::string>> texts;
     texts.reserve(params.size());
     for (const SqlValue& value : params) {
@@ -135,9 +135,8 @@ class PgConnection : public SqlConnection {
     }
     std::vector<const char*> pointers;
     for (const auto& text : texts) pointers.push_back(text ? text->c_str() : nullptr);
-    PGresult* result =
-        PQexecParams(conn_, sql.c_str(), static_cast<int>(pointers.size()), nullptr,
-                     pointers.data(), nullptr, nullptr, /*resultFormat=*/0);
+    PGresult* result = PQexecParams(conn_, sql.c_str(), static_cast<int>(pointers.size()), nullptr,
+                                    pointers.data(), nullptr, nullptr, /*resultFormat=*/0);
     Check(result, sql);
     std::vector<SqlRow> rows(static_cast<size_t>(PQntuples(result)));
     const int columns = PQnfields(result);
@@ -191,8 +190,10 @@ class PgPool {
       idle_.pop_back();
       return conn;
     }
-    if (open_ == size_) idle_.pop_back();  // make room for the new connection
-    else ++open_;
+    if (open_ == size_)
+      idle_.pop_back();  // make room for the new connection
+    else
+      ++open_;
     lock.unlock();
     try {
       return std::make_unique<PgConnection>(conninfo_, timeout_);
@@ -342,8 +343,7 @@ class PostgresCatalog : public SqlCatalog {
       conn->Exec("BEGIN");
       SqlParams p;
       std::string version_p = p.Add(migration.version);
-      if (!conn->Query("SELECT 1 FROM btstore_migrations WHERE version = " + version_p,
-                       p.values())
+      if (!conn->Query("SELECT 1 FROM btstore_migrations WHERE version = " + version_p, p.values())
                .empty()) {
         conn->Exec("COMMIT");
         continue;
@@ -383,14 +383,20 @@ class PostgresCatalog : public SqlCatalog {
   std::string_view LockClause() const override { return " FOR UPDATE SKIP LOCKED"; }
   std::string_view ByteOrder() const override { return " COLLATE \"C\""; }
 
-  void Transact(TxKind /*kind*/, const std::function<void(SqlConnection&)>& body) override {
+  // A read is one statement in autocommit, so it is safe to run again after a lost
+  // connection. A write is a transaction; it runs again only when the BEGIN found the pooled
+  // connection dead (nothing of it ran), since a lost COMMIT may or may not have applied.
+  void Transact(TxKind kind, const std::function<void(SqlConnection&)>& body) override {
     for (int round = 0;; ++round) {
       PooledConnection conn(pool_, /*fresh=*/round > 0);
       try {
+        if (kind == TxKind::kRead) {
+          body(*conn);
+          return;
+        }
         conn->Exec("BEGIN");
       } catch (const ConnectionLost&) {
-        // The pooled connection died while idle (for instance the server restarted) and
-        // nothing of this transaction ran: run it once more on a new connection.
+        // For instance the server restarted while the connection sat in the pool.
         conn.Discard();
         if (round == 0) continue;
         throw;
@@ -403,14 +409,15 @@ class PostgresCatalog : public SqlCatalog {
 
   void OnCancelRequested(SqlConnection& conn, const std::string& job_id) override {
     SqlParams p;
-    std::string sql = "SELECT pg_notify('" + std::string(kCancelChannel) + "', " + p.Add(job_id) +
-                      ")";
+    std::string sql =
+        "SELECT pg_notify('" + std::string(kCancelChannel) + "', " + p.Add(job_id) + ")";
     conn.Query(sql, p.values());
   }
 
   bool TryLockRescue(SqlConnection& conn) override {
     SqlParams p;
-    std::string sql = "SELECT pg_try_advisory_xact_lock(" + p.AddValue(SqlValue(kRescueLockKey)) + ")";
+    std::string sql =
+        "SELECT pg_try_advisory_xact_lock(" + p.AddValue(SqlValue(kRescueLockKey)) + ")";
     std::vector<SqlRow> rows = conn.Query(sql, p.values());
     return !rows.empty() && rows[0].at(0) == "t";
   }

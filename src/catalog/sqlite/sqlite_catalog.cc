@@ -44,6 +44,12 @@ constexpr std::chrono::milliseconds kWalRetryPause{10};
     case SQLITE_READONLY:
     case SQLITE_AUTH:
       throw CatalogUnavailable("cannot use the SQLite catalog: " + message, std::move(details));
+    case SQLITE_ERROR:
+      if (message.find("no such table") != std::string::npos) {
+        throw InvalidArgument("the catalog has no backtest_jobs table: run `btstore migrate`",
+                              std::move(details));
+      }
+      throw InternalError("SQLite failed: " + message, std::move(details));
     case SQLITE_CONSTRAINT:
     case SQLITE_MISMATCH:
     case SQLITE_TOOBIG:
@@ -56,9 +62,9 @@ constexpr std::chrono::milliseconds kWalRetryPause{10};
 class SqliteConnection : public SqlConnection {
  public:
   SqliteConnection(const std::filesystem::path& path, std::chrono::milliseconds busy_timeout) {
-    int rc = sqlite3_open_v2(path.c_str(), &db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
+    int rc =
+        sqlite3_open_v2(path.c_str(), &db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
       std::string message = db_ ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
       sqlite3_close_v2(db_);
@@ -99,8 +105,7 @@ class SqliteConnection : public SqlConnection {
   // back the rest when the connection closes), and the first error is the one to report.
   void RollbackQuietly() noexcept { sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr); }
 
-  std::vector<SqlRow> Query(const std::string& sql,
-                            const std::vector<SqlValue>& params) override {
+  std::vector<SqlRow> Query(const std::string& sql, const std::vector<SqlValue>& params) override {
     sqlite3_stmt* stmt = Prepare(sql);
     // Reset even when a step or a bind fails, so the cached statement holds no lock.
     struct Reset {
@@ -224,8 +229,7 @@ class SqliteCatalog : public SqlCatalog {
       SqliteTransaction tx(conn_, TxKind::kWrite);
       SqlParams p;
       std::string version_p = p.Add(migration.version);
-      if (!conn_.Query("SELECT 1 FROM btstore_migrations WHERE version = " + version_p,
-                       p.values())
+      if (!conn_.Query("SELECT 1 FROM btstore_migrations WHERE version = " + version_p, p.values())
                .empty()) {
         continue;
       }

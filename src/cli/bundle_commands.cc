@@ -1,0 +1,260 @@
+// Commands on bundle directories: bundle sample, bundle inspect, bundle rewrite.
+
+#include <arrow/table.h>
+
+#include <iostream>
+#include <memory>
+
+#include "btstore/bundle.h"
+#include "btstore/engine.h"
+#include "btstore/errors.h"
+#include "cli/cli.h"
+
+namespace btstore::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The sample's first day: a Wednesday, so the span starts on a business day.
+constexpr int kSampleYear = 2020;
+
+bool IsBusinessDay(Date date) {
+  int weekday = ((date.days % 7) + 7 + 4) % 7;  // 1970-01-01 was a Thursday; 0 = Sunday
+  return weekday != 0 && weekday != 6;
+}
+
+// The last of `days` business days starting at `start` (a business day).
+Date AfterBusinessDays(Date start, int days) {
+  Date day = start;
+  for (int counted = 1; counted < days;) {
+    ++day.days;
+    if (IsBusinessDay(day)) ++counted;
+  }
+  return day;
+}
+
+nlohmann::json ManifestJson(const std::map<std::string, ArtifactInfo>& manifest) {
+  nlohmann::json files = nlohmann::json::object();
+  for (const auto& [file, info] : manifest) {
+    files[file] = {{"rows", info.rows}, {"bytes", info.bytes}, {"checksum", info.checksum}};
+  }
+  return files;
+}
+
+void PrintManifest(const std::map<std::string, ArtifactInfo>& manifest) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [file, info] : manifest) {
+    rows.push_back({file, std::to_string(info.rows), std::to_string(info.bytes), info.checksum});
+  }
+  PrintTable(std::cout, {"file", "rows", "bytes", "checksum"}, rows);
+}
+
+nlohmann::json MetricsJson(const Metrics& metrics) {
+  nlohmann::json out = nlohmann::json::object();
+  for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
+    out[std::string(Metrics::kNames[i])] = MetricJson(metrics.At(i));
+  }
+  return out;
+}
+
+// The summary as btstore understood it: identity, reproducibility keys, metrics (null when not
+// available) and the keys it keeps without knowing them.
+nlohmann::json SummaryJson(const BacktestResult& r) {
+  nlohmann::json out = {{"job_id", r.job_id},
+                        {"alpha_name", r.alpha_name},
+                        {"start_date", r.start_date ? nlohmann::json(r.start_date->ToString())
+                                                    : nlohmann::json(nullptr)},
+                        {"end_date", r.end_date ? nlohmann::json(r.end_date->ToString())
+                                                : nlohmann::json(nullptr)},
+                        {"weight_method", r.weight_method},
+                        {"config_hash", r.config_hash},
+                        {"snapshot_id", r.snapshot_id},
+                        {"dataset_version_ids", r.dataset_version_ids},
+                        {"metrics", MetricsJson(r.metrics)},
+                        {"extra", nlohmann::json::parse(r.extra_summary_json)}};
+  return out;
+}
+
+// --- bundle sample ---------------------------------------------------------------------------
+
+struct SampleFlags {
+  std::string dir;
+  int days = 60;
+  int symbols = 100;
+  uint64_t seed = 7;
+  std::string compression = "snappy";
+};
+
+void AddSample(CLI::App& bundle, Action& action) {
+  auto flags = std::make_shared<SampleFlags>();
+  CLI::App* cmd = bundle.add_subcommand("sample", "Write a synthetic, valid bundle into DIR");
+  cmd->add_option("DIR", flags->dir, "new bundle directory (must not exist)")->required();
+  cmd->add_option("--days", flags->days, "business days from 2020-01-01")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--symbols", flags->symbols, "permnos per day")
+      ->check(CLI::Range(1, 1000000))
+      ->capture_default_str();
+  cmd->add_option("--seed", flags->seed, "random seed (same seed, same bundle)")
+      ->capture_default_str();
+  cmd->add_option("--compression", flags->compression, "snappy or zstd")->capture_default_str();
+  SetExamples(cmd,
+              "  btstore bundle sample /tmp/b\n"
+              "  btstore bundle sample /tmp/big --days 252 --symbols 3000 --seed 1\n"
+              "  btstore --json bundle sample /tmp/b2 --compression zstd\n");
+  cmd->callback([&action, flags] {
+    action = [flags](Context& ctx) {
+      WriteOptions options;
+      options.compression = ParseCompression(flags->compression);
+      fs::path dir = flags->dir;
+      JobSpec spec;
+      std::string name = fs::absolute(dir).filename().string();
+      try {
+        ValidateJobId(name);
+        spec.job_id = name;
+      } catch (const InvalidArgument&) {
+        spec.job_id = "sample";  // the directory name need not be a job id
+      }
+      spec.alpha_name = "sample";
+      spec.start_date = Date::FromYmd(kSampleYear, 1, 1);
+      spec.end_date = AfterBusinessDays(spec.start_date, flags->days);
+      spec.weight_method = "signal";
+      spec.config_json = nlohmann::json{{"seed", flags->seed}, {"symbols", flags->symbols}}.dump();
+      spec.created_by = "btstore";
+      BacktestResult result = GenerateSyntheticResult(spec);
+      auto manifest = WriteBundle(result, dir, options);
+      if (ctx.json) {
+        PrintJson({{"path", fs::absolute(dir).string()},
+                   {"job_id", result.job_id},
+                   {"start_date", spec.start_date.ToString()},
+                   {"end_date", spec.end_date.ToString()},
+                   {"artifacts", ManifestJson(manifest)}});
+      } else {
+        std::cout << "wrote bundle " << dir.string() << " (" << spec.start_date.ToString()
+                  << " .. " << spec.end_date.ToString() << ", " << flags->symbols
+                  << " symbols)\n";
+        PrintManifest(manifest);
+      }
+      return 0;
+    };
+  });
+}
+
+// --- bundle inspect --------------------------------------------------------------------------
+
+void AddInspect(CLI::App& bundle, Action& action) {
+  auto dir = std::make_shared<std::string>();
+  CLI::App* cmd = bundle.add_subcommand(
+      "inspect", "Validate a bundle directory; print its summary, schemas and row counts");
+  cmd->add_option("DIR", *dir, "bundle directory")->required();
+  SetExamples(cmd,
+              "  btstore bundle inspect btstore-data/results/JOB_ID\n"
+              "  btstore --json bundle inspect /tmp/b | jq '.tables.daily_signals.rows'\n"
+              "Exit status 4: no such directory; 6: summary.json or a Parquet file is missing,\n"
+              "corrupt, of the wrong schema or differs from the manifest.\n");
+  cmd->callback([&action, dir] {
+    action = [dir](Context& ctx) {
+      BundleInfo info = InspectBundle(*dir);
+      const BacktestResult& s = info.summary_only;
+      std::string manifest = info.has_manifest ? "verified" : "absent";
+      if (ctx.json) {
+        nlohmann::json tables = nlohmann::json::object();
+        for (const auto& t : info.tables) {
+          tables[t.name] = {{"rows", t.rows},
+                            {"bytes", t.bytes},
+                            {"row_groups", t.row_groups},
+                            {"schema", t.schema}};
+        }
+        nlohmann::json doc = {{"path", fs::absolute(*dir).string()},
+                              {"valid", true},
+                              {"manifest", manifest},
+                              {"summary", SummaryJson(s)},
+                              {"tables", tables}};
+        PrintJson(doc);
+        return 0;
+      }
+      std::cout << "bundle " << *dir << ": valid\n";
+      std::cout << "  job_id:        " << (s.job_id.empty() ? "-" : s.job_id) << "\n";
+      std::cout << "  alpha_name:    " << (s.alpha_name.empty() ? "-" : s.alpha_name) << "\n";
+      std::cout << "  range:         " << (s.start_date ? s.start_date->ToString() : "-")
+                << " .. " << (s.end_date ? s.end_date->ToString() : "-") << "\n";
+      std::cout << "  snapshot_id:   " << s.snapshot_id << "\n";
+      std::cout << "  dataset versions:";
+      for (const auto& [name, version] : s.dataset_version_ids) {
+        std::cout << " " << name << "=" << version;
+      }
+      std::cout << "\n";
+      for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
+        std::string name(Metrics::kNames[i]);
+        std::cout << "  " << name << ":" << std::string(15 - std::min<size_t>(name.size(), 14), ' ')
+                  << HumanMetric(s.metrics.At(i)) << "\n";
+      }
+      std::cout << "  manifest:      "
+                << (info.has_manifest ? "present; sizes and xxh3-128 checksums verified"
+                                      : "absent (written by another tool); nothing to verify")
+                << "\n\n";
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& t : info.tables) {
+        rows.push_back({t.name, std::to_string(t.rows), std::to_string(t.bytes),
+                        std::to_string(t.row_groups), t.schema});
+      }
+      PrintTable(std::cout, {"table", "rows", "bytes", "row groups", "schema"}, rows);
+      return 0;
+    };
+  });
+}
+
+// --- bundle rewrite --------------------------------------------------------------------------
+
+struct RewriteFlags {
+  std::string source;
+  std::string target;
+  std::string compression = "snappy";
+};
+
+void AddRewrite(CLI::App& bundle, Action& action) {
+  auto flags = std::make_shared<RewriteFlags>();
+  CLI::App* cmd = bundle.add_subcommand(
+      "rewrite", "Read and validate a bundle, then write it anew (manifest included) as DST");
+  cmd->add_option("SRC", flags->source, "bundle to read (e.g. written by polars or pyarrow)")
+      ->required();
+  cmd->add_option("DST", flags->target, "new bundle directory (must not exist)")->required();
+  cmd->add_option("--compression", flags->compression, "snappy or zstd")->capture_default_str();
+  SetExamples(cmd,
+              "  btstore bundle rewrite data/backtest_results/JOB_ID /tmp/JOB_ID\n"
+              "  btstore --json bundle rewrite old/ new/ --compression zstd\n"
+              "The tables and metrics come out identical; summary.json gains schema_version,\n"
+              "written_at, writer and the artifacts manifest.\n");
+  cmd->callback([&action, flags] {
+    action = [flags](Context& ctx) {
+      WriteOptions options;
+      options.compression = ParseCompression(flags->compression);
+      BacktestResult result = ReadBundle(flags->source);
+      auto manifest = WriteBundle(result, flags->target, options);
+      if (ctx.json) {
+        PrintJson({{"source", fs::absolute(flags->source).string()},
+                   {"path", fs::absolute(flags->target).string()},
+                   {"artifacts", ManifestJson(manifest)}});
+      } else {
+        std::cout << "rewrote " << flags->source << " as " << flags->target << "\n";
+        PrintManifest(manifest);
+      }
+      return 0;
+    };
+  });
+}
+
+}  // namespace
+
+void RegisterBundleCommands(CLI::App& app, Action& action) {
+  CLI::App* bundle = app.add_subcommand("bundle", "Work on bundle directories directly");
+  bundle->require_subcommand(1);
+  SetExamples(bundle,
+              "  btstore bundle sample /tmp/b && btstore bundle inspect /tmp/b\n"
+              "  btstore bundle rewrite /path/from/python/tool /tmp/b2\n");
+  AddSample(*bundle, action);
+  AddInspect(*bundle, action);
+  AddRewrite(*bundle, action);
+}
+
+}  // namespace btstore::cli
