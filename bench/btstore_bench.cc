@@ -549,10 +549,18 @@ int CmdRetention(const Args& args) {
   options.retention_days = static_cast<int>(args.Int("retention-days", 90));
   options.batch_size = static_cast<int>(args.Int("batch-size", options.batch_size));
   std::vector<double> rss_samples;
-  options.on_progress = [&rss_samples](int64_t) { rss_samples.push_back(StatusMib("VmRSS")); };
+  const auto start = SteadyClock::now();
+  // One line per batch, so that a run stopped at its time budget still tells how far it got.
+  options.on_progress = [&rss_samples, start](int64_t done) {
+    rss_samples.push_back(StatusMib("VmRSS"));
+    std::cout << json{{"progress", done},
+                      {"seconds", SecondsSince(start)},
+                      {"rss_mb", rss_samples.back()},
+                      {"peak_rss_mb", StatusMib("VmHWM")}}
+              << std::endl;
+  };
   const double rss_before = StatusMib("VmRSS");
   ResetPeakRss();
-  const auto start = SteadyClock::now();
   RetentionReport report = CleanupOldResults(*catalog, args.Str("root"), clock, options);
   const double seconds = SecondsSince(start);
   json facts = MemoryFacts(rss_before);

@@ -60,18 +60,18 @@ nlohmann::json MetricsJson(const Metrics& metrics) {
 // The summary as btstore understood it: identity, reproducibility keys, metrics (null when not
 // available) and the keys it keeps without knowing them.
 nlohmann::json SummaryJson(const BacktestResult& r) {
-  nlohmann::json out = {{"job_id", r.job_id},
-                        {"alpha_name", r.alpha_name},
-                        {"start_date", r.start_date ? nlohmann::json(r.start_date->ToString())
-                                                    : nlohmann::json(nullptr)},
-                        {"end_date", r.end_date ? nlohmann::json(r.end_date->ToString())
-                                                : nlohmann::json(nullptr)},
-                        {"weight_method", r.weight_method},
-                        {"config_hash", r.config_hash},
-                        {"snapshot_id", r.snapshot_id},
-                        {"dataset_version_ids", r.dataset_version_ids},
-                        {"metrics", MetricsJson(r.metrics)},
-                        {"extra", nlohmann::json::parse(r.extra_summary_json)}};
+  nlohmann::json out = {
+      {"job_id", r.job_id},
+      {"alpha_name", r.alpha_name},
+      {"start_date",
+       r.start_date ? nlohmann::json(r.start_date->ToString()) : nlohmann::json(nullptr)},
+      {"end_date", r.end_date ? nlohmann::json(r.end_date->ToString()) : nlohmann::json(nullptr)},
+      {"weight_method", r.weight_method},
+      {"config_hash", r.config_hash},
+      {"snapshot_id", r.snapshot_id},
+      {"dataset_version_ids", r.dataset_version_ids},
+      {"metrics", MetricsJson(r.metrics)},
+      {"extra", nlohmann::json::parse(r.extra_summary_json)}};
   return out;
 }
 
@@ -130,9 +130,8 @@ void AddSample(CLI::App& bundle, Action& action) {
                    {"end_date", spec.end_date.ToString()},
                    {"artifacts", ManifestJson(manifest)}});
       } else {
-        std::cout << "wrote bundle " << dir.string() << " (" << spec.start_date.ToString()
-                  << " .. " << spec.end_date.ToString() << ", " << flags->symbols
-                  << " symbols)\n";
+        std::cout << "wrote bundle " << dir.string() << " (" << spec.start_date.ToString() << " .. "
+                  << spec.end_date.ToString() << ", " << flags->symbols << " symbols)\n";
         PrintManifest(manifest);
       }
       return 0;
@@ -173,26 +172,27 @@ void AddInspect(CLI::App& bundle, Action& action) {
         PrintJson(doc);
         return 0;
       }
+      // Labels padded to the longest metric name, so the values line up.
+      auto line = [](const std::string& label, const std::string& value) {
+        std::cout << "  " << label << ":" << std::string(19 - label.size(), ' ') << value << "\n";
+      };
       std::cout << "bundle " << *dir << ": valid\n";
-      std::cout << "  job_id:        " << (s.job_id.empty() ? "-" : s.job_id) << "\n";
-      std::cout << "  alpha_name:    " << (s.alpha_name.empty() ? "-" : s.alpha_name) << "\n";
-      std::cout << "  range:         " << (s.start_date ? s.start_date->ToString() : "-")
-                << " .. " << (s.end_date ? s.end_date->ToString() : "-") << "\n";
-      std::cout << "  snapshot_id:   " << s.snapshot_id << "\n";
-      std::cout << "  dataset versions:";
+      line("job_id", s.job_id.empty() ? "-" : s.job_id);
+      line("alpha_name", s.alpha_name.empty() ? "-" : s.alpha_name);
+      line("range", (s.start_date ? s.start_date->ToString() : "-") + " .. " +
+                        (s.end_date ? s.end_date->ToString() : "-"));
+      line("snapshot_id", s.snapshot_id);
+      std::string versions;
       for (const auto& [name, version] : s.dataset_version_ids) {
-        std::cout << " " << name << "=" << version;
+        versions += (versions.empty() ? "" : " ") + name + "=" + version;
       }
-      std::cout << "\n";
+      line("dataset_versions", versions.empty() ? "-" : versions);
       for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
-        std::string name(Metrics::kNames[i]);
-        std::cout << "  " << name << ":" << std::string(15 - std::min<size_t>(name.size(), 14), ' ')
-                  << HumanMetric(s.metrics.At(i)) << "\n";
+        line(std::string(Metrics::kNames[i]), HumanMetric(s.metrics.At(i)));
       }
-      std::cout << "  manifest:      "
-                << (info.has_manifest ? "present; sizes and xxh3-128 checksums verified"
-                                      : "absent (written by another tool); nothing to verify")
-                << "\n\n";
+      line("manifest", info.has_manifest ? "present; sizes and xxh3-128 checksums verified"
+                                         : "absent (written by another tool); nothing to verify");
+      std::cout << "\n";
       std::vector<std::vector<std::string>> rows;
       for (const auto& t : info.tables) {
         rows.push_back({t.name, std::to_string(t.rows), std::to_string(t.bytes),

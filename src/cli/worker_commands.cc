@@ -2,11 +2,14 @@
 // with --until-idle, until nothing is left to do.
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <random>
 
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
@@ -56,6 +59,17 @@ struct WorkerFlags {
   std::string worker_id;
   std::string compression = "snappy";
 };
+
+// The same form as the library's default ("<hostname>:<pid>:<random>"), chosen here so that the
+// summary can name the worker.
+std::string DefaultWorkerId() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "unknown");
+  std::random_device random;
+  char suffix[16];
+  std::snprintf(suffix, sizeof(suffix), "%08x", static_cast<unsigned>(random()));
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + suffix;
+}
 
 std::string_view KindName(WorkerEvent::Kind kind) {
   switch (kind) {
@@ -180,7 +194,7 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
       WorkerOptions options;
-      options.worker_id = flags->worker_id;
+      options.worker_id = flags->worker_id.empty() ? DefaultWorkerId() : flags->worker_id;
       options.concurrency = flags->concurrency;
       options.lease = std::chrono::seconds(flags->lease_seconds);
       options.poll_interval = std::chrono::milliseconds(flags->poll_ms);
@@ -202,7 +216,7 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
         }
         finished = worker.Run();
       }
-      nlohmann::json summary = log.Summary(flags->worker_id, finished);
+      nlohmann::json summary = log.Summary(options.worker_id, finished);
       if (ctx.json) {
         PrintJson(summary);
       } else {

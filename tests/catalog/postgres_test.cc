@@ -1,9 +1,14 @@
 // PostgreSQL-only behaviour: durability across server restarts with the same catalog object,
 // an unreachable server, and cancel notifications (LISTEN/NOTIFY) that survive a restart.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <thread>
 
 #include "btstore/catalog.h"
 #include "btstore/errors.h"
@@ -90,6 +95,30 @@ TEST_P(PostgresCatalogTest, UnreachableServerIsReportedWithinABoundedTime) {
     EXPECT_EQ(error.code(), ErrorCode::kCatalogUnavailable);
   }
   auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_LT(elapsed, seconds(10));
+}
+
+TEST_P(PostgresCatalogTest, ServerThatNeverAnswersIsUnavailableAfterTheConnectTimeout) {
+  // A socket that listens but never accepts: the kernel completes the TCP handshake, and the
+  // server's reply never comes, as with a hung or firewalled server.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(fd, 1), 0);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::string url =
+      "postgresql://postgres@127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/btstore";
+  CatalogOptions options;
+  options.connect_timeout = milliseconds(2000);
+  auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(Catalog::Open(url, options), CatalogUnavailable);
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  close(fd);
+  EXPECT_GE(elapsed, milliseconds(1500));
   EXPECT_LT(elapsed, seconds(10));
 }
 

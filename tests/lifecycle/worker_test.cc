@@ -340,6 +340,17 @@ TEST_P(WorkerTest, StopLeavesARunningJobToBeRescued) {
   EXPECT_FALSE(fs::exists(root_ / "w-stop"));
 }
 
+TEST(WorkerOptions, RejectsNoConcurrencyAndLeasesUnderASecond) {
+  TempDir dir;
+  const std::string url = "sqlite:" + (dir.path() / "catalog.db").string();
+  WorkerOptions no_threads;
+  no_threads.concurrency = 0;
+  EXPECT_THROW(Worker(url, dir.path() / "results", no_threads), InvalidArgument);
+  WorkerOptions short_lease;
+  short_lease.lease = std::chrono::seconds(0);
+  EXPECT_THROW(Worker(url, dir.path() / "results", short_lease), InvalidArgument);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::testing::ValuesIn(AllBackends()),
                          BackendParamName());
 

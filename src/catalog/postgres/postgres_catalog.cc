@@ -94,9 +94,18 @@ class PgConnection : public SqlConnection {
       throw CatalogUnavailable("cannot connect to the PostgreSQL catalog: " + message,
                                {{"connect_timeout_s", timeout_text}});
     }
+    // Server notices (e.g. "terminating connection due to administrator command") would be
+    // printed on stderr by libpq; failures reach callers as exceptions instead.
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
     // Doubles come back in their shortest exact form (the default since PostgreSQL 12, set
     // in case a server configures less).
-    Exec("SET extra_float_digits = 3");
+    try {
+      Exec("SET extra_float_digits = 3");
+    } catch (const Error&) {
+      PQfinish(conn_);  // the destructor does not run for a constructor that throws
+      throw;
+    }
   }
 
   ~PgConnection() override { PQfinish(conn_); }

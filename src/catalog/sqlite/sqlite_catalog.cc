@@ -72,17 +72,12 @@ class SqliteConnection : public SqlConnection {
       throw CatalogUnavailable("cannot open the SQLite catalog " + path.string() + ": " + message,
                                {{"path", path.string()}});
     }
-    sqlite3_extended_result_codes(db_, 1);
-    sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
-    auto deadline = std::chrono::steady_clock::now() + busy_timeout;
-    for (;;) {
-      rc = sqlite3_exec(db_, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr);
-      if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) break;
-      std::this_thread::sleep_for(kWalRetryPause);
+    try {
+      Configure(path, busy_timeout);
+    } catch (const Error&) {
+      sqlite3_close_v2(db_);  // the destructor does not run for a constructor that throws
+      throw;
     }
-    if (rc != SQLITE_OK) ThrowSqlite(db_, rc, "opening " + path.string());
-    // FULL: a committed transaction survives a power loss, not only a crash of the process.
-    Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON");
   }
 
   ~SqliteConnection() override {
@@ -92,6 +87,21 @@ class SqliteConnection : public SqlConnection {
 
   SqliteConnection(const SqliteConnection&) = delete;
   SqliteConnection& operator=(const SqliteConnection&) = delete;
+
+  void Configure(const std::filesystem::path& path, std::chrono::milliseconds busy_timeout) {
+    sqlite3_extended_result_codes(db_, 1);
+    sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
+    auto deadline = std::chrono::steady_clock::now() + busy_timeout;
+    int rc = SQLITE_OK;
+    for (;;) {
+      rc = sqlite3_exec(db_, "PRAGMA journal_mode = WAL", nullptr, nullptr, nullptr);
+      if ((rc & 0xff) != SQLITE_BUSY || std::chrono::steady_clock::now() > deadline) break;
+      std::this_thread::sleep_for(kWalRetryPause);
+    }
+    if (rc != SQLITE_OK) ThrowSqlite(db_, rc, "opening " + path.string());
+    // FULL: a committed transaction survives a power loss, not only a crash of the process.
+    Exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON");
+  }
 
   // Run statements without parameters or results (pragmas, transaction control, migrations).
   void Exec(const std::string& sql) {
