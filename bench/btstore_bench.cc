@@ -22,6 +22,7 @@
 #include <arrow/util/byte_size.h>
 #include <parquet/arrow/writer.h>
 #include <parquet/properties.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -39,7 +40,6 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "btstore/bundle.h"
@@ -162,8 +162,9 @@ std::vector<int32_t> BusinessDays(int count) {
 template <typename Builder, typename Value>
 std::shared_ptr<arrow::Array> BuildArray(const std::vector<Value>& values,
                                          std::shared_ptr<arrow::DataType> type = nullptr) {
-  std::unique_ptr<Builder> builder = type ? std::make_unique<Builder>(type, arrow::default_memory_pool())
-                                          : std::make_unique<Builder>();
+  std::unique_ptr<Builder> builder =
+      type ? std::make_unique<Builder>(type, arrow::default_memory_pool())
+           : std::make_unique<Builder>();
   if (!builder->AppendValues(values).ok()) throw InternalError("cannot build an array");
   std::shared_ptr<arrow::Array> array;
   if (!builder->Finish(&array).ok()) throw InternalError("cannot build an array");
@@ -221,10 +222,10 @@ BacktestResult GenerateResult(int day_count, int symbols, uint64_t seed) {
     ic.push_back((Unit(cell(d, 0, 3)) - 0.45) * 0.2);
     rank_ic.push_back((Unit(cell(d, 0, 4)) - 0.45) * 0.2);
   }
-  result.daily_ic = arrow::Table::Make(
-      RequiredSchema(kIcTable), {BuildArray<arrow::Date32Builder>(days),
-                                 BuildArray<arrow::DoubleBuilder>(ic),
-                                 BuildArray<arrow::DoubleBuilder>(rank_ic)});
+  result.daily_ic =
+      arrow::Table::Make(RequiredSchema(kIcTable), {BuildArray<arrow::Date32Builder>(days),
+                                                    BuildArray<arrow::DoubleBuilder>(ic),
+                                                    BuildArray<arrow::DoubleBuilder>(rank_ic)});
   double sum = 0;
   double hits = 0;
   for (double v : ic) {
@@ -248,7 +249,8 @@ int64_t TableBytes(const BacktestResult& result) {
   for (const auto& table : {result.daily_signals, result.daily_weights, result.daily_ic}) {
     if (table) total += arrow::util::TotalBufferSize(*table);
   }
-  for (const auto& [name, table] : result.extra_tables) total += arrow::util::TotalBufferSize(*table);
+  for (const auto& [name, table] : result.extra_tables)
+    total += arrow::util::TotalBufferSize(*table);
   return total;
 }
 
@@ -264,8 +266,9 @@ int64_t DirectoryBytes(const fs::path& dir) {
 // Cases 1-3: bundles.
 
 int CmdGen(const Args& args) {
-  BacktestResult result = GenerateResult(static_cast<int>(args.Int("days")),
-                                         static_cast<int>(args.Int("symbols")), args.Int("seed", 7));
+  BacktestResult result =
+      GenerateResult(static_cast<int>(args.Int("days")), static_cast<int>(args.Int("symbols")),
+                     args.Int("seed", 7));
   const fs::path out = args.Str("out");
   WriteBundle(result, out);
   std::cout << json{{"dir", out.string()},
@@ -294,16 +297,17 @@ void RawWriteTable(const arrow::Table& table, const fs::path& path, const WriteO
                               ->set_use_threads(options.parallel)
                               ->build();
   arrow::Status status =
-      parquet::arrow::WriteTable(table, arrow::default_memory_pool(), file,
-                                 options.row_group_rows, builder.build(), arrow_properties);
+      parquet::arrow::WriteTable(table, arrow::default_memory_pool(), file, options.row_group_rows,
+                                 builder.build(), arrow_properties);
   if (status.ok()) status = file->Close();
   if (!status.ok()) throw InternalError(status.ToString());
 }
 
 int CmdWrite(const Args& args) {
   const std::string mode = args.Str("mode");
-  BacktestResult result = GenerateResult(static_cast<int>(args.Int("days")),
-                                         static_cast<int>(args.Int("symbols")), args.Int("seed", 7));
+  BacktestResult result =
+      GenerateResult(static_cast<int>(args.Int("days")), static_cast<int>(args.Int("symbols")),
+                     args.Int("seed", 7));
   const fs::path out = args.Str("out");
   const WriteOptions options;
   const double rss_before = StatusMib("VmRSS");
@@ -456,8 +460,8 @@ int CmdList(const Args& args) {
       if (!page.next || page.jobs.empty()) break;
       walk_after = cursors.back();
     }
-    const int64_t depth = std::clamp<int64_t>(static_cast<int64_t>(cursors.size()) - page_size, 0,
-                                              depth_wanted);
+    const int64_t depth =
+        std::clamp<int64_t>(static_cast<int64_t>(cursors.size()) - page_size, 0, depth_wanted);
     std::optional<std::string> cursor;
     if (depth > 0) cursor = cursors[static_cast<size_t>(depth - 1)];
     std::vector<double> first;
@@ -492,11 +496,10 @@ int CmdList(const Args& args) {
         first_rows = a.jobs.size();
         deep_rows = b.jobs.size();
         // The deep cursor page and the offset page at the same depth must be the same rows.
-        pages_agree = b.jobs.size() == c.jobs.size() &&
-                      std::equal(b.jobs.begin(), b.jobs.end(), c.jobs.begin(),
-                                 [](const JobRecord& x, const JobRecord& y) {
-                                   return x.job_id == y.job_id;
-                                 });
+        pages_agree =
+            b.jobs.size() == c.jobs.size() &&
+            std::equal(b.jobs.begin(), b.jobs.end(), c.jobs.begin(),
+                       [](const JobRecord& x, const JobRecord& y) { return x.job_id == y.job_id; });
         continue;
       }
       first.push_back(t_first);
@@ -536,7 +539,8 @@ int CmdReplicate(const Args& args) {
     fs::create_directories(dir);
     for (const auto& file : files) fs::create_hard_link(file, dir / file.filename());
   }
-  std::cout << json{{"dirs", count}, {"files_per_dir", files.size()},
+  std::cout << json{{"dirs", count},
+                    {"files_per_dir", files.size()},
                     {"seconds", SecondsSince(start)}}
             << "\n";
   return 0;
@@ -685,17 +689,19 @@ int CmdCancel(const Args& args) {
                        R"(,"symbols":20,"delay_ms_per_day":5})";
     service.Submit(spec);
     const auto poll = std::chrono::milliseconds(1);
-    if (!PollJob(*catalog, spec.job_id,
-                 [](const JobRecord& job) { return job.status == JobStatus::kRunning; }, poll,
-                 std::chrono::seconds(30))) {
+    if (!PollJob(
+            *catalog, spec.job_id,
+            [](const JobRecord& job) { return job.status == JobStatus::kRunning; }, poll,
+            std::chrono::seconds(30))) {
       ++timeouts;
       continue;
     }
     const auto start = SteadyClock::now();
     service.Cancel(spec.job_id);
-    if (PollJob(*catalog, spec.job_id,
-                [](const JobRecord& job) { return job.status == JobStatus::kCancelled; }, poll,
-                std::chrono::seconds(30))) {
+    if (PollJob(
+            *catalog, spec.job_id,
+            [](const JobRecord& job) { return job.status == JobStatus::kCancelled; }, poll,
+            std::chrono::seconds(30))) {
       latencies.push_back(SecondsSince(start));
     } else {
       ++timeouts;
@@ -720,9 +726,15 @@ int Main(int argc, char** argv) {
   const std::string command = argv[1];
   const Args args(argc, argv);
   const std::map<std::string, std::function<int(const Args&)>> commands = {
-      {"gen", CmdGen},       {"write", CmdWrite},         {"read", CmdRead},
-      {"migrate", CmdMigrate}, {"list", CmdList},         {"replicate", CmdReplicate},
-      {"retention", CmdRetention}, {"throughput", CmdThroughput}, {"cancel", CmdCancel}};
+      {"gen", CmdGen},
+      {"write", CmdWrite},
+      {"read", CmdRead},
+      {"migrate", CmdMigrate},
+      {"list", CmdList},
+      {"replicate", CmdReplicate},
+      {"retention", CmdRetention},
+      {"throughput", CmdThroughput},
+      {"cancel", CmdCancel}};
   auto it = commands.find(command);
   if (it == commands.end()) {
     std::cerr << "unknown command " << command << "\n";

@@ -51,15 +51,15 @@ class Settings:
         # Repetitions of one measurement (each a fresh process), per dataset size.
         self.repeats = {"large": 3, "small": 5, "medium": 3}
         self.catalog_rows = 100_000 if quick else 1_000_000
-        self.list_iterations = 30 if quick else 200
+        self.list_iterations = 20 if quick else 100
         self.retention_jobs = 5_000 if quick else 100_000
         # Retention is stopped (SIGKILL, which it must survive) when it overruns its target of
         # 60 s; the rate so far gives the projected time. --quick stops it sooner.
-        self.retention_budget_s = 15 if quick else 60
+        self.retention_budget_s = 10 if quick else 60
         # The throughput figure is a rate over all jobs of a run; one run per backend.
-        self.throughput_jobs = 100 if quick else 600
+        self.throughput_jobs = 60 if quick else 600
         self.throughput_repeats = 1
-        self.cancel_samples = 5 if quick else 20
+        self.cancel_samples = 3 if quick else 15
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,6 +285,7 @@ def bulk_load(url, sql_pg, sql_sqlite, params):
     if url.startswith("sqlite:"):
         conn = sqlite3.connect(url[len("sqlite:"):])
         conn.execute("PRAGMA synchronous = OFF")
+        conn.execute("PRAGMA cache_size = -262144")  # 256 MiB: the indexes of 1M rows fit
         indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
                                "tbl_name = 'backtest_jobs' AND sql IS NOT NULL").fetchall()
         with conn:
@@ -728,8 +729,10 @@ def main():
     try:
         for case in cases:
             print(f"\n-- case {case}")
+            case_start = time.perf_counter()
             {1: bundles.case1, 2: bundles.case2, 3: bundles.case3, 4: catalogs.case4,
              5: catalogs.case5, 6: catalogs.case6, 7: bundles.case7}[case]()
+            print(f"-- case {case} took {time.perf_counter() - case_start:.0f} s")
     finally:
         catalogs.close()
         if not args.keep:

@@ -139,15 +139,14 @@ arrow::Result<std::shared_ptr<arrow::Buffer>> CountingFile::ReadAt(int64_t posit
   return buffer;
 }
 
-arrow::Result<int64_t> CountingFile::ReadAt(int64_t position, int64_t nbytes,
-                                            bool allow_short_read, void* out) {
+arrow::Result<int64_t> CountingFile::ReadAt(int64_t position, int64_t nbytes, bool allow_short_read,
+                                            void* out) {
   ARROW_ASSIGN_OR_RAISE(int64_t n, inner_->ReadAt(position, nbytes, allow_short_read, out));
   *counter_ += n;
   return n;
 }
 
-arrow::Result<std::shared_ptr<arrow::Buffer>> CountingFile::ReadAt(int64_t position,
-                                                                   int64_t nbytes,
+arrow::Result<std::shared_ptr<arrow::Buffer>> CountingFile::ReadAt(int64_t position, int64_t nbytes,
                                                                    bool allow_short_read) {
   ARROW_ASSIGN_OR_RAISE(auto buffer, inner_->ReadAt(position, nbytes, allow_short_read));
   *counter_ += buffer->size();

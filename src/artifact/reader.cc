@@ -63,15 +63,17 @@ void CheckSchema(const arrow::Schema& schema, const std::string& name, const std
   for (const auto& want : required->fields()) {
     auto got = schema.GetFieldByName(want->name());
     if (!got) {
-      BadFile(file, "column '" + want->name() + "' is missing (expected " +
-                        want->type()->ToString() + ")",
-              {{"column", want->name()}, {"expected", want->type()->ToString()},
-               {"found", "missing"}});
+      BadFile(
+          file,
+          "column '" + want->name() + "' is missing (expected " + want->type()->ToString() + ")",
+          {{"column", want->name()}, {"expected", want->type()->ToString()}, {"found", "missing"}});
     }
     if (!got->type()->Equals(*want->type())) {
-      BadFile(file, "column '" + want->name() + "' has type " + got->type()->ToString() +
-                        ", expected " + want->type()->ToString(),
-              {{"column", want->name()}, {"expected", want->type()->ToString()},
+      BadFile(file,
+              "column '" + want->name() + "' has type " + got->type()->ToString() + ", expected " +
+                  want->type()->ToString(),
+              {{"column", want->name()},
+               {"expected", want->type()->ToString()},
                {"found", got->type()->ToString()}});
     }
   }
@@ -157,16 +159,17 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
     if (it != (*plan.manifest)->end()) expected = &it->second;
   }
   if (expected && expected->bytes != size) {
-    BadFile(file, "is " + std::to_string(size) + " bytes, the manifest says " +
-                      std::to_string(expected->bytes) + " (truncated or replaced)",
+    BadFile(file,
+            "is " + std::to_string(size) + " bytes, the manifest says " +
+                std::to_string(expected->bytes) + " (truncated or replaced)",
             {{"expected_bytes", std::to_string(expected->bytes)},
              {"found_bytes", std::to_string(size)}});
   }
 
   auto counter = std::make_shared<std::atomic<int64_t>>(0);
   std::shared_ptr<arrow::io::RandomAccessFile> input;
-  auto opened = artifact::Unwrap(arrow::io::ReadableFile::Open(file_path.string()),
-                                 FailureKind::kRead, file);
+  auto opened =
+      artifact::Unwrap(arrow::io::ReadableFile::Open(file_path.string()), FailureKind::kRead, file);
   if (!plan.partial) {
     // A whole-file read takes the file in one read and verifies it in memory: no second pass.
     auto buffer = artifact::Unwrap(opened->ReadAt(0, size), FailureKind::kRead, file);
@@ -175,8 +178,9 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
     if (options.verify_checksums && expected && !expected->checksum.empty()) {
       std::string found = artifact::ChecksumOf(buffer->data(), static_cast<size_t>(size));
       if (found != expected->checksum) {
-        BadFile(file, "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
-                          found + " (the file was modified or corrupted)",
+        BadFile(file,
+                "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
+                    found + " (the file was modified or corrupted)",
                 {{"expected", expected->checksum}, {"found", found}});
       }
     }
@@ -198,15 +202,17 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
     CheckSchema(*schema, task.name, file);
     auto metadata = reader->parquet_reader()->metadata();
     if (expected && metadata->num_rows() != expected->rows) {
-      BadFile(file, "has " + std::to_string(metadata->num_rows()) + " rows, the manifest says " +
-                        std::to_string(expected->rows),
+      BadFile(file,
+              "has " + std::to_string(metadata->num_rows()) + " rows, the manifest says " +
+                  std::to_string(expected->rows),
               {{"expected_rows", std::to_string(expected->rows)},
                {"found_rows", std::to_string(metadata->num_rows())}});
     }
 
     const auto& fields = reader->manifest().schema_fields;
     int date_field = schema->GetFieldIndex("date");
-    bool has_date = date_field >= 0 && schema->field(date_field)->type()->id() == arrow::Type::DATE32;
+    bool has_date =
+        date_field >= 0 && schema->field(date_field)->type()->id() == arrow::Type::DATE32;
     bool by_range = has_date && (options.from || options.to);
     int32_t from = options.from ? options.from->days : std::numeric_limits<int32_t>::min();
     int32_t to = options.to ? options.to->days : std::numeric_limits<int32_t>::max();
@@ -214,7 +220,8 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
     std::vector<int> row_groups;
     for (int rg = 0; rg < metadata->num_row_groups(); ++rg) {
       if (by_range && fields[date_field].is_leaf()) {
-        auto stats = metadata->RowGroup(rg)->ColumnChunk(fields[date_field].column_index)->statistics();
+        auto stats =
+            metadata->RowGroup(rg)->ColumnChunk(fields[date_field].column_index)->statistics();
         if (stats && stats->HasMinMax()) {
           const auto& typed = static_cast<const parquet::Int32Statistics&>(*stats);
           if (typed.max() < from || typed.min() > to) {
@@ -346,7 +353,8 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
   for (const auto& name : names) {
     if (!present_set.contains(name)) {
       std::string file = name + std::string(kParquetSuffix);
-      BadFile(file, "is missing from the bundle " + dir.string(), {{"path", (dir / file).string()}});
+      BadFile(file, "is missing from the bundle " + dir.string(),
+              {{"path", (dir / file).string()}});
     }
   }
   if (summary.manifest) {
@@ -365,8 +373,8 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
   auto work = [&] {
     for (size_t i = next++; i < tasks.size(); i = next++) ReadFile(dir, plan, tasks[i]);
   };
-  size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency(), 1,
-                                      std::max<size_t>(tasks.size(), 1));
+  size_t threads =
+      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, std::max<size_t>(tasks.size(), 1));
   {
     std::vector<std::future<void>> workers;
     for (size_t t = 1; t < threads; ++t) workers.push_back(std::async(std::launch::async, work));

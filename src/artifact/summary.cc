@@ -21,10 +21,10 @@ constexpr std::string_view kSummary = "summary.json";
 // is kept verbatim in extra_summary_json.
 const std::set<std::string, std::less<>>& KnownKeys() {
   static const std::set<std::string, std::less<>> keys = [] {
-    std::set<std::string, std::less<>> k = {
-        "schema_version", "job_id",   "alpha_name",          "start_date",
-        "end_date",       "weight_method", "config_hash",    "snapshot_id",
-        "dataset_version_ids", "written_at", "writer",       "artifacts"};
+    std::set<std::string, std::less<>> k = {"schema_version", "job_id",      "alpha_name",
+                                            "start_date",     "end_date",    "weight_method",
+                                            "config_hash",    "snapshot_id", "dataset_version_ids",
+                                            "written_at",     "writer",      "artifacts"};
     for (auto name : Metrics::kNames) k.emplace(name);
     return k;
   }();
@@ -40,15 +40,15 @@ const std::set<std::string, std::less<>>& KnownKeys() {
 
 [[noreturn]] void Invalid(const std::string& message, const fs::path& path,
                           const std::string& field) {
-  throw InvalidResult(message, {{"file", std::string(kSummary)},
-                                {"path", path.string()},
-                                {"field", field}});
+  throw InvalidResult(message,
+                      {{"file", std::string(kSummary)}, {"path", path.string()}, {"field", field}});
 }
 
 std::string OptionalString(const Json& doc, const char* key, const fs::path& path) {
   auto it = doc.find(key);
   if (it == doc.end() || it->is_null()) return "";
-  if (!it->is_string()) Invalid(std::string("summary.json: ") + key + " must be a string", path, key);
+  if (!it->is_string())
+    Invalid(std::string("summary.json: ") + key + " must be a string", path, key);
   return it->get<std::string>();
 }
 
@@ -66,14 +66,15 @@ int64_t ManifestInt(const Json& entry, const char* key, const std::string& file,
                     const fs::path& path) {
   auto it = entry.find(key);
   if (it == entry.end() || !it->is_number_integer() || it->get<int64_t>() < 0) {
-    Invalid("summary.json: artifacts." + file + "." + key + " must be a non-negative integer",
-            path, "artifacts");
+    Invalid("summary.json: artifacts." + file + "." + key + " must be a non-negative integer", path,
+            "artifacts");
   }
   return it->get<int64_t>();
 }
 
 std::map<std::string, ArtifactInfo> ParseManifest(const Json& artifacts, const fs::path& path) {
-  if (!artifacts.is_object()) Invalid("summary.json: artifacts must be an object", path, "artifacts");
+  if (!artifacts.is_object())
+    Invalid("summary.json: artifacts must be an object", path, "artifacts");
   std::map<std::string, ArtifactInfo> manifest;
   for (const auto& [file, entry] : artifacts.items()) {
     if (!entry.is_object()) {
@@ -172,12 +173,14 @@ ParsedSummary ReadSummary(const fs::path& dir) {
     Missing("summary.json has no snapshot_id: the data snapshot of this result is unknown", path,
             "snapshot_id");
   }
-  if (!snapshot->is_string()) Missing("summary.json: snapshot_id must be a string", path, "snapshot_id");
+  if (!snapshot->is_string())
+    Missing("summary.json: snapshot_id must be a string", path, "snapshot_id");
   auto versions = doc.find("dataset_version_ids");
   if (versions == doc.end() || versions->is_null()) {
-    Missing("summary.json has no dataset_version_ids: the dataset versions of this result are "
-            "unknown",
-            path, "dataset_version_ids");
+    Missing(
+        "summary.json has no dataset_version_ids: the dataset versions of this result are "
+        "unknown",
+        path, "dataset_version_ids");
   }
   if (!versions->is_object()) {
     Missing("summary.json: dataset_version_ids must be an object of strings", path,

@@ -52,7 +52,9 @@ void ValidateSchema(const arrow::Table& table, std::string_view name) {
       Bad(file + ": column " + std::to_string(i) + " must be '" + want->name() + "' (" +
               want->type()->ToString() + "), the table has only " +
               std::to_string(table.num_columns()) + " columns",
-          {{"file", file}, {"column", want->name()}, {"expected", want->type()->ToString()},
+          {{"file", file},
+           {"column", want->name()},
+           {"expected", want->type()->ToString()},
            {"found", "missing"}});
     }
     const auto& got = table.schema()->field(i);
@@ -64,7 +66,9 @@ void ValidateSchema(const arrow::Table& table, std::string_view name) {
     if (!got->type()->Equals(*want->type())) {
       Bad(file + ": column '" + want->name() + "' must be " + want->type()->ToString() +
               ", found " + got->type()->ToString(),
-          {{"file", file}, {"column", want->name()}, {"expected", want->type()->ToString()},
+          {{"file", file},
+           {"column", want->name()},
+           {"expected", want->type()->ToString()},
            {"found", got->type()->ToString()}});
     }
   }
@@ -91,7 +95,9 @@ void ValidateKeys(const arrow::Table& table, std::string_view name, bool keyed) 
       int32_t date = d.Value(i);
       if (date < kMinDays || date > kMaxDays) {
         Bad(file + ": date out of range (years 1..9999) at row " + std::to_string(row),
-            {{"file", file}, {"column", "date"}, {"row", std::to_string(row)},
+            {{"file", file},
+             {"column", "date"},
+             {"row", std::to_string(row)},
              {"value", std::to_string(date)}});
       }
       if (!keyed) continue;
@@ -109,13 +115,17 @@ void ValidateKeys(const arrow::Table& table, std::string_view name, bool keyed) 
         if (date == prev_date && permno == prev_permno) {
           Bad(file + ": duplicate (date, permno) at row " + std::to_string(row) + ": (" +
                   Date{date}.ToString() + ", " + std::to_string(permno) + ")",
-              {{"file", file}, {"row", std::to_string(row)}, {"date", Date{date}.ToString()},
+              {{"file", file},
+               {"row", std::to_string(row)},
+               {"date", Date{date}.ToString()},
                {"permno", std::to_string(permno)}});
         }
         if (date < prev_date || (date == prev_date && permno < prev_permno)) {
           Bad(file + ": rows must be sorted by (date, permno); row " + std::to_string(row) +
                   " is out of order (sort the table before writing)",
-              {{"file", file}, {"row", std::to_string(row)}, {"date", Date{date}.ToString()},
+              {{"file", file},
+               {"row", std::to_string(row)},
+               {"date", Date{date}.ToString()},
                {"permno", std::to_string(permno)}});
         }
       }
@@ -150,9 +160,9 @@ std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
   }
 
   std::vector<TableToWrite> tables;
-  for (auto [name, table] : {std::pair{kSignalsTable, result.daily_signals},
-                             std::pair{kWeightsTable, result.daily_weights},
-                             std::pair{kIcTable, result.daily_ic}}) {
+  for (auto [name, table] :
+       {std::pair{kSignalsTable, result.daily_signals},
+        std::pair{kWeightsTable, result.daily_weights}, std::pair{kIcTable, result.daily_ic}}) {
     // A missing required table is written empty: an engine with nothing to report (the noop
     // engine, a universe without data) still produces a valid bundle.
     if (!table) {
@@ -172,7 +182,8 @@ std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
               "'.', and not a required table's name",
           {{"field", "extra_tables"}, {"value", name}});
     }
-    if (!table) Bad("extra table '" + name + "' is null", {{"field", "extra_tables"}, {"value", name}});
+    if (!table)
+      Bad("extra table '" + name + "' is null", {{"field", "extra_tables"}, {"value", name}});
     tables.push_back({name, table});
   }
   return tables;
@@ -184,7 +195,7 @@ ArtifactInfo WriteTableFile(const arrow::Table& table, const fs::path& file_path
   auto sink = artifact::HashingFileSink::Create(file_path);
   parquet::WriterProperties::Builder builder;
   builder.compression(options.compression == Compression::kZstd ? parquet::Compression::ZSTD
-                                                               : parquet::Compression::SNAPPY);
+                                                                : parquet::Compression::SNAPPY);
   builder.max_row_group_length(options.row_group_rows);
   // Float columns hardly ever repeat, so a dictionary only costs time before Parquet falls back
   // to plain encoding.
@@ -240,9 +251,9 @@ fs::path MakeUniqueDir(const fs::path& parent, const std::string& prefix) {
   }
   std::string pattern = (parent / (prefix + "-XXXXXX")).string();
   if (::mkdtemp(pattern.data()) == nullptr) {
-    throw InternalError("cannot create a directory under " + parent.string() + ": " +
-                            std::strerror(errno),
-                        {{"path", parent.string()}});
+    throw InternalError(
+        "cannot create a directory under " + parent.string() + ": " + std::strerror(errno),
+        {{"path", parent.string()}});
   }
   return pattern;
 }

@@ -64,9 +64,14 @@ void RemoveEntry(const fs::path& path, const std::string& job_id) {
 // strictly inside the root; a path elsewhere is not ours to delete), the bundle's default place
 // <root>/<job_id>, and its checkpoints. Idempotent: a second cleaner, or the next run after a
 // crash, finds less or nothing.
-void RemoveJobFiles(const fs::path& root, const RetentionCandidate& job) {
+void RemoveJobFiles(Catalog& catalog, const fs::path& root, const RetentionCandidate& job) {
   const li::ResolvedPath bundle = li::ResolveStoredPath(root, job.result_path, false);
-  if (bundle.problem == li::PathProblem::kNone) RemoveEntry(bundle.path, job.job_id);
+  if (bundle.problem == li::PathProblem::kNone) {
+    // A damaged row could point at another job's bundle (<root>/<other_job_id>/...): that one
+    // stays, since removing it would leave the other job completed without its result.
+    const std::string top = bundle.path.lexically_relative(root).begin()->string();
+    if (top == job.job_id || !catalog.FindJob(top)) RemoveEntry(bundle.path, job.job_id);
+  }
 
   // A row from another tool may carry any text; only a valid job_id names a directory.
   bool valid_id = true;
@@ -76,9 +81,8 @@ void RemoveJobFiles(const fs::path& root, const RetentionCandidate& job) {
     valid_id = false;
   }
   if (!valid_id) return;
-  if (bundle.problem != li::PathProblem::kNone || bundle.path != root / job.job_id) {
-    RemoveEntry(root / job.job_id, job.job_id);
-  }
+  // The bundle's default place (usually just removed above, then this finds nothing).
+  RemoveEntry(root / job.job_id, job.job_id);
   // A half-removed checkpoint directory is harmless: the row stays marked (Resume refuses it)
   // until this has succeeded, so no attempt can load from it.
   const fs::path checkpoints = root / kCheckpointsDir / job.job_id;
@@ -135,7 +139,7 @@ RetentionReport CleanupOldResults(Catalog& catalog, const fs::path& artifact_roo
     bool progress = false;
     std::set<std::string> undeleted;
     for (const RetentionCandidate& job : batch) {
-      RemoveJobFiles(root, job);
+      RemoveJobFiles(catalog, root, job);
       // One job per call, so that the report names exactly the rows this run deleted even when
       // another cleaner sweeps the same batch at the same time.
       if (catalog.DeleteExpiring({job.job_id}) == 1) {

@@ -49,9 +49,9 @@ std::shared_ptr<arrow::Table> Keyed(std::string_view name, int days, int symbols
       AppendValue(values, rng, row);
     }
   }
-  return arrow::Table::Make(RequiredSchema(name), {dates.Finish().ValueOrDie(),
-                                                   permnos.Finish().ValueOrDie(),
-                                                   values.Finish().ValueOrDie()});
+  return arrow::Table::Make(
+      RequiredSchema(name),
+      {dates.Finish().ValueOrDie(), permnos.Finish().ValueOrDie(), values.Finish().ValueOrDie()});
 }
 
 }  // namespace
@@ -77,9 +77,9 @@ BacktestResult MakeResult(int days, int symbols, uint64_t seed) {
     AppendValue(ic, rng, d);
     AppendValue(rank_ic, rng, d + 1);
   }
-  result.daily_ic = arrow::Table::Make(RequiredSchema(kIcTable), {dates.Finish().ValueOrDie(),
-                                                                  ic.Finish().ValueOrDie(),
-                                                                  rank_ic.Finish().ValueOrDie()});
+  result.daily_ic = arrow::Table::Make(
+      RequiredSchema(kIcTable),
+      {dates.Finish().ValueOrDie(), ic.Finish().ValueOrDie(), rank_ic.Finish().ValueOrDie()});
   std::uniform_real_distribution<double> unit(-1.0, 1.0);
   result.metrics.mean_ic = unit(rng) / 3.0;  // not a short decimal: tests shortest round trip
   result.metrics.icir = unit(rng) * 1e-300;
@@ -115,7 +115,8 @@ std::string DescribeDifference(const arrow::Table& expected, const arrow::Table&
     const auto& x = static_cast<const arrow::DoubleArray&>(*a);
     const auto& y = static_cast<const arrow::DoubleArray&>(*b);
     for (int64_t i = 0; i < x.length(); ++i) {
-      if (x.IsNull(i) != y.IsNull(i)) return column + " row " + std::to_string(i) + ": null differs";
+      if (x.IsNull(i) != y.IsNull(i))
+        return column + " row " + std::to_string(i) + ": null differs";
       if (x.IsNull(i)) continue;
       double u = x.Value(i);
       double v = y.Value(i);

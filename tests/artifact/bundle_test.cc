@@ -1,5 +1,7 @@
 // The bundle writer and reader: round trips, partial reads, every error, staging and publish.
 
+#include "btstore/bundle.h"
+
 #include <arrow/api.h>
 #include <arrow/io/file.h>
 #include <gtest/gtest.h>
@@ -12,7 +14,6 @@
 #include <sstream>
 
 #include "artifact/bundle_fixtures.h"
-#include "btstore/bundle.h"
 #include "btstore/errors.h"
 #include "support/temp_dir.h"
 
@@ -314,8 +315,7 @@ TEST_F(BundleTest, SummaryFieldsOfWrongTypeAreMissingReproducibilityMetadata) {
 
 TEST_F(BundleTest, NonUtf8SummaryIsMissingReproducibilityMetadata) {
   fs::path dir = Written("b");
-  WriteText(dir / "summary.json",
-            "{\"snapshot_id\": \"s\xff\xfe\", \"dataset_version_ids\": {}}");
+  WriteText(dir / "summary.json", "{\"snapshot_id\": \"s\xff\xfe\", \"dataset_version_ids\": {}}");
   ExpectError(ErrorCode::kMissingReproducibilityMetadata, [&] { ReadBundle(dir); });
 }
 
@@ -425,7 +425,8 @@ TEST_F(BundleTest, TruncatedParquetIsInvalidResult) {
 
   // Without a manifest the Parquet reader itself notices.
   fs::path bare = WrittenWithoutManifest("bare");
-  fs::resize_file(bare / "daily_signals.parquet", fs::file_size(bare / "daily_signals.parquet") / 2);
+  fs::resize_file(bare / "daily_signals.parquet",
+                  fs::file_size(bare / "daily_signals.parquet") / 2);
   e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(bare); });
   EXPECT_EQ(e.details().at("file"), "daily_signals.parquet");
 }
@@ -513,7 +514,8 @@ class BadInputTest : public BundleTest {
 };
 
 TEST_F(BadInputTest, JobIdsThatAreNotSafeDirectoryNames) {
-  for (const std::string& id : std::vector<std::string>{"a/b", "..", std::string("a\0b", 3), ".hidden", std::string(65, 'x')}) {
+  for (const std::string& id : std::vector<std::string>{"a/b", "..", std::string("a\0b", 3),
+                                                        ".hidden", std::string(65, 'x')}) {
     BacktestResult result = MakeResult(2, 2, 1);
     result.job_id = id;
     ExpectRejected(result, "job_id");
@@ -605,7 +607,8 @@ TEST_F(BundleTest, InspectDescribesTablesAndManifest) {
   EXPECT_EQ(info.tables[0].name, "daily_signals");
   EXPECT_EQ(info.tables[0].schema, "date: date32[day], permno: int64, signal: double");
   EXPECT_EQ(info.tables[0].rows, 600);
-  EXPECT_EQ(info.tables[0].bytes, static_cast<int64_t>(fs::file_size(dir / "daily_signals.parquet")));
+  EXPECT_EQ(info.tables[0].bytes,
+            static_cast<int64_t>(fs::file_size(dir / "daily_signals.parquet")));
   EXPECT_EQ(info.summary_only.snapshot_id, "snap-42");
   EXPECT_EQ(info.summary_only.daily_signals, nullptr);
 }

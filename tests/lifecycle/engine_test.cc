@@ -28,7 +28,7 @@ class FlagContext : public EngineContext {
 JobRecord NoopJob() {
   JobRecord job;
   job.job_id = "noop-1";
-  job.alpha_name = "a";
+  job.alpha_name = "momentum";
   job.start_date = Date::Parse("2024-01-01");
   job.end_date = Date::Parse("2024-01-31");
   job.weight_method = "equal";

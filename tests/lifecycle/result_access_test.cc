@@ -25,7 +25,7 @@ class ResultAccessTest : public LifecycleTest {
 
   // Run GetResult, expecting an error of type E; return it for its details.
   template <typename E>
-  E ExpectError(const std::string& job_id, ReadOptions options = {}) {
+  E ExpectError(const std::string& job_id, const ReadOptions& options = {}) {
     try {
       service_->GetResult(job_id, options);
     } catch (const E& error) {
@@ -50,7 +50,7 @@ class ResultAccessTest : public LifecycleTest {
 
   // A valid bundle outside the artifact root.
   fs::path OutsideBundle(const std::string& name) {
-    const fs::path dir = dir_.path() / "elsewhere" / name;
+    fs::path dir = dir_.path() / "elsewhere" / name;
     fs::create_directories(dir.parent_path());
     WriteBundle(SmallResult(name, Date::FromYmd(2020, 1, 1), 5, 2), dir);
     return dir;

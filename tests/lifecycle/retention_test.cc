@@ -264,6 +264,16 @@ TEST_P(RetentionTest, LeavesBundlesOutsideTheRootAlone) {
   ExpectKept("recent");                                // the root was not emptied
 }
 
+TEST_P(RetentionTest, LeavesAnotherJobsBundleAlone) {
+  MakeCompleted("job-old", DaysAgo(100), DaysAgo(100));
+  MakeCompleted("job-recent", DaysAgo(2), DaysAgo(1));
+  // A damaged row: the old job names the recent job's bundle as its own.
+  SetResultPath("job-old", BundleDir("job-recent").string());
+  EXPECT_EQ(Cleanup().job_ids, std::vector<std::string>{"job-old"});
+  ExpectRemoved("job-old");
+  ExpectKept("job-recent");
+}
+
 // --- Crashes injected by driving the catalog primitives to a step and stopping there --------
 
 TEST_P(RetentionTest, CrashAfterMarkingIsFinishedByTheNextRun) {
