@@ -245,6 +245,8 @@ TEST_P(WorkerTest, CancelRacingCompletionEndsInExactlyOneStateEveryTime) {
             << " cancel-after-completion=" << cancel_refused << std::endl;
   EXPECT_EQ(outcomes[JobStatus::kCompleted] + outcomes[JobStatus::kCancelled], kTrials);
   EXPECT_GT(outcomes[JobStatus::kCancelled], 0);
+  // A cancel that was accepted always wins: only jobs whose cancel came too late completed.
+  EXPECT_EQ(outcomes[JobStatus::kCompleted], cancel_refused);
   EXPECT_GT(outcomes[JobStatus::kCompleted], 0);
   EXPECT_EQ(FilesUnder(root_ / ".staging"), 0);
   std::set<std::string> bundles;
