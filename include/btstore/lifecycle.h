@@ -145,6 +145,9 @@ struct RetentionOptions {
 
 struct RetentionReport {
   int64_t removed = 0;  ///< jobs removed (or, on a dry run, that would be)
+  /// Every job removed (or, on a dry run, that would be), in the order removed. Kept whole for
+  /// `cleanup --json`: a million removed jobs is a million ids in memory (tens of MB); all other
+  /// state is held one batch at a time.
   std::vector<std::string> job_ids;
   bool dry_run = false;
 };
