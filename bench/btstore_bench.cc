@@ -537,7 +537,17 @@ int CmdReplicate(const Args& args) {
   for (int64_t i = 1; i <= count; ++i) {
     const fs::path dir = root / (prefix + std::to_string(i));
     fs::create_directories(dir);
-    for (const auto& file : files) fs::create_hard_link(file, dir / file.filename());
+    for (auto& file : files) {
+      std::error_code ec;
+      fs::create_hard_link(file, dir / file.filename(), ec);
+      if (ec == std::errc::too_many_links) {
+        // ext4 allows 65,000 links per file: copy it once and link to the copy from now on.
+        fs::copy_file(file, dir / file.filename());
+        file = dir / file.filename();
+      } else if (ec) {
+        throw fs::filesystem_error("cannot create hard link", file, dir, ec);
+      }
+    }
   }
   std::cout << json{{"dirs", count},
                     {"files_per_dir", files.size()},

@@ -56,6 +56,9 @@ class Settings:
         # Retention is stopped (SIGKILL, which it must survive) when it overruns its target of
         # 60 s; the rate so far gives the projected time. --quick stops it sooner.
         self.retention_budget_s = 10 if quick else 60
+        # Making 100,000 bundle directories takes minutes on a busy disk: the full run measures
+        # PostgreSQL (the backend for teams) only.
+        self.retention_backends = ("sqlite", "postgresql") if quick else ("postgresql",)
         # The throughput figure is a rate over all jobs of a run; one run per backend.
         self.throughput_jobs = 60 if quick else 600
         self.throughput_repeats = 1
@@ -68,6 +71,11 @@ class Settings:
 
 class StepFailed(RuntimeError):
     pass
+
+
+def remove_tree(path):
+    # rm is several times faster than shutil.rmtree on 100,000 directories.
+    subprocess.run(["rm", "-rf", "--", path], check=False)
 
 
 def run_json_rusage(cmd, timeout=None):
@@ -588,7 +596,7 @@ class CatalogCases:
         src = os.path.join(self.work, "retention-src")
         if not os.path.isdir(src):
             self.bench.cpp("gen", "--out", src, "--days", 5, "--symbols", 10)
-        for backend in ("sqlite", "postgresql"):
+        for backend in self.s.retention_backends:
             url = self.catalog(backend)
             root = os.path.join(self.work, f"retention-{backend}")
             os.makedirs(root)
@@ -635,7 +643,7 @@ class CatalogCases:
             row["target_met"] = (facts["seconds"] < 60 and facts["removed"] == jobs
                                  and not left and rows_left == 0)
             self.report.print_case(case)
-            shutil.rmtree(root, ignore_errors=True)
+            remove_tree(root)
 
     def case6(self):
         root = os.path.join(self.work, "lifecycle")
@@ -730,13 +738,20 @@ def main():
         for case in cases:
             print(f"\n-- case {case}")
             case_start = time.perf_counter()
-            {1: bundles.case1, 2: bundles.case2, 3: bundles.case3, 4: catalogs.case4,
-             5: catalogs.case5, 6: catalogs.case6, 7: bundles.case7}[case]()
+            try:
+                {1: bundles.case1, 2: bundles.case2, 3: bundles.case3, 4: catalogs.case4,
+                 5: catalogs.case5, 6: catalogs.case6, 7: bundles.case7}[case]()
+            except StepFailed as error:
+                # Report the failure as a row and go on with the other cases.
+                print(f"  case {case} FAILED: {error}")
+                report.rows.append({"case": str(case), "tool": "btstore", "median_s": None,
+                                    "ratio_vs_btstore": None, "error": str(error),
+                                    "target": "the case runs", "target_met": False})
             print(f"-- case {case} took {time.perf_counter() - case_start:.0f} s")
     finally:
         catalogs.close()
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree(work)
     elapsed = time.perf_counter() - started
 
     checked = [r for r in report.rows if "target_met" in r]

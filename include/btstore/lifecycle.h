@@ -84,6 +84,8 @@ struct WorkerEvent {
   enum class Kind { kClaimed, kProgress, kCompleted, kFailed, kRetrying, kCancelled, kLostLease,
                     kRescued };
   Kind kind;
+  /// Empty for an event of the worker itself rather than of a job: kRetrying while the catalog
+  /// is unavailable (the worker backs off and retries), and once it is available again.
   std::string job_id;
   int attempt = 0;
   int progress_pct = 0;
@@ -122,7 +124,9 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   /// Run until Stop() (or, with until_idle, until nothing is left to do). Returns the number of
-  /// attempts this worker finished (completed, failed, cancelled).
+  /// attempts this worker finished (completed, failed, cancelled). While the catalog throws
+  /// CatalogUnavailable (e.g. PostgreSQL restarting) it backs off (100 ms doubling up to 5 s)
+  /// and retries; running jobs keep their attempts. Other errors end Run() with an exception.
   int Run();
   /// Ask Run() to return: running jobs are stopped (left to be rescued or resumed). Thread-safe
   /// and async-signal-safe.

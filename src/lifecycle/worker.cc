@@ -43,6 +43,33 @@ constexpr std::chrono::milliseconds kListenerRetryPause{1000};
 constexpr int kRescueBatch = 100;
 // Staging directories older than this are debris of a crashed writer.
 constexpr std::chrono::seconds kStagingDebrisAge = std::chrono::hours(1);
+// Pauses between calls to a catalog that is unavailable (e.g. PostgreSQL restarting): short at
+// first so a brief outage costs little, doubling up to a bound so a long one is not hammered.
+constexpr std::chrono::milliseconds kOutageFirstDelay{100};
+constexpr std::chrono::milliseconds kOutageMaxDelay{5000};
+
+// Bounded exponential backoff over an outage of the catalog.
+class OutageBackoff {
+ public:
+  // The pause before the next try; each call doubles the following one, up to the bound.
+  std::chrono::milliseconds Next() {
+    std::chrono::milliseconds delay = delay_;
+    delay_ = std::min(delay_ * 2, kOutageMaxDelay);
+    ++failures_;
+    return delay;
+  }
+  // The catalog answered: the next outage starts over with a short pause.
+  void Reset() {
+    delay_ = kOutageFirstDelay;
+    failures_ = 0;
+  }
+  // Consecutive failed tries since the last success.
+  int failures() const { return failures_; }
+
+ private:
+  std::chrono::milliseconds delay_ = kOutageFirstDelay;
+  int failures_ = 0;
+};
 
 std::string DefaultWorkerId() {
   char host[256] = {};
@@ -140,6 +167,8 @@ struct RunningJob {
   const JobRecord job;
   std::atomic<bool> stop{false};
   std::atomic<StopReason> reason{StopReason::kNone};
+  // The worker is shutting down: calls to an unavailable catalog are no longer retried.
+  std::atomic<bool> shutdown{false};
   std::atomic<int> progress{0};
   std::atomic<bool> done{false};
   std::thread thread;
@@ -236,6 +265,39 @@ class Worker::Impl {
     options_.on_event(event);
   }
 
+  // An event about the worker itself rather than a job (an empty job_id): the catalog outage
+  // messages.
+  void EmitWorkerEvent(WorkerEvent::Kind kind, std::string message) {
+    if (!options_.on_event) return;
+    WorkerEvent event{kind, "", 0, 0, std::move(message)};
+    std::lock_guard lock(event_mutex_);
+    options_.on_event(event);
+  }
+
+  // Call `call` (a catalog operation of `job`'s attempt) until it does not throw
+  // CatalogUnavailable, backing off between tries; rethrow once the worker shuts down. The
+  // operations retried this way are fenced by the attempt, so repeating one is safe.
+  template <typename Call>
+  auto RetryWhileUnavailable(RunningJob& job, std::string_view what, Call&& call)
+      -> decltype(call()) {
+    OutageBackoff backoff;
+    for (;;) {
+      try {
+        return call();
+      } catch (const CatalogUnavailable& e) {
+        if (job.shutdown.load()) throw;
+        std::chrono::milliseconds delay = backoff.Next();
+        EmitWorkerEvent(WorkerEvent::Kind::kRetrying,
+                        "the catalog is unavailable for " + std::string(what) + " of job " +
+                            job.job.job_id + " (attempt " + std::to_string(job.job.attempt) +
+                            "): " + e.what() + "; retrying in " + std::to_string(delay.count()) +
+                            " ms");
+        std::unique_lock lock(job.mutex);
+        job.wake.wait_for(lock, delay, [&] { return job.shutdown.load(); });
+      }
+    }
+  }
+
   std::vector<std::shared_ptr<RunningJob>> Snapshot() {
     std::lock_guard lock(jobs_mutex_);
     std::vector<std::shared_ptr<RunningJob>> jobs;
@@ -256,6 +318,8 @@ class Worker::Impl {
   void Rescue();
   bool CatalogIdle();
   int ReapFinished();
+  bool Step(std::chrono::steady_clock::time_point& next_rescue);
+  void WaitOutage(std::chrono::milliseconds delay);
 
   WorkerOptions options_;
   fs::path root_;
@@ -444,6 +508,7 @@ void Worker::Impl::StartThreads() {
 
 void Worker::Impl::Shutdown() {
   for (const std::shared_ptr<RunningJob>& job : Snapshot()) {
+    job->shutdown.store(true);  // before the notification of RequestStop, which wakes retries
     job->RequestStop(StopReason::kShutdown);
   }
   std::vector<std::shared_ptr<RunningJob>> jobs = Snapshot();
@@ -469,9 +534,10 @@ void Worker::Impl::FailAttempt(RunningJob& job, const std::string& error) {
   int doublings = std::clamp(record.retry_count, 0, 20);
   std::chrono::milliseconds delay =
       std::min(options_.retry_base_delay * (int64_t{1} << doublings), kMaxRetryDelay);
-  FlushCheckpoint(job);
-  TransitionResult result =
-      catalog_->Fail(record.job_id, record.attempt, error, delay, clock_.Now());
+  RetryWhileUnavailable(job, "recording the checkpoint", [&] { FlushCheckpoint(job); });
+  TransitionResult result = RetryWhileUnavailable(job, "recording the failure", [&] {
+    return catalog_->Fail(record.job_id, record.attempt, error, delay, clock_.Now());
+  });
   if (!result.applied) {
     Emit(WorkerEvent::Kind::kLostLease, record,
          "attempt failed (" + error + ") but the job is no longer this attempt's; it is " +
@@ -498,9 +564,10 @@ void Worker::Impl::EndStopped(RunningJob& job) {
   const JobRecord& record = job.job;
   switch (job.reason.load()) {
     case StopReason::kCancel: {
-      FlushCheckpoint(job);
-      TransitionResult result =
-          catalog_->AcknowledgeCancel(record.job_id, record.attempt, clock_.Now());
+      RetryWhileUnavailable(job, "recording the checkpoint", [&] { FlushCheckpoint(job); });
+      TransitionResult result = RetryWhileUnavailable(job, "acknowledging the cancel", [&] {
+        return catalog_->AcknowledgeCancel(record.job_id, record.attempt, clock_.Now());
+      });
       if (result.applied) {
         finished_attempts_++;
         Emit(WorkerEvent::Kind::kCancelled, record, "cancelled; checkpoint kept for resume");
@@ -537,7 +604,7 @@ void Worker::Impl::FinishAfterRun(RunningJob& job, BacktestResult result) {
     JobFileLock lock(root_, record.job_id);
     // Re-check ownership inside the critical section: a rescued or cancelled attempt must not
     // publish over the job's current state.
-    Heartbeat(job);
+    RetryWhileUnavailable(job, "checking ownership before publishing", [&] { Heartbeat(job); });
     StopReason reason = job.reason.load();
     // A shutdown that arrives now does not discard finished work: only a cancel or a lost lease
     // stops the publication.
@@ -555,16 +622,23 @@ void Worker::Impl::FinishAfterRun(RunningJob& job, BacktestResult result) {
       completion.metrics = result.metrics;
       completion.snapshot_id = result.snapshot_id;
       completion.dataset_version_ids_json = nlohmann::json(result.dataset_version_ids).dump();
-      // If Complete throws, whether it committed is unknown: the bundle stays (a completed row
-      // must never lose it); a later attempt moves it away if the job was not completed.
-      TransitionResult done =
-          catalog_->Complete(record.job_id, record.attempt, completion, clock_.Now());
-      if (done.applied) {
+      // A Complete that failed with the catalog unavailable may or may not have committed: it
+      // is tried again (a CAS fenced by the attempt). If an earlier try had committed, the
+      // repeat finds the job completed by this very attempt, which is a win. Should the
+      // worker shut down meanwhile, the bundle stays (a completed row must never lose it); a
+      // later attempt moves it away if the job was not completed.
+      TransitionResult done = RetryWhileUnavailable(job, "completing", [&] {
+        return catalog_->Complete(record.job_id, record.attempt, completion, clock_.Now());
+      });
+      if (done.applied ||
+          (done.status == JobStatus::kCompleted && done.attempt == record.attempt)) {
         outcome = "completed";
       } else {
         RemoveBundleDir(final_dir);
         // The CAS loses to a cancel request on this attempt, or to another attempt.
-        std::optional<JobRecord> row = catalog_->FindJob(record.job_id);
+        std::optional<JobRecord> row =
+            RetryWhileUnavailable(job, "reading the job after a lost completion",
+                                  [&] { return catalog_->FindJob(record.job_id); });
         bool cancel = row && row->status == JobStatus::kRunning && row->attempt == record.attempt &&
                       row->cancel_requested;
         job.RequestStop(cancel ? StopReason::kCancel : StopReason::kLostLease);
@@ -663,36 +737,74 @@ int Worker::Impl::ReapFinished() {
   return static_cast<int>(running_.size());
 }
 
+// One round of the main loop: reap finished jobs, rescue when due, claim. Returns false when
+// Run() is done (until_idle and nothing left). Throws CatalogUnavailable during an outage.
+bool Worker::Impl::Step(std::chrono::steady_clock::time_point& next_rescue) {
+  int running = ReapFinished();
+  auto now = std::chrono::steady_clock::now();
+  if (now >= next_rescue) {
+    Rescue();
+    next_rescue = now + options_.rescue_interval;
+  }
+  std::vector<JobRecord> claimed;
+  if (running < options_.concurrency) {
+    // Should the commit of a claim be lost in an outage, the claimed jobs run nowhere: their
+    // leases expire and the rescue loop makes them pending again.
+    claimed = catalog_->ClaimJobs(options_.worker_id, options_.concurrency - running,
+                                  options_.lease, clock_.Now());
+  }
+  for (JobRecord& record : claimed) {
+    auto job = std::make_shared<RunningJob>(std::move(record));
+    {
+      std::lock_guard lock(jobs_mutex_);
+      running_[job->job.job_id] = job;
+    }
+    job->thread = std::thread([this, job] { RunJob(*job); });
+  }
+  if (!claimed.empty()) return true;
+  if (options_.until_idle && running == 0 && CatalogIdle()) return false;
+  auto until_rescue = std::chrono::duration_cast<std::chrono::milliseconds>(
+      next_rescue - std::chrono::steady_clock::now());
+  WaitForWake(std::clamp(until_rescue, std::chrono::milliseconds(0), options_.poll_interval));
+  return true;
+}
+
+// Pause for `delay` unless Stop() is called (wake-ups by finishing jobs do not shorten it).
+void Worker::Impl::WaitOutage(std::chrono::milliseconds delay) {
+  const auto deadline = std::chrono::steady_clock::now() + delay;
+  while (!stop_.load()) {
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (remaining.count() <= 0) return;
+    WaitForWake(remaining);
+  }
+}
+
 int Worker::Impl::Run() {
   ShutdownGuard guard(*this);
   RemoveStagingDebris(root_, kStagingDebrisAge);
   StartThreads();
   auto next_rescue = std::chrono::steady_clock::now();
+  OutageBackoff backoff;
   while (!stop_.load()) {
-    int running = ReapFinished();
-    auto now = std::chrono::steady_clock::now();
-    if (now >= next_rescue) {
-      Rescue();
-      next_rescue = now + options_.rescue_interval;
-    }
-    std::vector<JobRecord> claimed;
-    if (running < options_.concurrency) {
-      claimed = catalog_->ClaimJobs(options_.worker_id, options_.concurrency - running,
-                                    options_.lease, clock_.Now());
-    }
-    for (JobRecord& record : claimed) {
-      auto job = std::make_shared<RunningJob>(std::move(record));
-      {
-        std::lock_guard lock(jobs_mutex_);
-        running_[job->job.job_id] = job;
+    try {
+      if (!Step(next_rescue)) break;
+      if (backoff.failures() > 0) {
+        EmitWorkerEvent(WorkerEvent::Kind::kRetrying, "the catalog is available again after " +
+                                                          std::to_string(backoff.failures()) +
+                                                          " failed tries");
+        backoff.Reset();
       }
-      job->thread = std::thread([this, job] { RunJob(*job); });
+    } catch (const CatalogUnavailable& e) {
+      // A database restart or a network cut must not end a production worker: its running
+      // jobs keep their attempts (heartbeats resume when the catalog is back; an attempt whose
+      // lease was rescued meanwhile learns it from the fencing). Other errors still end Run().
+      std::chrono::milliseconds delay = backoff.Next();
+      EmitWorkerEvent(WorkerEvent::Kind::kRetrying, std::string("the catalog is unavailable: ") +
+                                                        e.what() + "; retrying in " +
+                                                        std::to_string(delay.count()) + " ms");
+      WaitOutage(delay);
     }
-    if (!claimed.empty()) continue;
-    if (options_.until_idle && running == 0 && CatalogIdle()) break;
-    auto until_rescue = std::chrono::duration_cast<std::chrono::milliseconds>(
-        next_rescue - std::chrono::steady_clock::now());
-    WaitForWake(std::clamp(until_rescue, std::chrono::milliseconds(0), options_.poll_interval));
   }
   return finished_attempts_.load();
 }

@@ -190,10 +190,18 @@ class PgPool {
       : conninfo_(std::move(conninfo)), size_(size), timeout_(timeout) {}
 
   // Return a connection: an idle one, or a new one while fewer than `size` exist (always a new
-  // one when `fresh`). Waits while all are in use. Throws CatalogUnavailable.
+  // one when `fresh`). Waits while all are in use, at most the connect timeout (a thread that
+  // holds a connection too long must not hang the others). Throws CatalogUnavailable.
   std::unique_ptr<PgConnection> Acquire(bool fresh) {
     std::unique_lock lock(mutex_);
-    available_.wait(lock, [&] { return !idle_.empty() || open_ < size_; });
+    if (!available_.wait_for(lock, timeout_, [&] { return !idle_.empty() || open_ < size_; })) {
+      throw CatalogUnavailable("no PostgreSQL catalog connection became free within " +
+                                   std::to_string(timeout_.count()) + " ms: all " +
+                                   std::to_string(size_) +
+                                   " connections of the pool are in use (raise the pool size?)",
+                               {{"pool_size", std::to_string(size_)},
+                                {"connect_timeout_ms", std::to_string(timeout_.count())}});
+    }
     if (!fresh && !idle_.empty()) {
       std::unique_ptr<PgConnection> conn = std::move(idle_.back());
       idle_.pop_back();

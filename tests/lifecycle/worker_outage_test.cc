@@ -1,0 +1,135 @@
+// A worker survives a restart of its PostgreSQL catalog: while a job runs, the server is stopped
+// and started again; the worker backs off and retries instead of ending Run(), the job keeps its
+// attempt and still completes with a bundle identical to an uninterrupted run.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "btstore/bundle.h"
+#include "btstore/catalog.h"
+#include "btstore/engine.h"
+#include "btstore/lifecycle.h"
+#include "lifecycle/result_compare.h"
+#include "lifecycle/worker_test_util.h"
+#include "support/pg_cluster.h"
+#include "support/temp_dir.h"
+
+namespace btstore::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Starts the server again if a test ends while it is stopped, so later tests of the binary
+// find it running.
+class RestartOnExit {
+ public:
+  explicit RestartOnExit(PgCluster& cluster) : cluster_(cluster) {}
+  ~RestartOnExit() {
+    if (!cluster_.running()) cluster_.Start();
+  }
+
+ private:
+  PgCluster& cluster_;
+};
+
+// Worker events that are about the worker itself (empty job_id): the outage messages.
+int WorkerOutageEvents(EventLog& log, const std::string& containing) {
+  int count = 0;
+  for (const WorkerEvent& e : log.Of(WorkerEvent::Kind::kRetrying)) {
+    if (e.job_id.empty() && e.message.find(containing) != std::string::npos) ++count;
+  }
+  return count;
+}
+
+TEST(WorkerOutageTest, ARunningJobCompletesAcrossARestartOfPostgres) {
+  if (auto why = PgCluster::SkipReason()) GTEST_SKIP() << *why;
+  PgCluster& cluster = PgCluster::Get();
+  RestartOnExit restart(cluster);
+  TempDir dir;
+  const std::string url = cluster.NewDatabaseUrl();
+  std::unique_ptr<Catalog> catalog = Catalog::Open(url);
+  catalog->Migrate();
+  SystemClock clock;
+  JobService service(*catalog, dir.path() / "results", clock);
+
+  JobSpec spec;
+  spec.job_id = "outage";
+  spec.alpha_name = "momentum";
+  spec.start_date = Date::Parse("2024-01-01");
+  spec.end_date = Date::Parse("2024-03-29");  // 65 business days, ~2 s at 30 ms a day
+  spec.weight_method = "equal";
+  spec.config_json =
+      R"({"engine":"synthetic","symbols":50,"delay_ms_per_day":30,"checkpoint_every_days":10})";
+  spec.created_by = "alice";
+  service.Submit(spec);
+
+  EventLog log;
+  WorkerOptions options;
+  options.poll_interval = std::chrono::milliseconds(5);
+  options.rescue_interval = std::chrono::milliseconds(100);
+  options.until_idle = true;
+  options.on_event = log.Recorder();
+  Worker worker(url, service.artifact_root(), options);
+  std::atomic<bool> returned{false};
+  std::optional<int> finished;
+  std::string error;
+  std::thread thread([&] {
+    try {
+      finished = worker.Run();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    returned.store(true);
+  });
+  struct Joiner {
+    Worker& worker;
+    std::thread& thread;
+    ~Joiner() {
+      worker.Stop();
+      thread.join();
+    }
+  } joiner{worker, thread};
+
+  // Stop the server in the middle of the job, once a checkpoint was recorded.
+  ASSERT_TRUE(PollUntil([&] {
+    JobRecord job = catalog->GetJob("outage");
+    return job.status == JobStatus::kRunning && job.checkpoint_path.has_value();
+  })) << ToString(catalog->GetJob("outage").status);
+  cluster.Stop(/*immediate=*/false);
+  const auto stopped_at = std::chrono::steady_clock::now();
+
+  // The worker notices (its rescue loop keeps calling the catalog), backs off and keeps going.
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        return WorkerOutageEvents(log, "the catalog is unavailable") >= 3 &&
+               std::chrono::steady_clock::now() - stopped_at > std::chrono::seconds(1);
+      },
+      std::chrono::seconds(20)));
+  EXPECT_FALSE(returned.load()) << error;
+  cluster.Start();
+
+  ASSERT_TRUE(PollUntil([&] { return returned.load(); }, std::chrono::seconds(40)));
+  ASSERT_EQ(error, "");
+  EXPECT_EQ(finished, 1);
+  EXPECT_GE(WorkerOutageEvents(log, "the catalog is available again"), 1);
+
+  JobRecord job = catalog->GetJob("outage");
+  ASSERT_EQ(job.status, JobStatus::kCompleted) << job.error_message.value_or("");
+  EXPECT_EQ(job.attempt, 1);  // the running attempt survived the outage: no rescue, no retry
+  ASSERT_TRUE(job.result_path);
+  ExpectSameResult(ReadBundle(*job.result_path), GenerateSyntheticResult(spec));
+  EXPECT_EQ(log.Of(WorkerEvent::Kind::kCompleted).size(), 1u);
+  EXPECT_TRUE(log.Of(WorkerEvent::Kind::kLostLease).empty());
+  for (const WorkerEvent& e : log.Of(WorkerEvent::Kind::kRetrying)) {
+    std::cout << "[outage] " << e.message.substr(0, 160) << "\n";
+  }
+}
+
+}  // namespace
+}  // namespace btstore::testing
