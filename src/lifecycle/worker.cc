@@ -788,13 +788,14 @@ int Worker::Impl::Run() {
   OutageBackoff backoff;
   while (!stop_.load()) {
     try {
-      if (!Step(next_rescue)) break;
+      const bool more = Step(next_rescue);
       if (backoff.failures() > 0) {
         EmitWorkerEvent(WorkerEvent::Kind::kRetrying, "the catalog is available again after " +
                                                           std::to_string(backoff.failures()) +
                                                           " failed tries");
         backoff.Reset();
       }
+      if (!more) break;
     } catch (const CatalogUnavailable& e) {
       // A database restart or a network cut must not end a production worker: its running
       // jobs keep their attempts (heartbeats resume when the catalog is back; an attempt whose
