@@ -5,8 +5,9 @@
 #
 # Sets up the machine first when needed (scripts/setup.sh), builds the target btstore_bench in
 # build/ (or $BTSTORE_BUILD_DIR), then runs bench/run_bench.py with the project's venv. A full
-# run takes about 10-15 minutes on 2 cores, --quick under 2 minutes. Cases 4-6 start a private
-# PostgreSQL cluster in a temporary directory (as the `postgres` user when run as root).
+# run took about 18 minutes on a shared 2-core machine, --quick about 2 minutes (see
+# docs/PERFORMANCE.md). Cases 4-6 start a private PostgreSQL cluster in a temporary directory
+# (as the `postgres` user when run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)

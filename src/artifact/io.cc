@@ -4,8 +4,11 @@
 #include <arrow/buffer.h>
 #include <fcntl.h>
 #include <parquet/exception.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -18,6 +21,9 @@ namespace {
 // Large enough that the Parquet writer's many small writes (headers, page headers) become few
 // system calls; small enough to stay in cache.
 constexpr size_t kSinkBufferBytes = 1 << 20;
+
+// How many written bytes accumulate before their write-back to disk is started.
+constexpr int64_t kWritebackBytes = 8 << 20;
 
 std::string Hex(const XXH128_hash_t& hash) {
   XXH128_canonical_t canonical;
@@ -65,6 +71,14 @@ arrow::Status HashingFileSink::WriteOut(const uint8_t* data, size_t size) {
     }
     data += n;
     size -= static_cast<size_t>(n);
+    flushed_ += n;
+  }
+  if (flushed_ - writeback_ >= kWritebackBytes) {
+    // Start writing the new bytes to disk now, while the rest of the file is still being
+    // encoded, so that the fsync in Close() has little left to wait for. Advice only: errors
+    // surface in that fsync.
+    ::sync_file_range(fd_, writeback_, flushed_ - writeback_, SYNC_FILE_RANGE_WRITE);
+    writeback_ = flushed_;
   }
   return arrow::Status::OK();
 }
@@ -113,6 +127,51 @@ arrow::Status HashingFileSink::Abort() {
 std::string HashingFileSink::Checksum() const { return Hex(XXH3_128bits_digest(state_)); }
 
 std::string ChecksumOf(const void* data, size_t size) { return Hex(XXH3_128bits(data, size)); }
+
+namespace {
+
+// A read-only file mapping owned by an Arrow buffer.
+class MappedBuffer : public arrow::Buffer {
+ public:
+  MappedBuffer(const uint8_t* data, int64_t size) : arrow::Buffer(data, size) {}
+  ~MappedBuffer() override { ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_)); }
+};
+
+}  // namespace
+
+std::shared_ptr<arrow::Buffer> MapFile(const fs::path& path, int64_t size,
+                                       const std::string& file) {
+  if (size == 0) return std::make_shared<arrow::Buffer>(nullptr, 0);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    Check(ErrnoStatus("cannot open", path), FailureKind::kRead, file);
+  }
+  // MAP_POPULATE maps the whole file in one go (the caller reads every byte anyway), which
+  // costs far fewer page faults than touching it page by page.
+  void* data =
+      ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  arrow::Status status = data == MAP_FAILED ? ErrnoStatus("cannot map", path) : arrow::Status::OK();
+  // Bytes past the end of a file that shrank since its size was taken cannot be read.
+  struct stat info {};
+  if (status.ok() && (::fstat(fd, &info) != 0 || info.st_size < size)) {
+    status = arrow::Status::IOError("file ", path.string(), " was truncated while being read");
+    ::munmap(data, static_cast<size_t>(size));
+  }
+  ::close(fd);
+  Check(status, FailureKind::kRead, file);
+  return std::make_shared<MappedBuffer>(static_cast<const uint8_t*>(data), size);
+}
+
+void ReleasePages(const arrow::Buffer& mapped, int64_t offset, int64_t length) {
+  static const auto kPage = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  auto begin = reinterpret_cast<uintptr_t>(mapped.data() + std::max<int64_t>(offset, 0));
+  auto end = reinterpret_cast<uintptr_t>(mapped.data() + std::min(offset + length, mapped.size()));
+  // Only whole pages inside the range, so that neighbouring bytes stay mapped in.
+  begin = (begin + kPage - 1) / kPage * kPage;
+  end = end / kPage * kPage;
+  // Advice only: a failure leaves the pages resident, which is harmless.
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
 
 arrow::Result<int64_t> CountingFile::Read(int64_t nbytes, void* out) {
   ARROW_ASSIGN_OR_RAISE(int64_t n, inner_->Read(nbytes, out));

@@ -2,6 +2,7 @@
 // Private pieces of the artifact layer: the hashing output file, the byte-counting input file,
 // directory flushing, and the one place where Arrow/Parquet errors become btstore errors.
 
+#include <arrow/buffer.h>
 #include <arrow/io/interfaces.h>
 #include <arrow/result.h>
 #include <arrow/status.h>
@@ -48,11 +49,24 @@ class HashingFileSink : public arrow::io::OutputStream {
   std::vector<uint8_t> buffer_;
   size_t used_ = 0;
   int64_t position_ = 0;
+  int64_t flushed_ = 0;    // bytes handed to the kernel
+  int64_t writeback_ = 0;  // bytes whose write-back to disk was started
   XXH3_state_t* state_;
 };
 
 /// Return "xxh3-128:<32 hex digits>" of `size` bytes at `data`.
 std::string ChecksumOf(const void* data, size_t size);
+
+/// Map the `size` bytes of the file at `path` read-only into memory (empty for size 0). The
+/// returned buffer unmaps them when the last reference goes. Throws InvalidResult naming `file`.
+/// Bundle files are never modified in place (published bundles are only renamed and unlinked),
+/// so the mapping stays valid while it is used.
+std::shared_ptr<arrow::Buffer> MapFile(const fs::path& path, int64_t size, const std::string& file);
+
+/// Drop the pages of [offset, offset + length) of a buffer returned by MapFile from this
+/// process's resident set. The bytes stay readable (they are faulted in again from the page
+/// cache if touched), so this only bounds the memory that a whole-file read holds at once.
+void ReleasePages(const arrow::Buffer& mapped, int64_t offset, int64_t length);
 
 /// A random-access input file that counts the bytes read through it (for ReadStats).
 class CountingFile : public arrow::io::RandomAccessFile {

@@ -145,6 +145,52 @@ std::string DescribeSchema(const arrow::Schema& schema) {
   return out;
 }
 
+// Compressed bytes decoded per batch of a mapped file: enough row groups to keep Arrow's
+// column threads busy, few enough that the mapped pages held at once stay small.
+constexpr int64_t kBatchBytes = 16 << 20;
+
+// Decode `row_groups` of a mapped file in batches, dropping each batch's file pages once
+// decoded, so that a whole-file read holds the decoded table plus about one batch of the file.
+std::shared_ptr<arrow::Table> ReadMappedBatches(parquet::arrow::FileReader& reader,
+                                                const parquet::FileMetaData& metadata,
+                                                const std::vector<int>& row_groups,
+                                                const std::vector<int>& leaves,
+                                                const arrow::Buffer& mapped,
+                                                const std::string& file) {
+  std::vector<std::shared_ptr<arrow::Table>> parts;
+  std::vector<int> batch;
+  int64_t batch_bytes = 0;
+  int64_t begin = std::numeric_limits<int64_t>::max();
+  int64_t end = 0;
+  auto flush = [&] {
+    parts.push_back(
+        artifact::Unwrap(reader.ReadRowGroups(batch, leaves), FailureKind::kRead, file));
+    if (end > begin) artifact::ReleasePages(mapped, begin, end - begin);
+    batch.clear();
+    batch_bytes = 0;
+    begin = std::numeric_limits<int64_t>::max();
+    end = 0;
+  };
+  for (int rg : row_groups) {
+    auto group = metadata.RowGroup(rg);
+    for (int c = 0; c < group->num_columns(); ++c) {
+      auto chunk = group->ColumnChunk(c);
+      int64_t start = chunk->data_page_offset();
+      if (chunk->has_dictionary_page() && chunk->dictionary_page_offset() > 0) {
+        start = std::min(start, chunk->dictionary_page_offset());
+      }
+      begin = std::min(begin, start);
+      end = std::max(end, start + chunk->total_compressed_size());
+    }
+    batch.push_back(rg);
+    batch_bytes += group->total_compressed_size();
+    if (batch_bytes >= kBatchBytes) flush();
+  }
+  if (!batch.empty()) flush();
+  if (parts.size() == 1) return parts.front();
+  return artifact::Unwrap(arrow::ConcatenateTables(parts), FailureKind::kRead, file);
+}
+
 void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
   const ReadOptions& options = *plan.options;
   std::string file = task.name + std::string(kParquetSuffix);
@@ -168,15 +214,14 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
 
   auto counter = std::make_shared<std::atomic<int64_t>>(0);
   std::shared_ptr<arrow::io::RandomAccessFile> input;
-  auto opened =
-      artifact::Unwrap(arrow::io::ReadableFile::Open(file_path.string()), FailureKind::kRead, file);
+  std::shared_ptr<arrow::Buffer> mapped;
   if (!plan.partial) {
-    // A whole-file read takes the file in one read and verifies it in memory: no second pass.
-    auto buffer = artifact::Unwrap(opened->ReadAt(0, size), FailureKind::kRead, file);
-    task.bytes_read = buffer->size();
-    if (buffer->size() != size) BadFile(file, "was truncated while being read");
+    // A whole-file read maps the file, verifies it in memory and decodes from the mapping: no
+    // second pass and no copy of the file.
+    mapped = artifact::MapFile(file_path, size, file);
+    task.bytes_read = mapped->size();
     if (options.verify_checksums && expected && !expected->checksum.empty()) {
-      std::string found = artifact::ChecksumOf(buffer->data(), static_cast<size_t>(size));
+      std::string found = artifact::ChecksumOf(mapped->data(), static_cast<size_t>(size));
       if (found != expected->checksum) {
         BadFile(file,
                 "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
@@ -184,8 +229,13 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
                 {{"expected", expected->checksum}, {"found", found}});
       }
     }
-    input = std::make_shared<arrow::io::BufferReader>(buffer);
+    // Decoding touches the row groups again batch by batch; until then they need not count
+    // against this process's memory.
+    artifact::ReleasePages(*mapped, 0, size);
+    input = std::make_shared<arrow::io::BufferReader>(mapped);
   } else {
+    auto opened = artifact::Unwrap(arrow::io::ReadableFile::Open(file_path.string()),
+                                   FailureKind::kRead, file);
     input = std::make_shared<artifact::CountingFile>(opened, counter);
   }
 
@@ -245,8 +295,10 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
     if (row_groups.empty()) {
       table = artifact::Unwrap(arrow::Table::MakeEmpty(arrow::schema(out_fields)),
                                FailureKind::kRead, file);
-    } else {
+    } else if (!mapped) {
       table = artifact::Unwrap(reader->ReadRowGroups(row_groups, leaves), FailureKind::kRead, file);
+    } else {
+      table = ReadMappedBatches(*reader, *metadata, row_groups, leaves, *mapped, file);
     }
     // ReadRowGroups returns the leaves in file order; put the fields in the order chosen.
     std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;

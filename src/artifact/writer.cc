@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -135,6 +136,59 @@ void ValidateKeys(const arrow::Table& table, std::string_view name, bool keyed) 
   }
 }
 
+// The common case of ValidateKeys in one tight pass over the raw values: returns true when
+// every key is valid. On false, ValidateKeys walks again to name the first offending row.
+bool KeysValid(const arrow::Table& table, bool keyed) {
+  const auto& dates = *table.column(0);
+  std::shared_ptr<arrow::ChunkedArray> permnos = keyed ? table.column(1) : nullptr;
+  int pchunk = 0;
+  int64_t poffset = 0;
+  bool first = true;
+  int32_t prev_date = 0;
+  int64_t prev_permno = 0;
+  for (const auto& chunk : dates.chunks()) {
+    if (chunk->null_count() > 0) return false;
+    const int32_t* d = static_cast<const arrow::Date32Array&>(*chunk).raw_values();
+    const int64_t length = chunk->length();
+    if (!keyed) {
+      bool bad = false;
+      for (int64_t i = 0; i < length; ++i) bad |= (d[i] < kMinDays) | (d[i] > kMaxDays);
+      if (bad) return false;
+      continue;
+    }
+    // The permno chunks need not line up with the date chunks: walk both in segments.
+    for (int64_t i = 0; i < length;) {
+      while (poffset >= permnos->chunk(pchunk)->length()) {
+        ++pchunk;
+        poffset = 0;
+      }
+      const auto& permno_chunk = *permnos->chunk(pchunk);
+      if (permno_chunk.null_count() > 0) return false;
+      const int64_t* p = static_cast<const arrow::Int64Array&>(permno_chunk).raw_values() + poffset;
+      const int64_t n = std::min(length - i, permno_chunk.length() - poffset);
+      bool bad = false;
+      if (first && n > 0) {
+        prev_date = d[i];
+        prev_permno = p[0] - 1;  // any value below the first key
+        first = false;
+        if (p[0] == std::numeric_limits<int64_t>::min()) bad = true;
+      }
+      for (int64_t k = 0; k < n; ++k) {
+        const int32_t date = d[i + k];
+        const int64_t permno = p[k];
+        bad |= (date < kMinDays) | (date > kMaxDays) | (date < prev_date) |
+               ((date == prev_date) & (permno <= prev_permno));
+        prev_date = date;
+        prev_permno = permno;
+      }
+      if (bad) return false;
+      i += n;
+      poffset += n;
+    }
+  }
+  return true;
+}
+
 struct TableToWrite {
   std::string name;
   std::shared_ptr<arrow::Table> table;
@@ -171,7 +225,7 @@ std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
       table = *empty;
     }
     ValidateSchema(*table, name);
-    ValidateKeys(*table, name, name != kIcTable);
+    if (!KeysValid(*table, name != kIcTable)) ValidateKeys(*table, name, name != kIcTable);
     tables.push_back({std::string(name), table});
   }
   for (const auto& [name, table] : result.extra_tables) {
