@@ -97,7 +97,13 @@ void PublishBundle(const std::filesystem::path& staged_dir,
 
 /// Remove a directory tree durably and quietly: rename it into `<parent>/.trash/` first so that
 /// a crash never leaves a half-removed directory under its real name. Missing is fine.
-void RemoveBundleDir(const std::filesystem::path& dir);
+/// With `flush_parent` false the rename is not flushed: a caller removing many directories of
+/// one parent calls FlushDirectory(parent) once afterwards instead.
+void RemoveBundleDir(const std::filesystem::path& dir, bool flush_parent = true);
+
+/// Flush a directory's entries (fsync), so that renames and removals in it survive a crash.
+/// Throws InternalError.
+void FlushDirectory(const std::filesystem::path& dir);
 
 /// Remove staging and trash debris older than `min_age` under `artifact_root`. Returns the
 /// number of directories removed.

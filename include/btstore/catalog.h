@@ -174,9 +174,9 @@ class Catalog {
   virtual std::vector<RetentionCandidate> MarkExpiring(Timestamp cutoff, int limit,
                                                        Timestamp now) = 0;
 
-  /// Delete the rows of these jobs that are still marked expiring and terminal. Returns how
-  /// many rows were deleted.
-  virtual int DeleteExpiring(const std::vector<std::string>& job_ids) = 0;
+  /// Delete the rows of these jobs that are still marked expiring and terminal. Returns the
+  /// job_ids of the rows this call deleted (a concurrent cleaner may have deleted others).
+  virtual std::vector<std::string> DeleteExpiring(const std::vector<std::string>& job_ids) = 0;
 };
 
 }  // namespace btstore

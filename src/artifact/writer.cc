@@ -417,7 +417,9 @@ std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
   return manifest;
 }
 
-void RemoveBundleDir(const fs::path& dir) {
+void FlushDirectory(const fs::path& dir) { artifact::SyncDirectory(dir); }
+
+void RemoveBundleDir(const fs::path& dir, bool flush_parent) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(dir, ec))) return;
   fs::path absolute = fs::absolute(dir);
@@ -430,7 +432,7 @@ void RemoveBundleDir(const fs::path& dir) {
     throw InternalError("cannot remove " + absolute.string() + ": " + std::strerror(err),
                         {{"path", absolute.string()}});
   }
-  artifact::SyncDirectory(parent);
+  if (flush_parent) artifact::SyncDirectory(parent);
   fs::remove_all(holder, ec);
   if (ec) {
     throw InternalError("cannot remove " + holder.string() + ": " + ec.message(),

@@ -596,11 +596,11 @@ std::vector<RetentionCandidate> SqlCatalog::MarkExpiring(Timestamp cutoff, int l
   return candidates;
 }
 
-int SqlCatalog::DeleteExpiring(const std::vector<std::string>& job_ids) {
+std::vector<std::string> SqlCatalog::DeleteExpiring(const std::vector<std::string>& job_ids) {
   std::vector<std::string> sorted = job_ids;
   std::sort(sorted.begin(), sorted.end());
   sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
-  int deleted = 0;
+  std::vector<std::string> deleted;
   for (size_t begin = 0; begin < sorted.size(); begin += kDeleteBatch) {
     size_t end = std::min(sorted.size(), begin + kDeleteBatch);
     SqlParams p;
@@ -610,12 +610,14 @@ int SqlCatalog::DeleteExpiring(const std::vector<std::string>& job_ids) {
     std::string sql = "DELETE FROM backtest_jobs WHERE job_id IN (" + in +
                       ") AND expiring_at IS NOT NULL AND status IN " +
                       std::string(kTerminalStatuses) + " RETURNING job_id";
-    int batch_deleted = 0;
+    std::vector<std::string> batch_deleted;
     Transact(TxKind::kWrite, [&](SqlConnection& conn) {
-      batch_deleted = static_cast<int>(conn.Query(sql, p.values()).size());
+      batch_deleted.clear();  // a retried transaction starts over
+      for (const auto& row : conn.Query(sql, p.values())) batch_deleted.push_back(row.at(0).value());
     });
-    deleted += batch_deleted;
+    deleted.insert(deleted.end(), batch_deleted.begin(), batch_deleted.end());
   }
+  std::sort(deleted.begin(), deleted.end());  // RETURNING has no order
   return deleted;
 }
 

@@ -83,7 +83,7 @@ class SqlCatalog : public Catalog {
   std::vector<RetentionCandidate> FindExpired(
       Timestamp cutoff, int limit, const std::optional<std::string>& after_job_id) override;
   std::vector<RetentionCandidate> MarkExpiring(Timestamp cutoff, int limit, Timestamp now) override;
-  int DeleteExpiring(const std::vector<std::string>& job_ids) override;
+  std::vector<std::string> DeleteExpiring(const std::vector<std::string>& job_ids) override;
 
  protected:
   /// Return an expression that reads `expr` (a column or expression of `kind`) as the canonical

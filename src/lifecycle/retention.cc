@@ -44,12 +44,15 @@ void Validate(const RetentionOptions& options) {
 }
 
 // Remove a directory entry without following it: a symlink goes alone, never its target.
-void RemoveEntry(const fs::path& path, const std::string& job_id) {
+// Directories are moved to the trash unflushed and their parents collected in `dirty`: the
+// caller flushes each once per batch.
+void RemoveEntry(const fs::path& path, const std::string& job_id, std::set<fs::path>& dirty) {
   std::error_code ec;
   const fs::file_status status = fs::symlink_status(path, ec);
   if (ec == std::errc::no_such_file_or_directory || (!ec && !fs::exists(status))) return;
   if (!ec && fs::is_directory(status)) {
-    RemoveBundleDir(path);
+    RemoveBundleDir(path, /*flush_parent=*/false);
+    dirty.insert(path.parent_path());
     return;
   }
   if (!ec) fs::remove(path, ec);
@@ -64,13 +67,14 @@ void RemoveEntry(const fs::path& path, const std::string& job_id) {
 // strictly inside the root; a path elsewhere is not ours to delete), the bundle's default place
 // <root>/<job_id>, and its checkpoints. Idempotent: a second cleaner, or the next run after a
 // crash, finds less or nothing.
-void RemoveJobFiles(Catalog& catalog, const fs::path& root, const RetentionCandidate& job) {
+void RemoveJobFiles(Catalog& catalog, const fs::path& root, const RetentionCandidate& job,
+                    std::set<fs::path>& dirty) {
   const li::ResolvedPath bundle = li::ResolveStoredPath(root, job.result_path, false);
   if (bundle.problem == li::PathProblem::kNone) {
     // A damaged row could point at another job's bundle (<root>/<other_job_id>/...): that one
     // stays, since removing it would leave the other job completed without its result.
     const std::string top = bundle.path.lexically_relative(root).begin()->string();
-    if (top == job.job_id || !catalog.FindJob(top)) RemoveEntry(bundle.path, job.job_id);
+    if (top == job.job_id || !catalog.FindJob(top)) RemoveEntry(bundle.path, job.job_id, dirty);
   }
 
   // A row from another tool may carry any text; only a valid job_id names a directory.
@@ -82,7 +86,7 @@ void RemoveJobFiles(Catalog& catalog, const fs::path& root, const RetentionCandi
   }
   if (!valid_id) return;
   // The bundle's default place (usually just removed above, then this finds nothing).
-  RemoveEntry(root / job.job_id, job.job_id);
+  RemoveEntry(root / job.job_id, job.job_id, dirty);
   // A half-removed checkpoint directory is harmless: the row stays marked (Resume refuses it)
   // until this has succeeded, so no attempt can load from it.
   const fs::path checkpoints = root / kCheckpointsDir / job.job_id;
@@ -98,7 +102,7 @@ void RemoveJobFiles(Catalog& catalog, const fs::path& root, const RetentionCandi
   // here: no attempt of a marked, terminal job can publish any more (a stale worker that still
   // takes the lock finds that it lost its attempt), and the job_id can only be submitted anew
   // once its row is deleted, after this.
-  RemoveEntry(root / kLocksDir / (job.job_id + ".lock"), job.job_id);
+  RemoveEntry(root / kLocksDir / (job.job_id + ".lock"), job.job_id, dirty);
 }
 
 RetentionReport DryRun(Catalog& catalog, Timestamp cutoff, const RetentionOptions& options) {
@@ -136,21 +140,28 @@ RetentionReport CleanupOldResults(Catalog& catalog, const fs::path& artifact_roo
     const std::vector<RetentionCandidate> batch =
         catalog.MarkExpiring(cutoff, options.batch_size, clock.Now());
     if (batch.empty()) break;
-    bool progress = false;
-    std::set<std::string> undeleted;
+    std::vector<std::string> ids;
+    std::set<fs::path> dirty;
     for (const RetentionCandidate& job : batch) {
-      RemoveJobFiles(catalog, root, job);
-      // One job per call, so that the report names exactly the rows this run deleted even when
-      // another cleaner sweeps the same batch at the same time.
-      if (catalog.DeleteExpiring({job.job_id}) == 1) {
-        ++report.removed;
-        report.job_ids.push_back(job.job_id);
-        progress = true;
-      } else {
-        if (!undeleted_before.contains(job.job_id)) progress = true;
-        undeleted.insert(job.job_id);
-      }
+      RemoveJobFiles(catalog, root, job, dirty);
+      ids.push_back(job.job_id);
     }
+    // One flush per directory and batch makes every removal above durable before any row goes,
+    // so a crash never brings back a bundle whose row was deleted.
+    for (const fs::path& dir : dirty) FlushDirectory(dir);
+    const std::vector<std::string> deleted = catalog.DeleteExpiring(ids);
+    // The catalog names exactly the rows this call deleted, even when another cleaner sweeps
+    // the same batch at the same time.
+    const std::set<std::string> deleted_set(deleted.begin(), deleted.end());
+    bool progress = !deleted.empty();
+    std::set<std::string> undeleted;
+    for (const std::string& id : ids) {
+      if (deleted_set.contains(id)) continue;
+      if (!undeleted_before.contains(id)) progress = true;
+      undeleted.insert(id);
+    }
+    report.removed += static_cast<int64_t>(deleted.size());
+    report.job_ids.insert(report.job_ids.end(), deleted.begin(), deleted.end());
     if (!progress) {
       throw InternalError("retention marked job " + batch.front().job_id +
                               " for removal but cannot delete its row; run cleanup again and "

@@ -519,15 +519,15 @@ TEST_P(CatalogTest, RetentionFindsMarksAndDeletesOnlyAgedTerminalJobs) {
   EXPECT_EQ(catalog_->FindExpired(At(0), 10, std::nullopt).size(), 2u);
 
   // Delete re-checks: unmarked and non-terminal rows are never deleted.
-  int deleted = catalog_->DeleteExpiring(
+  std::vector<std::string> deleted = catalog_->DeleteExpiring(
       {"old-done", "old-cancelled", "old-pending", "old-running", "rerun", "missing", "old-done"});
-  EXPECT_EQ(deleted, 2);
+  EXPECT_EQ(deleted, (std::vector<std::string>{"old-cancelled", "old-done"}));
   EXPECT_EQ(catalog_->FindJob("old-done"), std::nullopt);
   EXPECT_EQ(catalog_->FindJob("old-cancelled"), std::nullopt);
   for (const char* kept : {"old-pending", "old-running", "rerun"}) {
     EXPECT_TRUE(catalog_->FindJob(kept).has_value()) << kept;
   }
-  EXPECT_EQ(catalog_->DeleteExpiring({}), 0);
+  EXPECT_TRUE(catalog_->DeleteExpiring({}).empty());
 }
 
 TEST_P(CatalogTest, DeleteExpiringHandlesManyJobsInBatches) {
@@ -542,7 +542,7 @@ TEST_P(CatalogTest, DeleteExpiringHandlesManyJobsInBatches) {
     ids.push_back(c.job_id);
   }
   ASSERT_EQ(ids.size(), static_cast<size_t>(kJobs));
-  EXPECT_EQ(catalog_->DeleteExpiring(ids), kJobs);
+  EXPECT_EQ(catalog_->DeleteExpiring(ids).size(), static_cast<size_t>(kJobs));
   EXPECT_TRUE(catalog_->ListJobs({}, {}).jobs.empty());
 }
 

@@ -67,6 +67,11 @@ CREATE INDEX backtest_jobs_user_status_created_idx
 CREATE INDEX backtest_jobs_claim_idx ON backtest_jobs (status, priority, created_at);
 -- Listing: keyset pages newest first, (created_at, id) < cursor, with a unique tie-breaker.
 CREATE INDEX backtest_jobs_keyset_idx ON backtest_jobs (created_at DESC, id DESC);
+-- Listing filtered by user, alpha or status: the filter's equality prefix, then the keyset order,
+-- so a filtered page reads only its own rows at any depth instead of scanning the keyset index.
+CREATE INDEX backtest_jobs_user_keyset_idx ON backtest_jobs (created_by, created_at DESC, id DESC);
+CREATE INDEX backtest_jobs_alpha_keyset_idx ON backtest_jobs (alpha_name, created_at DESC, id DESC);
+CREATE INDEX backtest_jobs_status_keyset_idx ON backtest_jobs (status, created_at DESC, id DESC);
 -- Rescue: running jobs whose lease expired.
 CREATE INDEX backtest_jobs_lease_idx ON backtest_jobs (lease_expires_at)
   WHERE status = 'running';
