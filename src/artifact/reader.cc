@@ -9,6 +9,7 @@
 #include <parquet/arrow/schema.h>
 #include <parquet/file_reader.h>
 #include <parquet/metadata.h>
+#include <parquet/properties.h>
 #include <parquet/statistics.h>
 
 #include <algorithm>
@@ -145,6 +146,9 @@ std::string DescribeSchema(const arrow::Schema& schema) {
   return out;
 }
 
+// Files up to Parquet's footer read size are read whole by the reader's first read.
+constexpr int64_t kSmallFileBytes = parquet::kDefaultFooterReadSize;
+
 // Compressed bytes decoded per batch of a mapped file: enough row groups to keep Arrow's
 // column threads busy, few enough that the mapped pages held at once stay small.
 constexpr int64_t kBatchBytes = 16 << 20;
@@ -236,7 +240,15 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
   } else {
     auto opened = artifact::Unwrap(arrow::io::ReadableFile::Open(file_path.string()),
                                    FailureKind::kRead, file);
-    input = std::make_shared<artifact::CountingFile>(opened, counter);
+    if (size <= kSmallFileBytes) {
+      // Parquet's first read of the footer would take all of a small file anyway; reading its
+      // row groups again would cost (and count) their bytes twice.
+      auto buffer = artifact::Unwrap(opened->ReadAt(0, size), FailureKind::kRead, file);
+      *counter = buffer->size();
+      input = std::make_shared<arrow::io::BufferReader>(buffer);
+    } else {
+      input = std::make_shared<artifact::CountingFile>(opened, counter);
+    }
   }
 
   artifact::GuardParquet(FailureKind::kRead, file, [&] {
