@@ -20,20 +20,6 @@ namespace {
 // enough not to spin.
 constexpr std::chrono::milliseconds kStopPollSlice{5};
 
-nlohmann::json ParseConfigObject(std::string_view config_json) {
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(config_json);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InvalidArgument(std::string("config is not valid JSON: ") + e.what(),
-                          {{"field", "config_json"}});
-  }
-  if (!config.is_object()) {
-    throw InvalidArgument("config must be a JSON object", {{"field", "config_json"}});
-  }
-  return config;
-}
-
 // Return an empty table with the exact schema of a required table.
 std::shared_ptr<arrow::Table> EmptyTable(std::string_view name) {
   std::shared_ptr<arrow::Schema> schema = RequiredSchema(name);
@@ -89,6 +75,20 @@ std::unique_ptr<Engine> MakeEngine(std::string_view config_json) {
 }
 
 namespace internal {
+
+nlohmann::json ParseConfigObject(std::string_view config_json) {
+  nlohmann::json config;
+  try {
+    config = nlohmann::json::parse(config_json);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InvalidArgument(std::string("config is not valid JSON: ") + e.what(),
+                          {{"field", "config_json"}});
+  }
+  if (!config.is_object()) {
+    throw InvalidArgument("config must be a JSON object", {{"field", "config_json"}});
+  }
+  return config;
+}
 
 std::string EngineName(std::string_view config_json) {
   nlohmann::json config = ParseConfigObject(config_json);

@@ -2,6 +2,7 @@
 // Private helpers of the built-in engines, shared with JobService and the Worker.
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,9 @@ namespace btstore::internal {
 /// Check the engine name, the engine's config and the weight method of a submission before
 /// it is stored. Throws InvalidArgument naming the field.
 void ValidateEngineSpec(const JobSpec& spec);
+
+/// Parse a job's config, which must be a JSON object. Throws InvalidArgument.
+nlohmann::json ParseConfigObject(std::string_view config_json);
 
 /// Return the engine name of a config ("synthetic" when absent). Throws InvalidArgument.
 std::string EngineName(std::string_view config_json);

@@ -552,16 +552,7 @@ int ReadInt(const nlohmann::json& config, const char* key, int min, int max, int
 }  // namespace
 
 SyntheticConfig SyntheticConfig::Parse(std::string_view config_json) {
-  nlohmann::json config;
-  try {
-    config = nlohmann::json::parse(config_json);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InvalidArgument(std::string("config is not valid JSON: ") + e.what(),
-                          {{"field", "config_json"}});
-  }
-  if (!config.is_object()) {
-    throw InvalidArgument("config must be a JSON object", {{"field", "config_json"}});
-  }
+  const nlohmann::json config = internal::ParseConfigObject(config_json);
   SyntheticConfig parsed;
   if (auto it = config.find("seed"); it != config.end() && !it->is_null()) {
     if (it->is_number_unsigned()) {
