@@ -44,9 +44,11 @@
 
 #include "btstore/bundle.h"
 #include "btstore/catalog.h"
+#include "btstore/engine.h"
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
 #include "btstore/model.h"
+#include "btstore/service.h"
 
 namespace btstore::bench {
 namespace {
@@ -139,21 +141,13 @@ json LatencySummary(const std::vector<double>& seconds) {
 // Deterministic data: business days from 2010-01-04, permnos 10001, 10004, ..., values from a
 // counter-based hash so that any (day, permno) cell is the same in every run.
 
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 double Unit(uint64_t h) { return static_cast<double>(h >> 11) * 0x1.0p-53; }
 
 std::vector<int32_t> BusinessDays(int count) {
   std::vector<int32_t> days;
   int32_t day = Date::FromYmd(2010, 1, 4).days;
   while (static_cast<int>(days.size()) < count) {
-    // 1970-01-01 was a Thursday: (days + 3) % 7 is 0 on Mondays.
-    if ((day + 3) % 7 < 5) days.push_back(day);
+    if (IsBusinessDay(Date{day})) days.push_back(day);
     ++day;
   }
   return days;
@@ -198,8 +192,8 @@ std::shared_ptr<arrow::Table> LongTable(std::string_view name, const std::vector
 BacktestResult GenerateResult(int day_count, int symbols, uint64_t seed) {
   const std::vector<int32_t> days = BusinessDays(day_count);
   auto cell = [seed](size_t d, int s, uint64_t salt) {
-    return Mix(seed * 0x100000001b3ULL ^ (static_cast<uint64_t>(d) << 24) ^
-               static_cast<uint64_t>(s) ^ (salt << 56));
+    return SplitMix64(seed * 0x100000001b3ULL ^ (static_cast<uint64_t>(d) << 24) ^
+                      static_cast<uint64_t>(s) ^ (salt << 56));
   };
   BacktestResult result;
   result.job_id = "bench-" + std::to_string(day_count) + "x" + std::to_string(symbols);
@@ -226,19 +220,12 @@ BacktestResult GenerateResult(int day_count, int symbols, uint64_t seed) {
       arrow::Table::Make(RequiredSchema(kIcTable), {BuildArray<arrow::Date32Builder>(days),
                                                     BuildArray<arrow::DoubleBuilder>(ic),
                                                     BuildArray<arrow::DoubleBuilder>(rank_ic)});
-  double sum = 0;
-  double hits = 0;
-  for (double v : ic) {
-    sum += v;
-    hits += v > 0 ? 1 : 0;
-  }
-  const double mean = sum / ic.size();
-  double squares = 0;
-  for (double v : ic) squares += (v - mean) * (v - mean);
-  const double sd = ic.size() > 1 ? std::sqrt(squares / (ic.size() - 1)) : 0;
-  result.metrics.mean_ic = mean;
-  result.metrics.icir = sd > 0 ? mean / sd : 0;
-  result.metrics.hit_rate = hits / ic.size();
+  const IcStats stats = ComputeIcStats(ic);
+  result.metrics.mean_ic = stats.mean_ic;
+  result.metrics.icir = stats.icir;
+  result.metrics.hit_rate =
+      static_cast<double>(std::count_if(ic.begin(), ic.end(), [](double v) { return v > 0; })) /
+      static_cast<double>(ic.size());
   result.snapshot_id = "bench-snapshot-1";
   result.dataset_version_ids = {{"crsp_daily", "bench-v1"}};
   return result;
@@ -558,6 +545,7 @@ int CmdReplicate(const Args& args) {
 
 int CmdRetention(const Args& args) {
   auto catalog = Catalog::Open(args.Str("catalog"));
+  auto store = ArtifactStore::Open(args.Str("root"));
   SystemClock clock;
   RetentionOptions options;
   options.retention_days = static_cast<int>(args.Int("retention-days", 90));
@@ -575,7 +563,7 @@ int CmdRetention(const Args& args) {
   };
   const double rss_before = StatusMib("VmRSS");
   ResetPeakRss();
-  RetentionReport report = CleanupOldResults(*catalog, args.Str("root"), clock, options);
+  RetentionReport report = CleanupOldResults(*catalog, *store, clock, options);
   const double seconds = SecondsSince(start);
   json facts = MemoryFacts(rss_before);
   facts["seconds"] = seconds;
@@ -613,17 +601,21 @@ int CmdThroughput(const Args& args) {
   const fs::path root = args.Str("root");
   const int jobs = static_cast<int>(args.Int("jobs"));
   const int workers = static_cast<int>(args.Int("workers", 2));
-  auto catalog = Catalog::Open(url);
-  SystemClock clock;
-  JobService service(*catalog, root, clock);
+  ServiceOptions opened;
+  opened.migrate = false;  // `migrate` is its own step of the benchmark
+  auto service = Service::Open(url, root.string(), opened);
   const std::string tag = RunTag();
 
   auto start = SteadyClock::now();
-  for (int i = 0; i < jobs; ++i) service.Submit(NoopSpec("noop-" + tag + "-" + std::to_string(i)));
+  for (int i = 0; i < jobs; ++i) {
+    service->jobs().Submit(NoopSpec("noop-" + tag + "-" + std::to_string(i)));
+  }
   const double submit_s = SecondsSince(start);
 
   std::atomic<int> completed{0};
   std::atomic<int> other{0};
+  // Each worker has its own service (its own catalog connections), as worker processes do.
+  std::vector<std::unique_ptr<Service>> services;
   std::vector<std::unique_ptr<Worker>> pool;
   for (int w = 0; w < workers; ++w) {
     WorkerOptions options;
@@ -638,7 +630,8 @@ int CmdThroughput(const Args& args) {
         ++other;
       }
     };
-    pool.push_back(std::make_unique<Worker>(url, root, options));
+    services.push_back(Service::Open(url, root.string(), opened));
+    pool.push_back(services.back()->NewWorker(options));
   }
   start = SteadyClock::now();
   std::vector<std::thread> threads;
@@ -676,15 +669,20 @@ int CmdCancel(const Args& args) {
   const std::string url = args.Str("catalog");
   const fs::path root = args.Str("root");
   const int samples = static_cast<int>(args.Int("samples"));
-  auto catalog = Catalog::Open(url);
-  SystemClock clock;
-  JobService service(*catalog, root, clock);
+  ServiceOptions opened;
+  opened.migrate = false;  // `migrate` is its own step of the benchmark
+  auto client = Service::Open(url, root.string(), opened);
+  Catalog& catalog = client->catalog();
+  JobService& service = client->jobs();
   WorkerOptions options;
   options.worker_id = "bench-cancel-" + RunTag();
   options.concurrency = 1;
   // Claim new jobs promptly; the cancel path itself does not depend on this.
   options.poll_interval = std::chrono::milliseconds(20);
-  Worker worker(url, root, options);
+  // The worker has its own service (its own catalog connections), as a worker process does.
+  auto worker_service = Service::Open(url, root.string(), opened);
+  std::unique_ptr<Worker> owned_worker = worker_service->NewWorker(options);
+  Worker& worker = *owned_worker;
   std::thread runner([&worker] { worker.Run(); });
   std::vector<double> latencies;
   int timeouts = 0;
@@ -700,7 +698,7 @@ int CmdCancel(const Args& args) {
     service.Submit(spec);
     const auto poll = std::chrono::milliseconds(1);
     if (!PollJob(
-            *catalog, spec.job_id,
+            catalog, spec.job_id,
             [](const JobRecord& job) { return job.status == JobStatus::kRunning; }, poll,
             std::chrono::seconds(30))) {
       ++timeouts;
@@ -709,7 +707,7 @@ int CmdCancel(const Args& args) {
     const auto start = SteadyClock::now();
     service.Cancel(spec.job_id);
     if (PollJob(
-            *catalog, spec.job_id,
+            catalog, spec.job_id,
             [](const JobRecord& job) { return job.status == JobStatus::kCancelled; }, poll,
             std::chrono::seconds(30))) {
       latencies.push_back(SecondsSince(start));
@@ -720,7 +718,7 @@ int CmdCancel(const Args& args) {
   worker.Stop();
   runner.join();
   json facts = LatencySummary(latencies);
-  facts["backend"] = std::string(catalog->Backend());
+  facts["backend"] = std::string(catalog.Backend());
   facts["timeouts"] = timeouts;
   facts["all_s"] = latencies;
   std::cout << facts << "\n";

@@ -55,10 +55,12 @@ struct BacktestResult {
 enum class Compression { kSnappy, kZstd };
 /// Parse "snappy" or "zstd". Throws InvalidArgument otherwise.
 Compression ParseCompression(std::string_view text);
+/// Return "snappy" or "zstd".
+std::string_view ToString(Compression compression);
 
 /// How a bundle is written.
 struct WriteOptions {
-  Compression compression = Compression::kSnappy;
+  Compression compression = Compression::kSnappy;  ///< the platform's choice; zstd is smaller
   /// Rows per Parquet row group; small enough that a date-range read skips most of a file.
   int64_t row_group_rows = 64 * 1024;
   /// Write the files on several threads (they are independent).
@@ -76,39 +78,14 @@ struct ArtifactInfo {
 /// (exact schema and column order, signals and weights sorted by (date, permno) with no
 /// duplicate key), write every file into a staging directory beside it
 /// (`<parent>/.staging/`), flush files and directories, then rename into place. A reader never
-/// sees a partial bundle; a crash leaves only staging debris (see RemoveStagingDebris).
+/// sees a partial bundle; a crash leaves only staging debris (removed by
+/// ArtifactStore::RemoveDebris when `final_dir` lies in an artifact root).
 /// Throws InvalidArgument for bad input (nothing is written), InvalidTransition when
 /// `final_dir` already exists, InternalError for I/O failures.
 /// Returns the manifest written.
 std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
                                                 const std::filesystem::path& final_dir,
                                                 const WriteOptions& options = {});
-
-/// Write `result` into a fresh staging directory under `staging_root` and flush it, without
-/// publishing. Returns the staging directory. Same validation and errors as WriteBundle.
-std::filesystem::path StageBundle(const BacktestResult& result,
-                                  const std::filesystem::path& staging_root,
-                                  const WriteOptions& options = {});
-
-/// Publish a staged bundle by renaming it to `final_dir` and flushing the parent directory.
-/// Throws InvalidTransition when `final_dir` exists, InternalError for other I/O failures.
-void PublishBundle(const std::filesystem::path& staged_dir,
-                   const std::filesystem::path& final_dir);
-
-/// Remove a directory tree durably and quietly: rename it into `<parent>/.trash/` first so that
-/// a crash never leaves a half-removed directory under its real name. Missing is fine.
-/// With `flush_parent` false the rename is not flushed: a caller removing many directories of
-/// one parent calls FlushDirectory(parent) once afterwards instead.
-void RemoveBundleDir(const std::filesystem::path& dir, bool flush_parent = true);
-
-/// Flush a directory's entries (fsync), so that renames and removals in it survive a crash.
-/// Throws InternalError.
-void FlushDirectory(const std::filesystem::path& dir);
-
-/// Remove staging and trash debris older than `min_age` under `artifact_root`. Returns the
-/// number of directories removed.
-int RemoveStagingDebris(const std::filesystem::path& artifact_root,
-                        std::chrono::seconds min_age);
 
 /// What to read.
 struct ReadOptions {
@@ -138,6 +115,10 @@ struct ReadStats {
 /// Null metrics read as NaN; mean_ic/icir absent altogether are recomputed from daily_ic.
 BacktestResult ReadBundle(const std::filesystem::path& dir, const ReadOptions& options = {},
                           ReadStats* stats = nullptr);
+
+/// Replace the tokens NaN, Infinity and -Infinity outside string literals with null, so that a
+/// strict JSON parser accepts what Python's json module writes (btstore writes null itself).
+std::string ReplaceNonFiniteTokens(std::string_view text);
 
 /// Schema and size of one file of a bundle, for `bundle inspect`.
 struct TableInfo {

@@ -1,11 +1,16 @@
 #pragma once
-/// The engine interface the worker drives, and the built-in engines.
+/// The engine layer: the interface the worker drives, the registry engines are found in by
+/// name, and the built-in engines.
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "btstore/bundle.h"
 #include "btstore/model.h"
@@ -52,10 +57,88 @@ class Engine {
   virtual BacktestResult Run(const JobRecord& job, EngineContext& context) = 0;
 };
 
-/// Return the engine named in a job's config (`"engine"`, default "synthetic"):
-/// "synthetic" (see SyntheticConfig) or "noop" (an empty valid result at once, for throughput
-/// benchmarks). Throws InvalidArgument for an unknown name.
-std::unique_ptr<Engine> MakeEngine(std::string_view config_json);
+/// Makes the engines of one kind and checks submissions for them. Registered by name in an
+/// EngineRegistry; called from several threads at once.
+class EngineFactory {
+ public:
+  virtual ~EngineFactory() = default;
+  /// Check a submission (its config and weight method) before it is stored, so that a job the
+  /// engine cannot run is refused at once. Throws InvalidArgument naming the field. The
+  /// default accepts everything.
+  virtual void Validate(const JobSpec& spec) const;
+  /// Return a new engine for one attempt.
+  virtual std::unique_ptr<Engine> Make() const = 0;
+};
+
+/// The engines a process knows, by name. A job names its engine in its config
+/// (`{"engine": "NAME", ...}`); a config without that key runs the registry's default engine.
+/// New kinds of engines (a command, a Python callable) are added by registering a factory.
+/// Registering is not thread-safe; looking up is, once registration is done.
+class EngineRegistry {
+ public:
+  /// An empty registry, without a default engine.
+  EngineRegistry();
+  ~EngineRegistry();
+  EngineRegistry(EngineRegistry&&) noexcept;
+  EngineRegistry& operator=(EngineRegistry&&) noexcept;
+
+  /// Return a registry with the built-in engines: "synthetic" (see SyntheticConfig), the
+  /// default, and "noop" (an empty valid result at once, for throughput benchmarks).
+  static EngineRegistry Builtins();
+
+  /// Register `factory` under `name` (1-64 of letters, digits, '-', '_', '.'). Throws
+  /// InvalidArgument for a bad or taken name, or a null factory.
+  void Register(std::string name, std::unique_ptr<EngineFactory> factory);
+  /// Register engines made by `make`, accepting every submission. Same errors.
+  void Register(std::string name, std::function<std::unique_ptr<Engine>()> make);
+  /// Run jobs whose config names no engine with the engine registered as `name`.
+  /// Throws InvalidArgument when no engine has that name.
+  void SetDefault(std::string name);
+
+  /// Return the names of the registered engines, sorted.
+  std::vector<std::string> Names() const;
+  /// Return the engine name a job's config selects: its "engine" key, or the default. Throws
+  /// InvalidArgument when the config is not a JSON object, the key is not a string, or names no
+  /// engine and there is no default.
+  std::string EngineNameOf(std::string_view config_json) const;
+  /// Check a submission with the engine its config selects. Throws InvalidArgument (an unknown
+  /// engine, or what the engine's Validate throws).
+  void Validate(const JobSpec& spec) const;
+  /// Return a new engine for a job's config. Throws InvalidArgument for an unknown engine.
+  std::unique_ptr<Engine> MakeFor(std::string_view config_json) const;
+
+ private:
+  const EngineFactory& Find(const std::string& name) const;
+
+  std::map<std::string, std::unique_ptr<EngineFactory>, std::less<>> factories_;
+  std::string default_name_;
+};
+
+/// What an engine reports about its own run, kept in summary.json under "engine":
+/// `{"name", "business_days", "resumed_at_day", "computed_days"}` (all but the name optional).
+struct EngineReport {
+  std::string name;
+  /// Days the whole backtest covers.
+  std::optional<int64_t> business_days = std::nullopt;
+  /// The day this attempt resumed at (0: from the start).
+  std::optional<int64_t> resumed_at_day = std::nullopt;
+  /// Days this attempt computed.
+  std::optional<int64_t> computed_days = std::nullopt;
+};
+
+/// Return the JSON object text `{"engine": {...}}` of a report, for
+/// BacktestResult::extra_summary_json.
+std::string EngineReportJson(const EngineReport& report);
+
+/// Read the engine's report from a summary.json text or an extra_summary_json: the one
+/// function through which callers read it. Returns nullopt when there is none or it is not an
+/// object with a string name; fields of the wrong type read as absent. Never throws.
+std::optional<EngineReport> ReadEngineReport(std::string_view summary_json);
+
+/// Return "sha256:<64 hex digits>" of the config with sorted keys and no whitespace, so the same
+/// configuration always has the same hash (BacktestResult::config_hash). Throws InvalidArgument
+/// for a config that is not a JSON object.
+std::string ConfigHash(std::string_view config_json);
 
 /// Settings of the synthetic engine, read from the job's config JSON:
 /// `{"engine": "synthetic", "seed": 7, "symbols": 500, "delay_ms_per_day": 0,
@@ -65,19 +148,24 @@ std::unique_ptr<Engine> MakeEngine(std::string_view config_json);
 /// The result's summary.json carries `"engine": {"name", "business_days", "resumed_at_day",
 /// "computed_days"}`: how many days this attempt computed after resuming from a checkpoint.
 struct SyntheticConfig {
-  uint64_t seed = 7;
-  int symbols = 500;
-  int delay_ms_per_day = 0;
-  int checkpoint_every_days = 20;
+  uint64_t seed = 7;               ///< the same seed gives the same result, bit for bit
+  int symbols = 500;               ///< permnos per day, 1..100000
+  int delay_ms_per_day = 0;        ///< a pause per simulated day (to make jobs long), 0..60000
+  int checkpoint_every_days = 20;  ///< save a checkpoint every this many days; 0: never
   std::optional<int> fail_at_day;  ///< the first attempt fails at this day index (once)
-  std::string snapshot_id = "synthetic-v1";
+  std::string snapshot_id = "synthetic-v1";  ///< the result's snapshot_id, 1-255 characters
 
   /// Parse the config JSON. Throws InvalidArgument for a non-object, wrong types or ranges.
   static SyntheticConfig Parse(std::string_view config_json);
 };
 
 /// Compute a synthetic result without a worker (used by `bundle sample`): business days from
-/// `start` to `end`, `symbols` permnos, deterministic in `seed`.
+/// `start` to `end`, `symbols` permnos, deterministic in `seed`. Throws InvalidArgument for a
+/// bad config, weight method or date range.
 BacktestResult GenerateSyntheticResult(const JobSpec& spec);
+
+/// The mixing function (SplitMix64) of the synthetic engine's counter-based generator, shared
+/// by every generator of deterministic test data.
+uint64_t SplitMix64(uint64_t x);
 
 }  // namespace btstore

@@ -1,18 +1,20 @@
 #pragma once
-/// The job lifecycle (contract sections 3-5) over a Catalog and an artifact root: submission,
-/// user moves, result retrieval, the worker runtime, retention and reconciliation.
+/// The job lifecycle (contract sections 3-5) over a Catalog, an ArtifactStore and an
+/// EngineRegistry: submission, user moves, result retrieval, the worker runtime, retention and
+/// reconciliation. Front ends usually get these from a Service (service.h).
 
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "btstore/artifact_store.h"
 #include "btstore/bundle.h"
 #include "btstore/catalog.h"
+#include "btstore/engine.h"
 #include "btstore/model.h"
 
 namespace btstore {
@@ -21,6 +23,7 @@ namespace btstore {
 class Clock {
  public:
   virtual ~Clock() = default;
+  /// Return the current time. Called from several threads at once.
   virtual Timestamp Now() = 0;
 };
 
@@ -37,43 +40,54 @@ class SystemClock : public Clock {
 /// derives the same id (docs/DESIGN.md shows it in Python).
 std::string DeriveJobId(const JobSpec& spec);
 
-/// The storage API readers and submitters use.
+/// The storage API readers and submitters use. Every method that reaches the catalog also
+/// throws CatalogUnavailable when the database cannot be reached.
 class JobService {
  public:
-  /// Use `catalog` and `artifact_root` (created if missing). `clock` must outlive this.
-  JobService(Catalog& catalog, std::filesystem::path artifact_root, Clock& clock);
+  /// Use `catalog`, `store`, `clock` and `engines` (which check submissions); all must outlive
+  /// this.
+  JobService(Catalog& catalog, ArtifactStore& store, Clock& clock, const EngineRegistry& engines);
 
-  /// Submit a job idempotently (job_id derived when empty). Throws InvalidArgument.
+  /// Submit a job idempotently (job_id derived when empty). Throws InvalidArgument (a bad spec,
+  /// an unknown engine, a config or weight method the engine refuses), CatalogUnavailable.
   SubmitResult Submit(JobSpec spec);
-  /// Cancel a job (see Catalog::RequestCancel). Throws JobNotFound, InvalidTransition.
+  /// Cancel a job (see Catalog::RequestCancel). Throws JobNotFound, InvalidTransition,
+  /// CatalogUnavailable.
   JobRecord Cancel(std::string_view job_id);
-  /// Resume a failed or cancelled job. Throws JobNotFound, InvalidTransition.
+  /// Resume a failed or cancelled job. Throws JobNotFound, InvalidTransition, CatalogUnavailable.
   JobRecord Resume(std::string_view job_id);
-  /// Pin a job (exempt from retention) or lift that. Throws JobNotFound.
+  /// Pin a job (exempt from retention) or lift that. Throws JobNotFound, CatalogUnavailable.
   void Pin(std::string_view job_id, bool pinned);
 
-  /// Return a job. Throws JobNotFound.
+  /// Return a job. Throws JobNotFound, CatalogUnavailable.
   JobRecord GetJob(std::string_view job_id);
-  /// List jobs (see Catalog::ListJobs).
+  /// List jobs (see Catalog::ListJobs). Throws InvalidArgument, CatalogUnavailable.
   JobPage ListJobs(const JobFilter& filter, const PageRequest& page);
 
   /// Load a completed job's result, whole or in part. Throws, distinctly: JobNotFound;
   /// ResultPathMissing (not completed, null/empty path, missing on disk, or resolving outside
   /// the artifact root or to the root itself, or marked for removal by retention);
-  /// MissingReproducibilityMetadata; InvalidResult.
+  /// MissingReproducibilityMetadata; InvalidResult; CatalogUnavailable.
   BacktestResult GetResult(std::string_view job_id, const ReadOptions& options = {},
                            ReadStats* stats = nullptr);
 
-  /// Resolve a job's result_path and check it is a directory strictly inside the artifact root.
-  /// Throws ResultPathMissing.
-  std::filesystem::path ResolveResultPath(const JobRecord& job) const;
+  /// Resolve a job's result_path and check it is a bundle strictly inside the artifact root;
+  /// return where it is. Throws ResultPathMissing.
+  std::string ResolveResultPath(const JobRecord& job) const;
 
-  const std::filesystem::path& artifact_root() const { return artifact_root_; }
+  /// Return the text of a job's summary.json, unchecked (for showing it). Throws
+  /// ResultPathMissing (see ResolveResultPath), MissingReproducibilityMetadata (missing or
+  /// unreadable).
+  std::string ReadSummaryText(const JobRecord& job);
 
  private:
+  // Resolve the job's bundle. Throws ResultPathMissing.
+  BundleLocation Locate(const JobRecord& job) const;
+
   Catalog& catalog_;
-  std::filesystem::path artifact_root_;
+  ArtifactStore& store_;
   Clock& clock_;
+  const EngineRegistry& engines_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -87,15 +101,16 @@ struct WorkerEvent {
   /// Empty for an event of the worker itself rather than of a job: kRetrying while the catalog
   /// is unavailable (the worker backs off and retries), and once it is available again.
   std::string job_id;
-  int attempt = 0;
-  int progress_pct = 0;
-  std::string message;
+  int attempt = 0;       ///< the job's attempt the event is about
+  int progress_pct = 0;  ///< for kProgress (and 100 for kCompleted)
+  std::string message;   ///< what happened, for people
 };
 
+/// How a worker runs. The defaults are the command line's defaults.
 struct WorkerOptions {
-  std::string worker_id;  ///< default: "<hostname>:<pid>:<random>"
-  int concurrency = 1;    ///< jobs run at once (threads)
-  /// A running job whose worker sends no heartbeat for this long is rescued.
+  std::string worker_id;  ///< name in the catalog; default: "<hostname>:<pid>:<random>"
+  int concurrency = 1;    ///< jobs run at once (threads), at least 1
+  /// A running job whose worker sends no heartbeat for this long is rescued (at least 1 s).
   std::chrono::seconds lease{30};
   /// Heartbeats are sent this often (default: lease / 6, at most 1 s, at least 50 ms).
   std::chrono::milliseconds heartbeat_interval{0};
@@ -108,17 +123,27 @@ struct WorkerOptions {
   std::chrono::milliseconds retry_base_delay{1000};
   /// How often this worker looks for jobs whose lease expired.
   std::chrono::milliseconds rescue_interval{1000};
+  /// How bundles are written (compression, row groups).
   WriteOptions write_options;
+  /// The engines jobs run with, found by the name in their config; must outlive the worker.
+  /// Required (Service::NewWorker passes the service's registry when it is null).
+  const EngineRegistry* engines = nullptr;
+  /// Called for every event (on worker threads, one call at a time); may be empty.
   std::function<void(const WorkerEvent&)> on_event;
 };
+
+/// Return a worker name unique among processes: "<hostname>:<pid>:<random hex>".
+std::string DefaultWorkerId();
 
 /// Runs jobs: claims, drives the engine with heartbeats, checkpoints and cancellation,
 /// publishes the bundle and completes the job; rescues jobs of dead workers.
 class Worker {
  public:
-  /// `catalog_url` is opened by the worker itself (one connection pool for its threads).
-  Worker(std::string catalog_url, std::filesystem::path artifact_root, WorkerOptions options,
-         CatalogOptions catalog_options = {});
+  /// Run the jobs of `catalog` (called from the worker's threads at once, as every Catalog
+  /// allows), keeping results and checkpoints in `store`, with time from `clock`; all three must
+  /// outlive the worker. Throws InvalidArgument for bad options (no engines, concurrency below
+  /// 1, a lease under a second), InternalError when its wake-up descriptor cannot be made.
+  Worker(Catalog& catalog, ArtifactStore& store, Clock& clock, WorkerOptions options);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -126,7 +151,8 @@ class Worker {
   /// Run until Stop() (or, with until_idle, until nothing is left to do). Returns the number of
   /// attempts this worker finished (completed, failed, cancelled). While the catalog throws
   /// CatalogUnavailable (e.g. PostgreSQL restarting) it backs off (100 ms doubling up to 5 s)
-  /// and retries; running jobs keep their attempts. Other errors end Run() with an exception.
+  /// and retries; running jobs keep their attempts. Other errors (InternalError from the disk,
+  /// InvalidArgument from a catalog without the schema) end Run() with that exception.
   int Run();
   /// Ask Run() to return: running jobs are stopped (left to be rescued or resumed). Thread-safe
   /// and async-signal-safe.
@@ -140,10 +166,12 @@ class Worker {
 // ---------------------------------------------------------------------------------------------
 // Retention and reconciliation
 
+/// What retention removes and how. The defaults are the command line's defaults.
 struct RetentionOptions {
-  int retention_days = 90;
-  bool dry_run = false;
-  int batch_size = 1000;
+  int retention_days = 90;  ///< remove jobs that ended more than this many days ago (0..3650000)
+  bool dry_run = false;     ///< only report what would be removed
+  int batch_size = 1000;    ///< jobs marked, swept and deleted per transaction (at least 1)
+  /// Called after each batch with the number of jobs removed so far; may be empty.
   std::function<void(int64_t done)> on_progress;
 };
 
@@ -153,37 +181,50 @@ struct RetentionReport {
   /// `cleanup --json`: a million removed jobs is a million ids in memory (tens of MB); all other
   /// state is held one batch at a time.
   std::vector<std::string> job_ids;
-  bool dry_run = false;
+  bool dry_run = false;  ///< the report of a dry run: nothing was removed
 };
 
 /// Remove terminal, unpinned jobs that ended more than `retention_days` ago: mark the rows
 /// expiring, remove their bundles and checkpoints, delete the rows (still marked and terminal).
-/// A crash at any step is finished by the next run. Throws InvalidArgument for a negative window
-/// or a batch size below 1.
-RetentionReport CleanupOldResults(Catalog& catalog, const std::filesystem::path& artifact_root,
-                                  Clock& clock, const RetentionOptions& options);
+/// A crash at any step is finished by the next run. Throws InvalidArgument for a window out of
+/// range or a batch size below 1, InternalError when files cannot be removed (run it again once
+/// the cause is fixed), CatalogUnavailable.
+RetentionReport CleanupOldResults(Catalog& catalog, ArtifactStore& store, Clock& clock,
+                                  const RetentionOptions& options);
 
 /// One problem `verify` found.
 struct VerifyProblem {
+  /// A bundle that fails its checks, a completed job without a usable bundle, or a bundle that
+  /// no row knows.
   enum class Kind { kInvalidBundle, kMissingBundle, kOrphanBundle };
   Kind kind;
-  std::string job_id;  ///< empty for an orphan
-  std::string path;
+  std::string job_id;      ///< empty for an orphan
+  std::string path;        ///< the stored result_path, or the orphan's location
   std::string error_code;  ///< contract name of the error, for kInvalidBundle / kMissingBundle
-  std::string message;
+  std::string message;     ///< what is wrong and what to do
 };
 
+/// What verify found.
 struct VerifyReport {
-  int64_t checked = 0;
-  std::vector<VerifyProblem> problems;
+  int64_t checked = 0;                  ///< completed jobs whose bundles were checked
+  std::vector<VerifyProblem> problems;  ///< in the order found
 };
 
-/// Check completed jobs' bundles against their manifests (all of them, or just `job_ids`), and
-/// when `job_ids` is empty also report directories under the root that no row knows and that
-/// are older than `orphan_grace`. Writes nothing. Throws JobNotFound for an unknown listed id.
-VerifyReport VerifyBundles(Catalog& catalog, const std::filesystem::path& artifact_root,
-                           const std::vector<std::string>& job_ids,
-                           std::chrono::seconds orphan_grace,
-                           const std::function<void(int64_t done)>& on_progress = {});
+/// What verify checks. The defaults are the command line's defaults.
+struct VerifyOptions {
+  /// The jobs to check; empty: every completed job, and bundles that no row knows.
+  std::vector<std::string> job_ids;
+  /// Report a bundle that no row knows only when it is older than this (a younger one may be a
+  /// publish in progress).
+  std::chrono::seconds orphan_grace{3600};
+  /// Called after each job checked with the number checked so far; may be empty.
+  std::function<void(int64_t done)> on_progress;
+};
+
+/// Check completed jobs' bundles against their manifests (all of them, or just
+/// `options.job_ids`), and when no ids are given also report bundles under the root that no row
+/// knows. Writes nothing. Throws JobNotFound for an unknown listed id, InternalError when the
+/// root cannot be listed, CatalogUnavailable.
+VerifyReport VerifyBundles(Catalog& catalog, ArtifactStore& store, const VerifyOptions& options);
 
 }  // namespace btstore

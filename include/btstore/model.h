@@ -32,6 +32,11 @@ struct Date {
   auto operator<=>(const Date&) const = default;
 };
 
+/// Return the day of the week, 0 = Monday .. 6 = Sunday.
+int Weekday(Date date);
+/// Return true from Monday to Friday (holidays are not known).
+bool IsBusinessDay(Date date);
+
 /// A point in time, UTC, microsecond precision (PostgreSQL's TIMESTAMPTZ precision).
 using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
 
@@ -82,6 +87,18 @@ struct Metrics {
   double& At(size_t i);
   double At(size_t i) const;
 };
+
+/// mean_ic and icir of a series of daily ICs, as the contract defines them.
+struct IcStats {
+  double mean_ic = Metrics::kMissing;  ///< arithmetic mean; NaN for no values
+  /// mean_ic / sample standard deviation; 0.0 when that deviation is 0; NaN for fewer than two
+  /// values.
+  double icir = Metrics::kMissing;
+};
+
+/// Compute mean_ic and icir of `ic`, summing in order (so every caller gets the same bits). The
+/// caller chooses which values count (e.g. only finite ones).
+IcStats ComputeIcStats(const std::vector<double>& ic);
 
 /// Limits of the contract's `backtest_jobs` columns.
 inline constexpr int kMinJobTimeoutSeconds = 300;

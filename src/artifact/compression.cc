@@ -10,4 +10,8 @@ Compression ParseCompression(std::string_view text) {
                         {{"field", "compression"}, {"value", std::string(text)}});
 }
 
+std::string_view ToString(Compression compression) {
+  return compression == Compression::kZstd ? "zstd" : "snappy";
+}
+
 }  // namespace btstore

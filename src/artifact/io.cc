@@ -15,7 +15,7 @@
 #include "artifact/io_internal.h"
 #include "btstore/errors.h"
 
-namespace btstore::artifact {
+namespace btstore::internal {
 namespace {
 
 // Large enough that the Parquet writer's many small writes (headers, page headers) become few
@@ -256,4 +256,4 @@ void GuardParquet(FailureKind kind, const std::string& file, const std::function
   }
 }
 
-}  // namespace btstore::artifact
+}  // namespace btstore::internal

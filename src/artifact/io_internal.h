@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace btstore::artifact {
+namespace btstore::internal {
 
 namespace fs = std::filesystem;
 
@@ -122,4 +122,4 @@ T Unwrap(arrow::Result<T> result, FailureKind kind, const std::string& file) {
 /// returning Status) into the btstore error for `kind`. This is the one place they are caught.
 void GuardParquet(FailureKind kind, const std::string& file, const std::function<void()>& work);
 
-}  // namespace btstore::artifact
+}  // namespace btstore::internal

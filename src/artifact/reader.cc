@@ -28,7 +28,7 @@ namespace btstore {
 namespace {
 
 namespace fs = std::filesystem;
-using artifact::FailureKind;
+using internal::FailureKind;
 
 constexpr std::string_view kParquetSuffix = ".parquet";
 
@@ -134,7 +134,7 @@ std::shared_ptr<arrow::Table> FilterRows(const std::shared_ptr<arrow::Table>& ta
   if (run_start >= 0) runs.push_back(table->Slice(run_start, row - run_start));
   if (runs.size() == 1) return runs.front();
   if (runs.empty()) return table->Slice(0, 0);
-  return artifact::Unwrap(arrow::ConcatenateTables(runs), FailureKind::kRead, file);
+  return internal::Unwrap(arrow::ConcatenateTables(runs), FailureKind::kRead, file);
 }
 
 std::string DescribeSchema(const arrow::Schema& schema) {
@@ -168,8 +168,8 @@ std::shared_ptr<arrow::Table> ReadMappedBatches(parquet::arrow::FileReader& read
   int64_t end = 0;
   auto flush = [&] {
     parts.push_back(
-        artifact::Unwrap(reader.ReadRowGroups(batch, leaves), FailureKind::kRead, file));
-    if (end > begin) artifact::ReleasePages(mapped, begin, end - begin);
+        internal::Unwrap(reader.ReadRowGroups(batch, leaves), FailureKind::kRead, file));
+    if (end > begin) internal::ReleasePages(mapped, begin, end - begin);
     batch.clear();
     batch_bytes = 0;
     begin = std::numeric_limits<int64_t>::max();
@@ -192,7 +192,7 @@ std::shared_ptr<arrow::Table> ReadMappedBatches(parquet::arrow::FileReader& read
   }
   if (!batch.empty()) flush();
   if (parts.size() == 1) return parts.front();
-  return artifact::Unwrap(arrow::ConcatenateTables(parts), FailureKind::kRead, file);
+  return internal::Unwrap(arrow::ConcatenateTables(parts), FailureKind::kRead, file);
 }
 
 void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
@@ -222,10 +222,10 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
   if (!plan.partial) {
     // A whole-file read maps the file, verifies it in memory and decodes from the mapping: no
     // second pass and no copy of the file.
-    mapped = artifact::MapFile(file_path, size, file);
+    mapped = internal::MapFile(file_path, size, file);
     task.bytes_read = mapped->size();
     if (options.verify_checksums && expected && !expected->checksum.empty()) {
-      std::string found = artifact::ChecksumOf(mapped->data(), static_cast<size_t>(size));
+      std::string found = internal::ChecksumOf(mapped->data(), static_cast<size_t>(size));
       if (found != expected->checksum) {
         BadFile(file,
                 "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
@@ -235,32 +235,32 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
     }
     // Decoding touches the row groups again batch by batch; until then they need not count
     // against this process's memory.
-    artifact::ReleasePages(*mapped, 0, size);
+    internal::ReleasePages(*mapped, 0, size);
     input = std::make_shared<arrow::io::BufferReader>(mapped);
   } else {
-    auto opened = artifact::Unwrap(arrow::io::ReadableFile::Open(file_path.string()),
+    auto opened = internal::Unwrap(arrow::io::ReadableFile::Open(file_path.string()),
                                    FailureKind::kRead, file);
     if (size <= kSmallFileBytes) {
       // Parquet's first read of the footer would take all of a small file anyway; reading its
       // row groups again would cost (and count) their bytes twice.
-      auto buffer = artifact::Unwrap(opened->ReadAt(0, size), FailureKind::kRead, file);
+      auto buffer = internal::Unwrap(opened->ReadAt(0, size), FailureKind::kRead, file);
       *counter = buffer->size();
       input = std::make_shared<arrow::io::BufferReader>(buffer);
     } else {
-      input = std::make_shared<artifact::CountingFile>(opened, counter);
+      input = std::make_shared<internal::CountingFile>(opened, counter);
     }
   }
 
-  artifact::GuardParquet(FailureKind::kRead, file, [&] {
+  internal::GuardParquet(FailureKind::kRead, file, [&] {
     parquet::ArrowReaderProperties arrow_properties;
     arrow_properties.set_use_threads(true);
     arrow_properties.set_pre_buffer(plan.partial);
     parquet::arrow::FileReaderBuilder builder;
-    artifact::Check(builder.Open(input), FailureKind::kRead, file);
+    internal::Check(builder.Open(input), FailureKind::kRead, file);
     builder.properties(arrow_properties);
-    auto reader = artifact::Unwrap(builder.Build(), FailureKind::kRead, file);
+    auto reader = internal::Unwrap(builder.Build(), FailureKind::kRead, file);
     std::shared_ptr<arrow::Schema> schema;
-    artifact::Check(reader->GetSchema(&schema), FailureKind::kRead, file);
+    internal::Check(reader->GetSchema(&schema), FailureKind::kRead, file);
     CheckSchema(*schema, task.name, file);
     auto metadata = reader->parquet_reader()->metadata();
     if (expected && metadata->num_rows() != expected->rows) {
@@ -305,10 +305,10 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
     }
     std::shared_ptr<arrow::Table> table;
     if (row_groups.empty()) {
-      table = artifact::Unwrap(arrow::Table::MakeEmpty(arrow::schema(out_fields)),
+      table = internal::Unwrap(arrow::Table::MakeEmpty(arrow::schema(out_fields)),
                                FailureKind::kRead, file);
     } else if (!mapped) {
-      table = artifact::Unwrap(reader->ReadRowGroups(row_groups, leaves), FailureKind::kRead, file);
+      table = internal::Unwrap(reader->ReadRowGroups(row_groups, leaves), FailureKind::kRead, file);
     } else {
       table = ReadMappedBatches(*reader, *metadata, row_groups, leaves, *mapped, file);
     }
@@ -348,23 +348,9 @@ std::vector<double> IcValues(const std::shared_ptr<arrow::Table>& table) {
 
 void RecomputeIcMetrics(const std::vector<double>& ic, bool has_mean_ic, bool has_icir,
                         Metrics& metrics) {
-  double n = static_cast<double>(ic.size());
-  double mean = Metrics::kMissing;
-  if (!ic.empty()) {
-    double sum = 0;
-    for (double v : ic) sum += v;
-    mean = sum / n;
-  }
-  if (!has_mean_ic) metrics.mean_ic = mean;
-  if (has_icir) return;
-  if (ic.size() < 2) {
-    metrics.icir = Metrics::kMissing;  // a sample deviation needs two values
-    return;
-  }
-  double squares = 0;
-  for (double v : ic) squares += (v - mean) * (v - mean);
-  double stddev = std::sqrt(squares / (n - 1));
-  metrics.icir = stddev == 0 ? 0.0 : mean / stddev;
+  const IcStats stats = ComputeIcStats(ic);
+  if (!has_mean_ic) metrics.mean_ic = stats.mean_ic;
+  if (!has_icir) metrics.icir = stats.icir;
 }
 
 std::vector<std::string> ParquetStems(const fs::path& dir) {
@@ -375,7 +361,7 @@ std::vector<std::string> ParquetStems(const fs::path& dir) {
     if (name.size() <= kParquetSuffix.size() || !name.ends_with(kParquetSuffix)) continue;
     std::string stem = name.substr(0, name.size() - kParquetSuffix.size());
     // Other names (hidden files, odd characters) are not tables of the bundle.
-    if (artifact::IsSafeFileStem(stem)) stems.push_back(stem);
+    if (internal::IsSafeFileStem(stem)) stems.push_back(stem);
   }
   if (ec) {
     throw InvalidResult("cannot list " + dir.string() + ": " + ec.message(),
@@ -396,7 +382,7 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
     throw InvalidArgument("the date range is empty: to is before from",
                           {{"from", options.from->ToString()}, {"to", options.to->ToString()}});
   }
-  artifact::ParsedSummary summary = artifact::ReadSummary(dir);
+  internal::ParsedSummary summary = internal::ReadSummary(dir);
 
   std::vector<std::string> present = ParquetStems(dir);
   std::set<std::string> present_set(present.begin(), present.end());
@@ -408,7 +394,7 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
     }
   } else {
     for (const auto& name : options.tables) {
-      if (!artifact::IsSafeFileStem(name)) {
+      if (!internal::IsSafeFileStem(name)) {
         throw InvalidArgument("'" + name + "' is not a table name", {{"table", name}});
       }
       if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);

@@ -9,7 +9,7 @@
 #include "artifact/summary_internal.h"
 #include "btstore/errors.h"
 
-namespace btstore::artifact {
+namespace btstore::internal {
 namespace {
 
 using Json = nlohmann::ordered_json;
@@ -97,6 +97,9 @@ std::map<std::string, ArtifactInfo> ParseManifest(const Json& artifacts, const f
 }
 
 }  // namespace
+}  // namespace btstore::internal
+
+namespace btstore {
 
 std::string ReplaceNonFiniteTokens(std::string_view text) {
   std::string out;
@@ -131,6 +134,10 @@ std::string ReplaceNonFiniteTokens(std::string_view text) {
   }
   return out;
 }
+
+}  // namespace btstore
+
+namespace btstore::internal {
 
 ParsedSummary ReadSummary(const fs::path& dir) {
   fs::path path = dir / kSummary;
@@ -261,4 +268,4 @@ std::string EncodeSummary(const BacktestResult& result,
   return doc.dump(2) + "\n";
 }
 
-}  // namespace btstore::artifact
+}  // namespace btstore::internal

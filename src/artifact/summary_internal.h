@@ -10,7 +10,7 @@
 
 #include "btstore/bundle.h"
 
-namespace btstore::artifact {
+namespace btstore::internal {
 
 namespace fs = std::filesystem;
 
@@ -37,8 +37,4 @@ ParsedSummary ReadSummary(const std::filesystem::path& dir);
 std::string EncodeSummary(const BacktestResult& result,
                           const std::map<std::string, ArtifactInfo>& manifest);
 
-/// Replace the tokens NaN, Infinity and -Infinity outside string literals with null, so that a
-/// strict JSON parser accepts what Python's json module writes.
-std::string ReplaceNonFiniteTokens(std::string_view text);
-
-}  // namespace btstore::artifact
+}  // namespace btstore::internal

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "artifact/io_internal.h"
+#include "artifact/layout_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/bundle.h"
 #include "btstore/errors.h"
@@ -25,12 +26,9 @@
 namespace btstore {
 namespace {
 
-using artifact::Check;
-using artifact::FailureKind;
+using internal::Check;
+using internal::FailureKind;
 namespace fs = std::filesystem;
-
-constexpr std::string_view kStagingDir = ".staging";
-constexpr std::string_view kTrashDir = ".trash";
 
 // The dates a bundle may hold: the years Date::Parse accepts (0001-01-01 .. 9999-12-31).
 const int32_t kMinDays = Date::FromYmd(1, 1, 1).days;
@@ -229,7 +227,7 @@ std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
     tables.push_back({std::string(name), table});
   }
   for (const auto& [name, table] : result.extra_tables) {
-    if (!artifact::IsSafeFileStem(name) || name == kSignalsTable || name == kWeightsTable ||
+    if (!internal::IsSafeFileStem(name) || name == kSignalsTable || name == kWeightsTable ||
         name == kIcTable) {
       Bad("extra table name '" + name +
               "' is not allowed: use 1-128 letters, digits, '-', '_', '.', not starting with "
@@ -246,7 +244,7 @@ std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
 ArtifactInfo WriteTableFile(const arrow::Table& table, const fs::path& file_path,
                             const WriteOptions& options) {
   std::string file = file_path.filename().string();
-  auto sink = artifact::HashingFileSink::Create(file_path);
+  auto sink = internal::HashingFileSink::Create(file_path);
   parquet::WriterProperties::Builder builder;
   builder.compression(options.compression == Compression::kZstd ? parquet::Compression::ZSTD
                                                                 : parquet::Compression::SNAPPY);
@@ -260,8 +258,8 @@ ArtifactInfo WriteTableFile(const arrow::Table& table, const fs::path& file_path
                               .store_schema()
                               ->set_use_threads(options.parallel)
                               ->build();
-  artifact::GuardParquet(FailureKind::kWrite, file, [&] {
-    auto writer = artifact::Unwrap(
+  internal::GuardParquet(FailureKind::kWrite, file, [&] {
+    auto writer = internal::Unwrap(
         parquet::arrow::FileWriter::Open(*table.schema(), arrow::default_memory_pool(), sink,
                                          builder.build(), arrow_properties),
         FailureKind::kWrite, file);
@@ -273,7 +271,7 @@ ArtifactInfo WriteTableFile(const arrow::Table& table, const fs::path& file_path
 }
 
 void WriteSmallFile(const fs::path& file_path, const std::string& text) {
-  auto sink = artifact::HashingFileSink::Create(file_path);
+  auto sink = internal::HashingFileSink::Create(file_path);
   std::string file = file_path.filename().string();
   Check(sink->Write(text.data(), static_cast<int64_t>(text.size())), FailureKind::kWrite, file);
   Check(sink->Close(), FailureKind::kWrite, file);
@@ -366,13 +364,15 @@ fs::path StageValidated(const BacktestResult& result, std::vector<TableToWrite> 
   }
 
   for (size_t i = 0; i < tables.size(); ++i) manifest[FileName(tables[i].name)] = infos[i];
-  WriteSmallFile(staged / kSummaryFile, artifact::EncodeSummary(result, manifest));
-  artifact::SyncDirectory(staged);
+  WriteSmallFile(staged / kSummaryFile, internal::EncodeSummary(result, manifest));
+  internal::SyncDirectory(staged);
   guard.Release();
   return staged;
 }
 
 }  // namespace
+
+namespace internal {
 
 fs::path StageBundle(const BacktestResult& result, const fs::path& staging_root,
                      const WriteOptions& options) {
@@ -394,9 +394,10 @@ void PublishBundle(const fs::path& staged_dir, const fs::path& final_dir) {
                             ": " + std::strerror(err),
                         {{"path", final_dir.string()}, {"staged", staged_dir.string()}});
   }
-  artifact::SyncDirectory(final_dir.parent_path().empty() ? fs::path(".")
-                                                          : final_dir.parent_path());
+  SyncDirectory(final_dir.parent_path().empty() ? fs::path(".") : final_dir.parent_path());
 }
+
+}  // namespace internal
 
 std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
                                                 const fs::path& final_dir,
@@ -409,15 +410,15 @@ std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
                             {{"path", absolute.string()}});
   }
   std::map<std::string, ArtifactInfo> manifest;
-  fs::path staged = StageValidated(result, std::move(tables), absolute.parent_path() / kStagingDir,
-                                   options, manifest);
+  fs::path staged = StageValidated(
+      result, std::move(tables), absolute.parent_path() / internal::kStagingDir, options, manifest);
   RemoveOnFailure guard(staged);
-  PublishBundle(staged, absolute);
+  internal::PublishBundle(staged, absolute);
   guard.Release();
   return manifest;
 }
 
-void FlushDirectory(const fs::path& dir) { artifact::SyncDirectory(dir); }
+namespace internal {
 
 void RemoveBundleDir(const fs::path& dir, bool flush_parent) {
   std::error_code ec;
@@ -432,7 +433,7 @@ void RemoveBundleDir(const fs::path& dir, bool flush_parent) {
     throw InternalError("cannot remove " + absolute.string() + ": " + std::strerror(err),
                         {{"path", absolute.string()}});
   }
-  if (flush_parent) artifact::SyncDirectory(parent);
+  if (flush_parent) SyncDirectory(parent);
   fs::remove_all(holder, ec);
   if (ec) {
     throw InternalError("cannot remove " + holder.string() + ": " + ec.message(),
@@ -463,4 +464,5 @@ int RemoveStagingDebris(const fs::path& artifact_root, std::chrono::seconds min_
   return removed;
 }
 
+}  // namespace internal
 }  // namespace btstore

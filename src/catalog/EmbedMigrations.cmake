@@ -26,9 +26,9 @@ endforeach()
 set(content "// Generated from the migrations/*.sql files by EmbedMigrations.cmake. Do not edit.
 #include \"catalog/migrations_internal.h\"
 
-namespace btstore::catalog_internal {
+namespace btstore::internal {
 
-${body}}  // namespace btstore::catalog_internal
+${body}}  // namespace btstore::internal
 ")
 # Rewrite only on change, so an unrelated reconfigure does not rebuild the library.
 if(EXISTS ${OUTPUT})

@@ -7,7 +7,7 @@
 
 #include "btstore/catalog.h"
 
-namespace btstore::catalog_internal {
+namespace btstore::internal {
 
 /// Open (creating when missing) the SQLite catalog at `path`. Throws CatalogUnavailable.
 std::unique_ptr<Catalog> OpenSqliteCatalog(const std::filesystem::path& path,
@@ -18,4 +18,4 @@ std::unique_ptr<Catalog> OpenSqliteCatalog(const std::filesystem::path& path,
 std::unique_ptr<Catalog> OpenPostgresCatalog(const std::string& conninfo,
                                              const CatalogOptions& options);
 
-}  // namespace btstore::catalog_internal
+}  // namespace btstore::internal

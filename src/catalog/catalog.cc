@@ -25,12 +25,12 @@ std::unique_ptr<Catalog> Catalog::Open(std::string_view url, const CatalogOption
       throw InvalidArgument("the sqlite catalog URL needs a path: sqlite:PATH",
                             {{"field", "catalog"}, {"value", std::string(url)}});
     }
-    return catalog_internal::OpenSqliteCatalog(std::filesystem::path(path), options);
+    return internal::OpenSqliteCatalog(std::filesystem::path(path), options);
   }
   // libpq accepts URLs with either scheme, and key=value strings ("host=... dbname=...").
   if (url.starts_with("postgresql://") || url.starts_with("postgres://") ||
       url.find('=') != std::string_view::npos) {
-    return catalog_internal::OpenPostgresCatalog(std::string(url), options);
+    return internal::OpenPostgresCatalog(std::string(url), options);
   }
   throw InvalidArgument("unknown catalog URL '" + std::string(url) +
                             "': use postgresql://..., a libpq connection string, or sqlite:PATH",

@@ -4,7 +4,7 @@
 #include <string_view>
 #include <vector>
 
-namespace btstore::catalog_internal {
+namespace btstore::internal {
 
 /// One migration file, NNNN_name.sql.
 struct Migration {
@@ -18,4 +18,4 @@ const std::vector<Migration>& Migrations_postgres();
 /// The migrations of sqlite/migrations, in version order.
 const std::vector<Migration>& Migrations_sqlite();
 
-}  // namespace btstore::catalog_internal
+}  // namespace btstore::internal

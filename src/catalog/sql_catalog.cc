@@ -8,7 +8,7 @@
 #include "btstore/errors.h"
 #include "catalog/sql_catalog_internal.h"
 
-namespace btstore::catalog_internal {
+namespace btstore::internal {
 namespace {
 
 // The columns of backtest_jobs in the order DecodeJob reads them.
@@ -621,4 +621,4 @@ std::vector<std::string> SqlCatalog::DeleteExpiring(const std::vector<std::strin
   return deleted;
 }
 
-}  // namespace btstore::catalog_internal
+}  // namespace btstore::internal

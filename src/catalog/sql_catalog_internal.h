@@ -15,7 +15,7 @@
 
 #include "btstore/catalog.h"
 
-namespace btstore::catalog_internal {
+namespace btstore::internal {
 
 /// A bound parameter: NULL, an integer, a double or text.
 using SqlValue = std::variant<std::monostate, int64_t, double, std::string>;
@@ -120,4 +120,4 @@ class SqlCatalog : public Catalog {
 /// Return a random (version 4) UUID in lowercase text.
 std::string NewUuid();
 
-}  // namespace btstore::catalog_internal
+}  // namespace btstore::internal

@@ -8,6 +8,7 @@
 #include "btstore/bundle.h"
 #include "btstore/engine.h"
 #include "btstore/errors.h"
+#include "btstore/wire.h"
 #include "cli/cli.h"
 
 namespace btstore::cli {
@@ -17,11 +18,6 @@ namespace fs = std::filesystem;
 
 // The sample's first day: a Wednesday, so the span starts on a business day.
 constexpr int kSampleYear = 2020;
-
-bool IsBusinessDay(Date date) {
-  int weekday = ((date.days % 7) + 7 + 4) % 7;  // 1970-01-01 was a Thursday; 0 = Sunday
-  return weekday != 0 && weekday != 6;
-}
 
 // The last of `days` business days starting at `start` (a business day).
 Date AfterBusinessDays(Date start, int days) {
@@ -33,14 +29,6 @@ Date AfterBusinessDays(Date start, int days) {
   return day;
 }
 
-nlohmann::json ManifestJson(const std::map<std::string, ArtifactInfo>& manifest) {
-  nlohmann::json files = nlohmann::json::object();
-  for (const auto& [file, info] : manifest) {
-    files[file] = {{"rows", info.rows}, {"bytes", info.bytes}, {"checksum", info.checksum}};
-  }
-  return files;
-}
-
 void PrintManifest(const std::map<std::string, ArtifactInfo>& manifest) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& [file, info] : manifest) {
@@ -49,40 +37,14 @@ void PrintManifest(const std::map<std::string, ArtifactInfo>& manifest) {
   PrintTable(std::cout, {"file", "rows", "bytes", "checksum"}, rows);
 }
 
-nlohmann::json MetricsJson(const Metrics& metrics) {
-  nlohmann::json out = nlohmann::json::object();
-  for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
-    out[std::string(Metrics::kNames[i])] = MetricJson(metrics.At(i));
-  }
-  return out;
-}
-
-// The summary as btstore understood it: identity, reproducibility keys, metrics (null when not
-// available) and the keys it keeps without knowing them.
-nlohmann::json SummaryJson(const BacktestResult& r) {
-  nlohmann::json out = {
-      {"job_id", r.job_id},
-      {"alpha_name", r.alpha_name},
-      {"start_date",
-       r.start_date ? nlohmann::json(r.start_date->ToString()) : nlohmann::json(nullptr)},
-      {"end_date", r.end_date ? nlohmann::json(r.end_date->ToString()) : nlohmann::json(nullptr)},
-      {"weight_method", r.weight_method},
-      {"config_hash", r.config_hash},
-      {"snapshot_id", r.snapshot_id},
-      {"dataset_version_ids", r.dataset_version_ids},
-      {"metrics", MetricsJson(r.metrics)},
-      {"extra", nlohmann::json::parse(r.extra_summary_json)}};
-  return out;
-}
-
 // --- bundle sample ---------------------------------------------------------------------------
 
 struct SampleFlags {
   std::string dir;
   int days = 60;
   int symbols = 100;
-  uint64_t seed = 7;
-  std::string compression = "snappy";
+  uint64_t seed = SyntheticConfig{}.seed;
+  std::string compression = std::string(ToString(WriteOptions{}.compression));
 };
 
 void AddSample(CLI::App& bundle, Action& action) {
@@ -128,7 +90,7 @@ void AddSample(CLI::App& bundle, Action& action) {
                    {"job_id", result.job_id},
                    {"start_date", spec.start_date.ToString()},
                    {"end_date", spec.end_date.ToString()},
-                   {"artifacts", ManifestJson(manifest)}});
+                   {"artifacts", wire::ManifestJson(manifest)}});
       } else {
         std::cout << "wrote bundle " << dir.string() << " (" << spec.start_date.ToString() << " .. "
                   << spec.end_date.ToString() << ", " << flags->symbols << " symbols)\n";
@@ -167,7 +129,7 @@ void AddInspect(CLI::App& bundle, Action& action) {
         nlohmann::json doc = {{"path", fs::absolute(*dir).string()},
                               {"valid", true},
                               {"manifest", manifest},
-                              {"summary", SummaryJson(s)},
+                              {"summary", wire::SummaryJson(s)},
                               {"tables", tables}};
         PrintJson(doc);
         return 0;
@@ -209,7 +171,7 @@ void AddInspect(CLI::App& bundle, Action& action) {
 struct RewriteFlags {
   std::string source;
   std::string target;
-  std::string compression = "snappy";
+  std::string compression = std::string(ToString(WriteOptions{}.compression));
 };
 
 void AddRewrite(CLI::App& bundle, Action& action) {
@@ -234,7 +196,7 @@ void AddRewrite(CLI::App& bundle, Action& action) {
       if (ctx.json) {
         PrintJson({{"source", fs::absolute(flags->source).string()},
                    {"path", fs::absolute(flags->target).string()},
-                   {"artifacts", ManifestJson(manifest)}});
+                   {"artifacts", wire::ManifestJson(manifest)}});
       } else {
         std::cout << "rewrote " << flags->source << " as " << flags->target << "\n";
         PrintManifest(manifest);

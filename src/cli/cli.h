@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "btstore/catalog.h"
 #include "btstore/model.h"
+#include "btstore/service.h"
 
 namespace btstore::cli {
 
@@ -26,8 +26,9 @@ struct Context {
 
   /// Progress bars and colours only for people at a terminal.
   bool interactive() const { return stdout_is_terminal && !json; }
-  /// Open the catalog and bring its schema up to date (a no-op when it is).
-  std::unique_ptr<Catalog> OpenCatalog() const;
+  /// Open the service over the catalog and the artifact root, bringing the catalog's schema up
+  /// to date (a no-op when it is). Throws what Service::Open throws.
+  std::unique_ptr<Service> OpenService() const;
 };
 
 /// A command's work, run after parsing; returns the exit status (0 on success). Errors are
@@ -44,22 +45,6 @@ void RegisterDemoCommand(CLI::App& app, Action& action);          // demo
 
 /// Print one JSON document on stdout (the only thing on stdout in --json mode).
 void PrintJson(const nlohmann::json& doc);
-
-/// A metric as JSON: a number, or null when not finite.
-nlohmann::json MetricJson(double value);
-
-/// Return the job's catalog fields under their column names (contract section 2, then
-/// btstore's columns); dates ISO, times RFC 3339 UTC, metrics null when not finite, JSON columns
-/// parsed.
-nlohmann::json JobJson(const JobRecord& job);
-
-/// Parse JSON text as written by btstore or by Python's json module (which writes the bare
-/// tokens NaN, Infinity and -Infinity; they become null). Throws InvalidArgument naming `what`.
-nlohmann::json ParseLenientJson(const std::string& text, const std::string& what);
-
-/// Read `<bundle_dir>/summary.json` (cheaply: no table is loaded). Throws
-/// MissingReproducibilityMetadata when it is missing, unreadable or not JSON.
-nlohmann::json ReadSummaryJson(const std::filesystem::path& bundle_dir);
 
 /// Format a time for people: "2026-11-25 14:07:09 UTC".
 std::string HumanTime(Timestamp ts);

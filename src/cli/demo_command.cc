@@ -12,7 +12,7 @@
 #include <thread>
 
 #include "btstore/errors.h"
-#include "btstore/lifecycle.h"
+#include "btstore/service.h"
 #include "cli/cli.h"
 
 namespace btstore::cli {
@@ -87,11 +87,11 @@ std::string Quote(const std::string& text) { return "'" + text + "'"; }
 // destruction, so an error anywhere in the tour still ends the thread.
 class BackgroundWorker {
  public:
-  BackgroundWorker(const Context& ctx, WorkerOptions options)
-      : worker_(ctx.catalog_url, ctx.artifact_root, std::move(options)) {
+  BackgroundWorker(Service& service, WorkerOptions options)
+      : worker_(service.NewWorker(std::move(options))) {
     thread_ = std::thread([this] {
       try {
-        worker_.Run();
+        worker_->Run();
       } catch (const std::exception&) {
         error_ = std::current_exception();
       }
@@ -107,12 +107,12 @@ class BackgroundWorker {
     if (done_ && error_) std::rethrow_exception(error_);
   }
   void Stop() {
-    worker_.Stop();
+    worker_->Stop();
     if (thread_.joinable()) thread_.join();
   }
 
  private:
-  Worker worker_;
+  std::unique_ptr<Worker> worker_;
   std::thread thread_;
   std::atomic<bool> done_{false};
   std::exception_ptr error_;
@@ -125,8 +125,8 @@ class Demo {
         fast_(fast),
         out_(ctx.json ? std::cerr : std::cout),
         run_id_(RunId()),
-        catalog_(ctx.OpenCatalog()),
-        service_(*catalog_, ctx.artifact_root, clock_) {}
+        app_(ctx.OpenService()),
+        service_(app_->jobs()) {}
 
   int Run();
 
@@ -148,9 +148,8 @@ class Demo {
   bool fast_;
   std::ostream& out_;
   std::string run_id_;
-  SystemClock clock_;
-  std::unique_ptr<Catalog> catalog_;
-  JobService service_;
+  std::unique_ptr<Service> app_;
+  JobService& service_;
   BackgroundWorker* worker_ = nullptr;
   int step_ = 0;
   Timestamp started_at_;
@@ -249,10 +248,10 @@ int Demo::Run() {
 
   Step("Create or upgrade the catalog schema (every command also does this)");
   Command("migrate");
-  Say("catalog backend: " + std::string(catalog_->Backend()) + ", schema up to date");
+  Say("catalog backend: " + std::string(app_->catalog().Backend()) + ", schema up to date");
 
   // Listings below show only this run's jobs: they start at this instant.
-  started_at_ = clock_.Now() - seconds(1);
+  started_at_ = app_->clock().Now() - seconds(1);
   const std::string since = FormatTimestamp(started_at_);
 
   Step("Submit a dozen synthetic backtests");
@@ -310,7 +309,7 @@ int Demo::Run() {
   options.poll_interval = milliseconds(100);
   options.retry_base_delay = milliseconds(200);
   options.worker_id = "demo-" + run_id_;
-  BackgroundWorker worker(ctx_, options);
+  BackgroundWorker worker(*app_, options);
   worker_ = &worker;
 
   const std::string slow_id = job_ids[0];
@@ -363,15 +362,17 @@ int Demo::Run() {
   Say("status: " + std::string(ToString(slow.status)) + "  attempt: " +
       std::to_string(slow.attempt) + "  retry_count: " + std::to_string(slow.retry_count));
   if (slow.status == JobStatus::kCompleted) {
-    nlohmann::json summary = ReadSummaryJson(service_.ResolveResultPath(slow));
-    if (summary.contains("engine") && summary["engine"].is_object()) {
-      const nlohmann::json& engine = summary["engine"];
-      Say("summary.engine: resumed at day " +
-          engine.value("resumed_at_day", nlohmann::json()).dump() + " of " +
-          engine.value("business_days", nlohmann::json()).dump() + ", computed " +
-          engine.value("computed_days", nlohmann::json()).dump() +
+    const std::optional<EngineReport> engine = ReadEngineReport(service_.ReadSummaryText(slow));
+    if (engine) {
+      auto text = [](const std::optional<int64_t>& value) {
+        return value ? std::to_string(*value) : std::string("null");
+      };
+      Say("summary.engine: resumed at day " + text(engine->resumed_at_day) + " of " +
+          text(engine->business_days) + ", computed " + text(engine->computed_days) +
           " day(s) in this attempt instead of starting over");
-      report["resumed"] = {{"job_id", slow_id}, {"status", "completed"}, {"engine", engine}};
+      report["resumed"] = {{"job_id", slow_id},
+                           {"status", "completed"},
+                           {"engine", nlohmann::json::parse(EngineReportJson(*engine))["engine"]}};
     }
   } else {
     report["resumed"] = {{"job_id", slow_id}, {"status", ToString(slow.status)}};
@@ -409,11 +410,13 @@ int Demo::Run() {
       LoadResult(result_id, june, "result " + result_id + " --from 2020-06-01 --to 2020-06-30");
   report["result"] = {{"whole", whole}, {"slice", slice}};
   Say("polars reads the same files: pl.read_parquet(\"" +
-      (ctx_.artifact_root / result_id / "daily_signals.parquet").string() + "\")");
+      (fs::path(service_.ResolveResultPath(service_.GetJob(result_id))) / "daily_signals.parquet")
+          .string() +
+      "\")");
 
   Step("Verify bundles against their manifests");
   Command("verify");
-  VerifyReport verified = VerifyBundles(*catalog_, ctx_.artifact_root, {}, seconds(3600));
+  VerifyReport verified = app_->Verify({});
   Say("checked " + std::to_string(verified.checked) + " bundle(s), " +
       std::to_string(verified.problems.size()) + " problem(s)");
   for (const VerifyProblem& problem : verified.problems) {
@@ -429,7 +432,7 @@ int Demo::Run() {
   RetentionOptions retention;
   retention.retention_days = 0;
   retention.dry_run = true;
-  RetentionReport would = CleanupOldResults(*catalog_, ctx_.artifact_root, clock_, retention);
+  RetentionReport would = app_->Cleanup(retention);
   int64_t ours = std::count_if(would.job_ids.begin(), would.job_ids.end(), [&](const auto& id) {
     return id.rfind("demo-" + run_id_ + "-", 0) == 0;
   });

@@ -9,7 +9,8 @@
 
 #include "btstore/bundle.h"
 #include "btstore/errors.h"
-#include "btstore/lifecycle.h"
+#include "btstore/service.h"
+#include "btstore/wire.h"
 #include "cli/cli.h"
 
 namespace btstore::cli {
@@ -22,69 +23,16 @@ std::string DefaultUser() {
   return user != nullptr && *user != '\0' ? user : "unknown";
 }
 
-std::vector<std::string> SplitComma(const std::string& text) {
-  std::vector<std::string> parts;
-  std::stringstream in(text);
-  std::string part;
-  while (std::getline(in, part, ',')) {
-    if (!part.empty()) parts.push_back(part);
-  }
-  return parts;
-}
-
 std::string RequireJobId(const std::string& job_id) {
   ValidateJobId(job_id);
   return job_id;
-}
-
-// Catalog columns in the contract's order, then btstore's; JSON objects sort their keys, which
-// reads badly for people.
-const std::vector<std::string>& ColumnOrder() {
-  static const std::vector<std::string> kOrder = {"job_id",
-                                                  "id",
-                                                  "status",
-                                                  "alpha_name",
-                                                  "start_date",
-                                                  "end_date",
-                                                  "weight_method",
-                                                  "config_json",
-                                                  "created_by",
-                                                  "created_at",
-                                                  "started_at",
-                                                  "completed_at",
-                                                  "worker_id",
-                                                  "progress_pct",
-                                                  "job_timeout",
-                                                  "result_path",
-                                                  "mean_ic",
-                                                  "icir",
-                                                  "hit_rate",
-                                                  "coverage",
-                                                  "long_short_spread",
-                                                  "average_turnover",
-                                                  "decay_half_life",
-                                                  "snapshot_id",
-                                                  "dataset_version_ids",
-                                                  "error_message",
-                                                  "retry_count",
-                                                  "priority",
-                                                  "max_retries",
-                                                  "attempt",
-                                                  "cancel_requested",
-                                                  "heartbeat_at",
-                                                  "lease_expires_at",
-                                                  "run_after",
-                                                  "checkpoint_path",
-                                                  "pinned",
-                                                  "expiring_at"};
-  return kOrder;
 }
 
 void PrintJobLines(std::ostream& out, const nlohmann::json& doc, const std::string& indent) {
   size_t width = 0;
   for (const auto& [key, value] : doc.items()) width = std::max(width, key.size());
   std::vector<std::string> keys;
-  for (const std::string& key : ColumnOrder()) {
+  for (const std::string& key : wire::JobFieldOrder()) {
     if (doc.contains(key)) keys.push_back(key);
   }
   for (const auto& [key, value] : doc.items()) {
@@ -139,11 +87,14 @@ void AddMigrate(CLI::App& app, Action& action) {
 
 // --- submit ----------------------------------------------------------------------------------
 
+// Defaults are the library's (JobSpec's).
 struct SubmitFlags {
-  std::string alpha, start, end, weight_method = "equal", config = "{}", user, priority = "normal";
-  std::string job_id;
-  int max_retries = kDefaultMaxRetries;
-  int job_timeout = kDefaultJobTimeoutSeconds;
+  std::string alpha, start, end, user, job_id;
+  std::string weight_method = JobSpec{}.weight_method;
+  std::string config = JobSpec{}.config_json;
+  std::string priority = std::string(ToString(JobSpec{}.priority));
+  int max_retries = JobSpec{}.max_retries;
+  int job_timeout = JobSpec{}.job_timeout_seconds;
 };
 
 void AddSubmit(CLI::App& app, Action& action) {
@@ -183,25 +134,16 @@ void AddSubmit(CLI::App& app, Action& action) {
       spec.start_date = Date::Parse(flags->start, "--start");
       spec.end_date = Date::Parse(flags->end, "--end");
       spec.weight_method = flags->weight_method;
-      nlohmann::json config = nlohmann::json::parse(flags->config, nullptr, false);
-      if (config.is_discarded() || !config.is_object()) {
-        throw InvalidArgument("--config must be a JSON object",
-                              {{"flag", "--config"}, {"value", flags->config}});
-      }
-      spec.config_json = config.dump();
+      spec.config_json = wire::ParseConfigText(flags->config, "--config");
       spec.created_by = flags->user.empty() ? DefaultUser() : flags->user;
       spec.priority = ParsePriority(flags->priority);
       spec.max_retries = flags->max_retries;
       spec.job_timeout_seconds = flags->job_timeout;
 
-      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
-      SystemClock clock;
-      JobService service(*catalog, ctx.artifact_root, clock);
-      SubmitResult result = service.Submit(std::move(spec));
+      std::unique_ptr<Service> service = ctx.OpenService();
+      SubmitResult result = service->jobs().Submit(std::move(spec));
       if (ctx.json) {
-        PrintJson({{"job_id", result.job.job_id},
-                   {"created", result.created},
-                   {"status", ToString(result.job.status)}});
+        PrintJson(wire::SubmitJson(result));
       } else {
         std::cout << result.job.job_id << "\n";
         std::cerr << (result.created ? "submitted" : "already submitted") << " (status "
@@ -214,35 +156,31 @@ void AddSubmit(CLI::App& app, Action& action) {
 
 // --- list ------------------------------------------------------------------------------------
 
+// Every list flag as text, parsed by the wire layer as an HTTP query would be.
 struct ListFlags {
-  std::string user, alpha, status, created_from, created_to, from, to, after;
-  int limit = kDefaultListLimit;
-  int64_t offset = 0;
-  std::optional<double> min_mean_ic, min_icir, min_hit_rate;
+  std::map<std::string, std::string> fields = {{"limit", std::to_string(PageRequest{}.limit)}};
 };
 
 void AddList(CLI::App& app, Action& action) {
   auto flags = std::make_shared<ListFlags>();
   CLI::App* cmd = app.add_subcommand("list", "List jobs, newest first, filtered and paginated");
-  cmd->add_option("--user", flags->user, "only jobs created by this user");
-  cmd->add_option("--alpha", flags->alpha, "only jobs of this alpha");
-  cmd->add_option("--status", flags->status,
-                  "only jobs in these statuses, comma separated "
-                  "(pending,running,completed,failed,cancelled)");
-  cmd->add_option("--created-from", flags->created_from,
-                  "created at or after: a date or an RFC 3339 timestamp (UTC without offset)");
-  cmd->add_option("--created-to", flags->created_to,
-                  "created at or before: a date or an RFC 3339 timestamp");
-  cmd->add_option("--from", flags->from, "backtest range overlaps [from, to] (YYYY-MM-DD)");
-  cmd->add_option("--to", flags->to, "backtest range overlaps [from, to] (YYYY-MM-DD)");
-  cmd->add_option("--min-mean-ic", flags->min_mean_ic, "only jobs with mean_ic >= this");
-  cmd->add_option("--min-icir", flags->min_icir, "only jobs with icir >= this");
-  cmd->add_option("--min-hit-rate", flags->min_hit_rate, "only jobs with hit_rate >= this");
-  cmd->add_option("--limit", flags->limit, "rows per page, 1..1000")->capture_default_str();
-  cmd->add_option("--after", flags->after, "cursor printed by the previous page");
-  cmd->add_option("--offset", flags->offset,
-                  "skip this many rows (slow on deep pages; "
-                  "prefer --after)");
+  auto add = [&](const char* field, const std::string& help) {
+    return cmd->add_option(wire::FlagName(field), flags->fields[field], help);
+  };
+  add("user", "only jobs created by this user");
+  add("alpha", "only jobs of this alpha");
+  add("status",
+      "only jobs in these statuses, comma separated (pending,running,completed,failed,cancelled)");
+  add("created_from", "created at or after: a date or an RFC 3339 timestamp (UTC without offset)");
+  add("created_to", "created at or before: a date or an RFC 3339 timestamp");
+  add("from", "backtest range overlaps [from, to] (YYYY-MM-DD)");
+  add("to", "backtest range overlaps [from, to] (YYYY-MM-DD)");
+  add("min_mean_ic", "only jobs with mean_ic >= this");
+  add("min_icir", "only jobs with icir >= this");
+  add("min_hit_rate", "only jobs with hit_rate >= this");
+  add("limit", "rows per page, 1.." + std::to_string(kMaxListLimit))->capture_default_str();
+  add("after", "cursor printed by the previous page");
+  add("offset", "skip this many rows (slow on deep pages; prefer --after)");
   SetExamples(cmd,
               "  btstore list\n"
               "  btstore list --user alice --status completed,failed --limit 20\n"
@@ -252,39 +190,12 @@ void AddList(CLI::App& app, Action& action) {
               "--json prints {\"jobs\": [...], \"next\": CURSOR-or-null}.\n");
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
-      JobFilter filter;
-      if (!flags->user.empty()) filter.created_by = flags->user;
-      if (!flags->alpha.empty()) filter.alpha_name = flags->alpha;
-      for (const std::string& name : SplitComma(flags->status)) {
-        filter.statuses.push_back(ParseJobStatus(name));
-      }
-      if (!flags->created_from.empty()) {
-        filter.created_from = ParseTimestamp(flags->created_from, "--created-from");
-      }
-      if (!flags->created_to.empty()) {
-        filter.created_to = ParseTimestamp(flags->created_to, "--created-to");
-      }
-      if (!flags->from.empty()) filter.range_from = Date::Parse(flags->from, "--from");
-      if (!flags->to.empty()) filter.range_to = Date::Parse(flags->to, "--to");
-      filter.min_mean_ic = flags->min_mean_ic;
-      filter.min_icir = flags->min_icir;
-      filter.min_hit_rate = flags->min_hit_rate;
-      PageRequest page;
-      page.limit = flags->limit;
-      if (!flags->after.empty()) page.after = flags->after;
-      page.offset = flags->offset;
       // Bad filters are reported before the catalog is opened.
-      ValidateListRequest(filter, page);
-
-      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
-      SystemClock clock;
-      JobService service(*catalog, ctx.artifact_root, clock);
-      JobPage result = service.ListJobs(filter, page);
+      const wire::ListRequest request = wire::ParseListRequest(flags->fields, wire::FlagName);
+      std::unique_ptr<Service> service = ctx.OpenService();
+      JobPage result = service->jobs().ListJobs(request.filter, request.page);
       if (ctx.json) {
-        nlohmann::json jobs = nlohmann::json::array();
-        for (const JobRecord& job : result.jobs) jobs.push_back(JobJson(job));
-        PrintJson({{"jobs", jobs},
-                   {"next", result.next ? nlohmann::json(*result.next) : nlohmann::json(nullptr)}});
+        PrintJson(wire::PageJson(result));
         return 0;
       }
       std::vector<std::vector<std::string>> rows;
@@ -322,21 +233,8 @@ void AddShow(CLI::App& app, Action& action) {
   cmd->callback([&action, job_id] {
     action = [job_id](Context& ctx) {
       RequireJobId(*job_id);
-      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
-      SystemClock clock;
-      JobService service(*catalog, ctx.artifact_root, clock);
-      JobRecord job = service.GetJob(*job_id);
-      nlohmann::json doc = JobJson(job);
-      if (job.status == JobStatus::kCompleted) {
-        // `show` reports a broken bundle instead of failing: the catalog fields are still useful,
-        // and `result` / `verify` give the error with its exit status.
-        try {
-          doc["summary"] = ReadSummaryJson(service.ResolveResultPath(job));
-        } catch (const Error& e) {
-          doc["summary"] = nullptr;
-          doc["summary_error"] = {{"code", ErrorCodeName(e.code())}, {"message", e.what()}};
-        }
-      }
+      std::unique_ptr<Service> service = ctx.OpenService();
+      const nlohmann::json doc = wire::ShowJson(service->jobs(), service->jobs().GetJob(*job_id));
       if (ctx.json) {
         PrintJson(doc);
         return 0;
@@ -372,16 +270,6 @@ struct ResultFlags {
   std::string job_id, from, to, columns, tables, export_dir;
 };
 
-int64_t Rows(const std::shared_ptr<arrow::Table>& table) { return table ? table->num_rows() : 0; }
-
-nlohmann::json TableJson(const std::shared_ptr<arrow::Table>& table) {
-  nlohmann::json columns = nlohmann::json::array();
-  if (table) {
-    for (const auto& field : table->schema()->fields()) columns.push_back(field->name());
-  }
-  return {{"rows", Rows(table)}, {"columns", columns}};
-}
-
 void AddResult(CLI::App& app, Action& action) {
   auto flags = std::make_shared<ResultFlags>();
   CLI::App* cmd = app.add_subcommand("result", "Load a completed job's result (whole or a slice)");
@@ -402,41 +290,12 @@ void AddResult(CLI::App& app, Action& action) {
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
       RequireJobId(flags->job_id);
-      ReadOptions options;
-      if (!flags->from.empty()) options.from = Date::Parse(flags->from, "--from");
-      if (!flags->to.empty()) options.to = Date::Parse(flags->to, "--to");
-      if (options.from && options.to && *options.from > *options.to) {
-        throw InvalidArgument("--from is after --to", {{"from", flags->from}, {"to", flags->to}});
-      }
-      options.columns = SplitComma(flags->columns);
-      options.tables = SplitComma(flags->tables);
-      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
-      SystemClock clock;
-      JobService service(*catalog, ctx.artifact_root, clock);
+      const ReadOptions options = wire::ParseReadRequest(flags->from, flags->to, flags->columns,
+                                                         flags->tables, wire::FlagName);
+      std::unique_ptr<Service> service = ctx.OpenService();
       ReadStats stats;
-      BacktestResult result = service.GetResult(flags->job_id, options, &stats);
-
-      nlohmann::json tables = nlohmann::json::object();
-      if (result.daily_signals)
-        tables[std::string(kSignalsTable)] = TableJson(result.daily_signals);
-      if (result.daily_weights)
-        tables[std::string(kWeightsTable)] = TableJson(result.daily_weights);
-      if (result.daily_ic) tables[std::string(kIcTable)] = TableJson(result.daily_ic);
-      for (const auto& [name, table] : result.extra_tables) tables[name] = TableJson(table);
-      nlohmann::json versions = nlohmann::json::object();
-      for (const auto& [name, version] : result.dataset_version_ids) versions[name] = version;
-      nlohmann::json doc = {{"job_id", flags->job_id}};
-      for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
-        doc[std::string(Metrics::kNames[i])] = MetricJson(result.metrics.At(i));
-      }
-      doc["snapshot_id"] = result.snapshot_id;
-      doc["dataset_version_ids"] = versions;
-      doc["tables"] = tables;
-      doc["from"] = options.from ? nlohmann::json(options.from->ToString()) : nullptr;
-      doc["to"] = options.to ? nlohmann::json(options.to->ToString()) : nullptr;
-      doc["bytes_read"] = stats.bytes_read;
-      doc["row_groups_read"] = stats.row_groups_read;
-      doc["row_groups_skipped"] = stats.row_groups_skipped;
+      BacktestResult result = service->jobs().GetResult(flags->job_id, options, &stats);
+      nlohmann::json doc = wire::ResultJson(flags->job_id, result, options, stats);
       if (!flags->export_dir.empty()) {
         WriteBundle(result, flags->export_dir);
         doc["exported_to"] = fs::absolute(flags->export_dir).string();
@@ -451,7 +310,7 @@ void AddResult(CLI::App& app, Action& action) {
                   << HumanMetric(result.metrics.At(i)) << "\n";
       }
       std::vector<std::vector<std::string>> rows;
-      for (const auto& [name, info] : tables.items()) {
+      for (const auto& [name, info] : doc["tables"].items()) {
         std::string columns;
         for (const auto& column : info["columns"]) {
           columns += (columns.empty() ? "" : ", ") + column.get<std::string>();
@@ -483,12 +342,9 @@ void AddCancelResume(CLI::App& app, Action& action) {
   cancel->callback([&action, cancel_id] {
     action = [cancel_id](Context& ctx) {
       RequireJobId(*cancel_id);
-      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
-      SystemClock clock;
-      JobService service(*catalog, ctx.artifact_root, clock);
-      JobRecord job = service.Cancel(*cancel_id);
+      JobRecord job = ctx.OpenService()->jobs().Cancel(*cancel_id);
       if (ctx.json) {
-        PrintJson(JobJson(job));
+        PrintJson(wire::JobJson(job));
       } else {
         PrintJobBrief(job);
       }
@@ -506,12 +362,9 @@ void AddCancelResume(CLI::App& app, Action& action) {
   resume->callback([&action, resume_id] {
     action = [resume_id](Context& ctx) {
       RequireJobId(*resume_id);
-      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
-      SystemClock clock;
-      JobService service(*catalog, ctx.artifact_root, clock);
-      JobRecord job = service.Resume(*resume_id);
+      JobRecord job = ctx.OpenService()->jobs().Resume(*resume_id);
       if (ctx.json) {
-        PrintJson(JobJson(job));
+        PrintJson(wire::JobJson(job));
       } else {
         PrintJobBrief(job);
       }
@@ -530,10 +383,7 @@ void AddCancelResume(CLI::App& app, Action& action) {
   pin->callback([&action, pin_id, off] {
     action = [pin_id, off](Context& ctx) {
       RequireJobId(*pin_id);
-      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
-      SystemClock clock;
-      JobService service(*catalog, ctx.artifact_root, clock);
-      service.Pin(*pin_id, !*off);
+      ctx.OpenService()->jobs().Pin(*pin_id, !*off);
       if (ctx.json) {
         PrintJson({{"job_id", *pin_id}, {"pinned", !*off}});
       } else {

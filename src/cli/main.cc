@@ -4,34 +4,27 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <iostream>
 
 #include "btstore/errors.h"
+#include "btstore/service.h"
+#include "btstore/wire.h"
 #include "cli/cli.h"
 
 namespace btstore::cli {
 namespace {
 
-constexpr const char* kDefaultCatalog = "sqlite:btstore-data/catalog.db";
-constexpr const char* kDefaultArtifactRoot = "btstore-data/results";
-
-std::string FromEnv(const char* name, const char* fallback) {
-  const char* value = std::getenv(name);
-  return value && *value ? value : fallback;
-}
-
-void ReportError(const Context& ctx, ErrorCode code, const std::string& message,
-                 const ErrorDetails& details) {
+// Print the failure and return its exit status.
+int ReportError(const Context& ctx, const wire::Failure& failure) {
   if (ctx.json) {
-    nlohmann::json detail_json = nlohmann::json::object();
-    for (const auto& [key, value] : details) detail_json[key] = value;
-    PrintJson({{"error",
-                {{"code", ErrorCodeName(code)}, {"message", message}, {"details", detail_json}}}});
+    PrintJson(wire::ErrorJson(failure));
   } else {
-    std::cerr << "error: " << ErrorCodeName(code) << ": " << message << "\n";
-    for (const auto& [key, value] : details) std::cerr << "  " << key << ": " << value << "\n";
+    std::cerr << "error: " << ErrorCodeName(failure.code) << ": " << failure.message << "\n";
+    for (const auto& [key, value] : failure.details) {
+      std::cerr << "  " << key << ": " << value << "\n";
+    }
   }
+  return failure.exit_status;
 }
 
 int Main(int argc, char** argv) {
@@ -45,7 +38,8 @@ int Main(int argc, char** argv) {
   std::string catalog, artifact_root;
   app.add_option("--catalog", catalog,
                  "catalog URL: postgresql://... (any libpq string) or sqlite:PATH\n"
-                 "[env BTSTORE_CATALOG, default " + std::string(kDefaultCatalog) + "]");
+                 "[env BTSTORE_CATALOG, default " +
+                     std::string(kDefaultCatalogUrl) + "]");
   app.add_option("--artifact-root", artifact_root,
                  "directory of result bundles [env BTSTORE_ARTIFACT_ROOT, default " +
                      std::string(kDefaultArtifactRoot) + "]");
@@ -62,24 +56,19 @@ int Main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    ReportError(ctx, ErrorCode::kInvalidArgument, e.what(), {});
+    const int status = ReportError(ctx, wire::MakeFailure(ErrorCode::kInvalidArgument, e.what()));
     if (!ctx.json) std::cerr << "Run with --help for usage.\n";
-    return ExitStatus(ErrorCode::kInvalidArgument);
+    return status;
   }
 
-  ctx.catalog_url = catalog.empty() ? FromEnv("BTSTORE_CATALOG", kDefaultCatalog) : catalog;
-  ctx.artifact_root =
-      artifact_root.empty() ? FromEnv("BTSTORE_ARTIFACT_ROOT", kDefaultArtifactRoot) : artifact_root;
+  ctx.catalog_url = ResolveCatalogUrl(catalog);
+  ctx.artifact_root = ResolveArtifactRoot(artifact_root);
   ctx.stdout_is_terminal = isatty(STDOUT_FILENO) == 1;
 
   try {
     return action ? action(ctx) : 0;
-  } catch (const Error& e) {
-    ReportError(ctx, e.code(), e.what(), e.details());
-    return ExitStatus(e.code());
   } catch (const std::exception& e) {
-    ReportError(ctx, ErrorCode::kInternal, e.what(), {});
-    return ExitStatus(ErrorCode::kInternal);
+    return ReportError(ctx, wire::Classify(e));
   }
 }
 

@@ -3,7 +3,8 @@
 #include <iostream>
 
 #include "btstore/errors.h"
-#include "btstore/lifecycle.h"
+#include "btstore/service.h"
+#include "btstore/wire.h"
 #include "cli/cli.h"
 
 namespace btstore::cli {
@@ -11,25 +12,13 @@ namespace {
 
 // `verify` exits with the status of an invalid result when it finds a problem, so scripts can
 // tell "all good" from "something to look at" without parsing the report.
-constexpr int kVerifyProblemsExitStatus = 6;
-constexpr int kDefaultOrphanGraceSeconds = 3600;
+const int kVerifyProblemsExitStatus = ExitStatus(ErrorCode::kInvalidResult);
 
-std::string_view ProblemKindName(VerifyProblem::Kind kind) {
-  switch (kind) {
-    case VerifyProblem::Kind::kInvalidBundle:
-      return "invalid_bundle";
-    case VerifyProblem::Kind::kMissingBundle:
-      return "missing_bundle";
-    case VerifyProblem::Kind::kOrphanBundle:
-      return "orphan_bundle";
-  }
-  return "unknown";
-}
-
+// Defaults are the library's (RetentionOptions').
 struct CleanupFlags {
-  int retention_days = 90;
-  bool dry_run = false;
-  int batch_size = 1000;
+  int retention_days = RetentionOptions{}.retention_days;
+  bool dry_run = RetentionOptions{}.dry_run;
+  int batch_size = RetentionOptions{}.batch_size;
 };
 
 void AddCleanup(CLI::App& app, Action& action) {
@@ -49,21 +38,17 @@ void AddCleanup(CLI::App& app, Action& action) {
               "--json prints {\"removed\": N, \"job_ids\": [...], \"dry_run\": true|false}.\n");
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
-      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
-      SystemClock clock;
+      std::unique_ptr<Service> service = ctx.OpenService();
       RetentionOptions options;
       options.retention_days = flags->retention_days;
       options.dry_run = flags->dry_run;
       options.batch_size = flags->batch_size;
       ProgressBar bar(ctx.interactive() && !flags->dry_run, "removing", 0);
       options.on_progress = [&bar](int64_t done) { bar.Update(done); };
-      RetentionReport report = CleanupOldResults(*catalog, ctx.artifact_root, clock, options);
+      RetentionReport report = service->Cleanup(options);
       bar.Finish();
       if (ctx.json) {
-        PrintJson({{"removed", report.removed},
-                   {"job_ids", report.job_ids},
-                   {"dry_run", report.dry_run},
-                   {"retention_days", flags->retention_days}});
+        PrintJson(wire::RetentionJson(report, flags->retention_days));
         return 0;
       }
       std::cout << (report.dry_run ? "would remove " : "removed ") << report.removed
@@ -74,9 +59,10 @@ void AddCleanup(CLI::App& app, Action& action) {
   });
 }
 
+// Defaults are the library's (VerifyOptions').
 struct VerifyFlags {
   std::vector<std::string> job_ids;
-  int orphan_grace_seconds = kDefaultOrphanGraceSeconds;
+  int64_t orphan_grace_seconds = VerifyOptions{}.orphan_grace.count();
 };
 
 void AddVerify(CLI::App& app, Action& action) {
@@ -95,33 +81,24 @@ void AddVerify(CLI::App& app, Action& action) {
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
       for (const std::string& job_id : flags->job_ids) ValidateJobId(job_id);
-      std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
+      std::unique_ptr<Service> service = ctx.OpenService();
       ProgressBar bar(ctx.interactive(), "verifying", 0);
-      VerifyReport report = VerifyBundles(*catalog, ctx.artifact_root, flags->job_ids,
-                                          std::chrono::seconds(flags->orphan_grace_seconds),
-                                          [&bar](int64_t done) { bar.Update(done); });
+      VerifyOptions options;
+      options.job_ids = flags->job_ids;
+      options.orphan_grace = std::chrono::seconds(flags->orphan_grace_seconds);
+      options.on_progress = [&bar](int64_t done) { bar.Update(done); };
+      VerifyReport report = service->Verify(options);
       bar.Finish();
       bool ok = report.problems.empty();
       if (ctx.json) {
-        nlohmann::json problems = nlohmann::json::array();
-        for (const VerifyProblem& problem : report.problems) {
-          problems.push_back(
-              {{"kind", ProblemKindName(problem.kind)},
-               {"job_id",
-                problem.job_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(problem.job_id)},
-               {"path", problem.path},
-               {"error_code", problem.error_code.empty() ? nlohmann::json(nullptr)
-                                                         : nlohmann::json(problem.error_code)},
-               {"message", problem.message}});
-        }
-        PrintJson({{"checked", report.checked}, {"ok", ok}, {"problems", problems}});
+        PrintJson(wire::VerifyJson(report));
       } else {
         std::cout << "checked " << report.checked << " bundle(s): "
                   << (ok ? "all in order" : std::to_string(report.problems.size()) + " problem(s)")
                   << "\n";
         std::vector<std::vector<std::string>> rows;
         for (const VerifyProblem& problem : report.problems) {
-          rows.push_back({std::string(ProblemKindName(problem.kind)),
+          rows.push_back({std::string(wire::ProblemKindName(problem.kind)),
                           problem.job_id.empty() ? "-" : problem.job_id, problem.path,
                           problem.error_code.empty() ? "-" : problem.error_code, problem.message});
         }

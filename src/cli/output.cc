@@ -1,145 +1,19 @@
 // Output helpers shared by the command groups.
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
-#include "btstore/errors.h"
 #include "cli/cli.h"
 
 namespace btstore::cli {
-namespace {
-
-nlohmann::json OptionalTime(const std::optional<Timestamp>& ts) {
-  return ts ? nlohmann::json(FormatTimestamp(*ts)) : nlohmann::json(nullptr);
-}
-
-nlohmann::json OptionalText(const std::optional<std::string>& text) {
-  return text ? nlohmann::json(*text) : nlohmann::json(nullptr);
-}
-
-// A JSON column is shown parsed; text that does not parse (written by another tool) is shown
-// as it is rather than hidden.
-nlohmann::json JsonColumn(const std::optional<std::string>& text) {
-  if (!text) return nullptr;
-  nlohmann::json parsed = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  return parsed.is_discarded() ? nlohmann::json(*text) : parsed;
-}
-
-}  // namespace
-
-std::unique_ptr<Catalog> Context::OpenCatalog() const {
-  std::unique_ptr<Catalog> catalog = Catalog::Open(catalog_url);
-  catalog->Migrate();
-  return catalog;
+std::unique_ptr<Service> Context::OpenService() const {
+  return Service::Open(catalog_url, artifact_root.string());
 }
 
 void PrintJson(const nlohmann::json& doc) {
   std::cout << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
-}
-
-nlohmann::json MetricJson(double value) {
-  return std::isfinite(value) ? nlohmann::json(value) : nlohmann::json(nullptr);
-}
-
-nlohmann::json JobJson(const JobRecord& job) {
-  nlohmann::json doc = {
-      {"id", job.id},
-      {"job_id", job.job_id},
-      {"status", ToString(job.status)},
-      {"alpha_name", job.alpha_name},
-      {"start_date", job.start_date.ToString()},
-      {"end_date", job.end_date.ToString()},
-      {"weight_method", job.weight_method},
-      {"config_json", JsonColumn(job.config_json)},
-      {"created_at", FormatTimestamp(job.created_at)},
-      {"started_at", OptionalTime(job.started_at)},
-      {"completed_at", OptionalTime(job.completed_at)},
-      {"worker_id", OptionalText(job.worker_id)},
-      {"progress_pct", job.progress_pct},
-      {"job_timeout", job.job_timeout_seconds},
-      {"result_path", OptionalText(job.result_path)},
-  };
-  for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
-    doc[std::string(Metrics::kNames[i])] = MetricJson(job.metrics.At(i));
-  }
-  doc["snapshot_id"] = OptionalText(job.snapshot_id);
-  doc["dataset_version_ids"] = JsonColumn(job.dataset_version_ids_json);
-  doc["error_message"] = OptionalText(job.error_message);
-  doc["retry_count"] = job.retry_count;
-  doc["created_by"] = job.created_by;
-  doc["priority"] = ToString(job.priority);
-  doc["max_retries"] = job.max_retries;
-  doc["attempt"] = job.attempt;
-  doc["cancel_requested"] = job.cancel_requested;
-  doc["heartbeat_at"] = OptionalTime(job.heartbeat_at);
-  doc["lease_expires_at"] = OptionalTime(job.lease_expires_at);
-  doc["run_after"] = OptionalTime(job.run_after);
-  doc["checkpoint_path"] = OptionalText(job.checkpoint_path);
-  doc["pinned"] = job.pinned;
-  doc["expiring_at"] = OptionalTime(job.expiring_at);
-  return doc;
-}
-
-nlohmann::json ParseLenientJson(const std::string& text, const std::string& what) {
-  nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_discarded()) return doc;
-  // Python's json module writes NaN/Infinity/-Infinity as bare tokens; outside strings they
-  // become null, which is what btstore itself writes for a non-finite metric.
-  std::string cleaned;
-  cleaned.reserve(text.size());
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      cleaned += c;
-      if (c == '\\' && i + 1 < text.size()) {
-        cleaned += text[++i];
-      } else if (c == '"') {
-        in_string = false;
-      }
-      continue;
-    }
-    if (c == '"') {
-      in_string = true;
-      cleaned += c;
-      continue;
-    }
-    bool replaced = false;
-    for (std::string_view token : {"-Infinity", "Infinity", "NaN"}) {
-      if (text.compare(i, token.size(), token) == 0) {
-        cleaned += "null";
-        i += token.size() - 1;
-        replaced = true;
-        break;
-      }
-    }
-    if (!replaced) cleaned += c;
-  }
-  doc = nlohmann::json::parse(cleaned, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded()) throw InvalidArgument(what + " is not valid JSON", {{"what", what}});
-  return doc;
-}
-
-nlohmann::json ReadSummaryJson(const std::filesystem::path& bundle_dir) {
-  const std::filesystem::path file = bundle_dir / "summary.json";
-  std::ifstream in(file);
-  std::stringstream text;
-  if (in) text << in.rdbuf();
-  if (!in) {
-    throw MissingReproducibilityMetadata("summary.json is missing or unreadable",
-                                         {{"path", file.string()}});
-  }
-  try {
-    return ParseLenientJson(text.str(), file.string());
-  } catch (const InvalidArgument&) {
-    throw MissingReproducibilityMetadata("summary.json is not valid JSON",
-                                         {{"path", file.string()}});
-  }
 }
 
 std::string HumanTime(Timestamp ts) {

@@ -2,17 +2,14 @@
 // with --until-idle, until nothing is left to do.
 
 #include <signal.h>
-#include <unistd.h>
 
 #include <atomic>
-#include <cstdio>
 #include <iostream>
 #include <map>
 #include <mutex>
-#include <random>
 
 #include "btstore/errors.h"
-#include "btstore/lifecycle.h"
+#include "btstore/service.h"
 #include "cli/cli.h"
 
 namespace btstore::cli {
@@ -51,25 +48,15 @@ class SignalScope {
   struct sigaction old_term_ {};
 };
 
+// Defaults are the library's (WorkerOptions').
 struct WorkerFlags {
-  int concurrency = 1;
-  bool until_idle = false;
-  int lease_seconds = 30;
-  int poll_ms = 200;
+  int concurrency = WorkerOptions{}.concurrency;
+  bool until_idle = WorkerOptions{}.until_idle;
+  int lease_seconds = static_cast<int>(WorkerOptions{}.lease.count());
+  int poll_ms = static_cast<int>(WorkerOptions{}.poll_interval.count());
   std::string worker_id;
-  std::string compression = "snappy";
+  std::string compression = std::string(ToString(WriteOptions{}.compression));
 };
-
-// The same form as the library's default ("<hostname>:<pid>:<random>"), chosen here so that the
-// summary can name the worker.
-std::string DefaultWorkerId() {
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) != 0) std::snprintf(host, sizeof(host), "unknown");
-  std::random_device random;
-  char suffix[16];
-  std::snprintf(suffix, sizeof(suffix), "%08x", static_cast<unsigned>(random()));
-  return std::string(host) + ":" + std::to_string(getpid()) + ":" + suffix;
-}
 
 std::string_view KindName(WorkerEvent::Kind kind) {
   switch (kind) {
@@ -194,6 +181,7 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
       WorkerOptions options;
+      // Chosen here rather than by the worker so that the summary can name it.
       options.worker_id = flags->worker_id.empty() ? DefaultWorkerId() : flags->worker_id;
       options.concurrency = flags->concurrency;
       options.lease = std::chrono::seconds(flags->lease_seconds);
@@ -203,18 +191,17 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
       EventLog log(ctx);
       options.on_event = [&log](const WorkerEvent& event) { log.On(event); };
 
-      // The schema must exist before the worker claims; the worker opens its own connections.
-      ctx.OpenCatalog();
-      Worker worker(ctx.catalog_url, ctx.artifact_root, options);
+      std::unique_ptr<Service> service = ctx.OpenService();
+      std::unique_ptr<Worker> worker = service->NewWorker(options);
       int finished = 0;
       {
-        SignalScope signals(worker);
+        SignalScope signals(*worker);
         if (!ctx.json) {
           std::cout << "worker started (concurrency " << flags->concurrency << ", lease "
                     << flags->lease_seconds << "s)"
                     << (flags->until_idle ? ", until idle" : ", Ctrl-C to stop") << std::endl;
         }
-        finished = worker.Run();
+        finished = worker->Run();
       }
       nlohmann::json summary = log.Summary(options.worker_id, finished);
       if (ctx.json) {

@@ -1,13 +1,19 @@
 // Derivation of a job_id from a submission, identical in every language (see lifecycle.h).
 
-#include <openssl/sha.h>
-
 #include <nlohmann/json.hpp>
 
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
+#include "engine/engine_internal.h"
 
 namespace btstore {
+
+namespace {
+
+// The first 32 hex digits (128 bits) of the digest: short enough to read, far from collisions.
+constexpr size_t kDerivedIdHexDigits = 32;
+
+}  // namespace
 
 std::string DeriveJobId(const JobSpec& spec) {
   nlohmann::json config;
@@ -23,16 +29,7 @@ std::string DeriveJobId(const JobSpec& spec) {
   nlohmann::json canonical = nlohmann::json::array(
       {spec.alpha_name, spec.start_date.ToString(), spec.end_date.ToString(), spec.weight_method,
        config, spec.created_by});
-  std::string text = canonical.dump();
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string id = "bt-";
-  for (int i = 0; i < 16; ++i) {
-    id += kHex[digest[i] >> 4];
-    id += kHex[digest[i] & 0xf];
-  }
-  return id;
+  return "bt-" + internal::Sha256Hex(canonical.dump()).substr(0, kDerivedIdHexDigits);
 }
 
 }  // namespace btstore

@@ -1,44 +1,20 @@
 // JobService: submission and the user's moves on jobs (contract section 3). Reading results is
 // in result_access.cc.
 
-#include <system_error>
-
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
-#include "lifecycle/artifact_root_internal.h"
-#include "lifecycle/engine_internal.h"
 
 namespace btstore {
 
-namespace internal {
-
-std::filesystem::path PrepareArtifactRoot(const std::filesystem::path& root) {
-  std::error_code ec;
-  std::filesystem::create_directories(root, ec);
-  if (ec) {
-    throw InternalError("cannot create the artifact root " + root.string() + ": " + ec.message(),
-                        {{"path", root.string()}});
-  }
-  std::filesystem::path canonical = std::filesystem::canonical(root, ec);
-  if (ec) {
-    throw InternalError("cannot resolve the artifact root " + root.string() + ": " + ec.message(),
-                        {{"path", root.string()}});
-  }
-  return canonical;
-}
-
-}  // namespace internal
-
-JobService::JobService(Catalog& catalog, std::filesystem::path artifact_root, Clock& clock)
-    : catalog_(catalog),
-      artifact_root_(internal::PrepareArtifactRoot(artifact_root)),
-      clock_(clock) {}
+JobService::JobService(Catalog& catalog, ArtifactStore& store, Clock& clock,
+                       const EngineRegistry& engines)
+    : catalog_(catalog), store_(store), clock_(clock), engines_(engines) {}
 
 SubmitResult JobService::Submit(JobSpec spec) {
   if (spec.job_id.empty()) spec.job_id = DeriveJobId(spec);
   ValidateJobSpec(spec);
   // A config the engine cannot run is refused now, not discovered by a worker hours later.
-  internal::ValidateEngineSpec(spec);
+  engines_.Validate(spec);
   return catalog_.Submit(spec, clock_.Now());
 }
 

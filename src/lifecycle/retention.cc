@@ -7,16 +7,11 @@
 
 #include <chrono>
 #include <set>
-#include <system_error>
 
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
-#include "lifecycle/bundle_path_internal.h"
 
 namespace btstore {
-
-namespace fs = std::filesystem;
-namespace li = lifecycle_internal;
 
 namespace {
 
@@ -25,9 +20,6 @@ namespace {
 constexpr int kMaxRetentionDays = 3'650'000;
 // Staging and trash directories younger than this may belong to a writer at work.
 constexpr std::chrono::hours kDebrisMinAge{1};
-// btstore's directories of per-job checkpoints and publish locks under the artifact root.
-constexpr std::string_view kCheckpointsDir = ".checkpoints";
-constexpr std::string_view kLocksDir = ".locks";
 
 void Validate(const RetentionOptions& options) {
   if (options.retention_days < 0 || options.retention_days > kMaxRetentionDays) {
@@ -43,66 +35,21 @@ void Validate(const RetentionOptions& options) {
   }
 }
 
-// Remove a directory entry without following it: a symlink goes alone, never its target.
-// Directories are moved to the trash unflushed and their parents collected in `dirty`: the
-// caller flushes each once per batch.
-void RemoveEntry(const fs::path& path, const std::string& job_id, std::set<fs::path>& dirty) {
-  std::error_code ec;
-  const fs::file_status status = fs::symlink_status(path, ec);
-  if (ec == std::errc::no_such_file_or_directory || (!ec && !fs::exists(status))) return;
-  if (!ec && fs::is_directory(status)) {
-    RemoveBundleDir(path, /*flush_parent=*/false);
-    dirty.insert(path.parent_path());
-    return;
-  }
-  if (!ec) fs::remove(path, ec);
-  if (ec && ec != std::errc::no_such_file_or_directory) {
-    throw InternalError("cannot remove " + path.string() + " of job " + job_id + ": " +
-                            ec.message() + "; fix the cause and run cleanup again",
-                        {{"job_id", job_id}, {"path", path.string()}});
-  }
-}
-
-// Remove everything of a marked job under the root: its bundle (only when its path resolves
-// strictly inside the root; a path elsewhere is not ours to delete), the bundle's default place
-// <root>/<job_id>, and its checkpoints. Idempotent: a second cleaner, or the next run after a
-// crash, finds less or nothing.
-void RemoveJobFiles(Catalog& catalog, const fs::path& root, const RetentionCandidate& job,
-                    std::set<fs::path>& dirty) {
-  const li::ResolvedPath bundle = li::ResolveStoredPath(root, job.result_path, false);
-  if (bundle.problem == li::PathProblem::kNone) {
+// Remove everything of a marked job: its bundle (only when its path resolves strictly inside the
+// root; a path elsewhere is not ours to delete), and what the store keeps for the job besides
+// (its default place, checkpoints, publish lock). Idempotent: a second cleaner, or the next run
+// after a crash, finds less or nothing.
+void RemoveJobFiles(Catalog& catalog, ArtifactStore& store, const RetentionCandidate& job,
+                    RemovalBatch& batch) {
+  const BundleLocation bundle = store.Resolve(job.result_path, /*require_bundle=*/false);
+  if (bundle.problem == PathProblem::kNone) {
     // A damaged row could point at another job's bundle (<root>/<other_job_id>/...): that one
     // stays, since removing it would leave the other job completed without its result.
-    const std::string top = bundle.path.lexically_relative(root).begin()->string();
-    if (top == job.job_id || !catalog.FindJob(top)) RemoveEntry(bundle.path, job.job_id, dirty);
+    if (bundle.owner == job.job_id || !catalog.FindJob(bundle.owner)) {
+      batch.RemoveBundle(bundle, job.job_id);
+    }
   }
-
-  // A row from another tool may carry any text; only a valid job_id names a directory.
-  bool valid_id = true;
-  try {
-    ValidateJobId(job.job_id);
-  } catch (const InvalidArgument&) {
-    valid_id = false;
-  }
-  if (!valid_id) return;
-  // The bundle's default place (usually just removed above, then this finds nothing).
-  RemoveEntry(root / job.job_id, job.job_id, dirty);
-  // A half-removed checkpoint directory is harmless: the row stays marked (Resume refuses it)
-  // until this has succeeded, so no attempt can load from it.
-  const fs::path checkpoints = root / kCheckpointsDir / job.job_id;
-  std::error_code ec;
-  fs::remove_all(checkpoints, ec);
-  if (ec && ec != std::errc::no_such_file_or_directory) {
-    throw InternalError("cannot remove the checkpoints of job " + job.job_id + " at " +
-                            checkpoints.string() + ": " + ec.message() +
-                            "; fix the cause and run cleanup again",
-                        {{"job_id", job.job_id}, {"path", checkpoints.string()}});
-  }
-  // The worker's publish lock would otherwise outlive every job ever run. Unlinking it is safe
-  // here: no attempt of a marked, terminal job can publish any more (a stale worker that still
-  // takes the lock finds that it lost its attempt), and the job_id can only be submitted anew
-  // once its row is deleted, after this.
-  RemoveEntry(root / kLocksDir / (job.job_id + ".lock"), job.job_id, dirty);
+  batch.RemoveJob(job.job_id);
 }
 
 RetentionReport DryRun(Catalog& catalog, Timestamp cutoff, const RetentionOptions& options) {
@@ -125,13 +72,12 @@ RetentionReport DryRun(Catalog& catalog, Timestamp cutoff, const RetentionOption
 // The report keeps every removed job_id (the command line prints them with --json): for a
 // million expired jobs that is a million ids in memory, some tens of megabytes, which is
 // acceptable for a maintenance command; everything else is held one batch at a time.
-RetentionReport CleanupOldResults(Catalog& catalog, const fs::path& artifact_root, Clock& clock,
+RetentionReport CleanupOldResults(Catalog& catalog, ArtifactStore& store, Clock& clock,
                                   const RetentionOptions& options) {
   Validate(options);
   const Timestamp cutoff = clock.Now() - std::chrono::days(options.retention_days);
   if (options.dry_run) return DryRun(catalog, cutoff, options);
 
-  const fs::path root = li::CanonicalRoot(artifact_root);
   RetentionReport report;
   // Jobs of the previous batch whose rows this run did not delete (another cleaner did, or
   // they cannot go): a batch made only of those again means no progress is possible.
@@ -141,14 +87,14 @@ RetentionReport CleanupOldResults(Catalog& catalog, const fs::path& artifact_roo
         catalog.MarkExpiring(cutoff, options.batch_size, clock.Now());
     if (batch.empty()) break;
     std::vector<std::string> ids;
-    std::set<fs::path> dirty;
+    std::unique_ptr<RemovalBatch> removal = store.BeginRemoval();
     for (const RetentionCandidate& job : batch) {
-      RemoveJobFiles(catalog, root, job, dirty);
+      RemoveJobFiles(catalog, store, job, *removal);
       ids.push_back(job.job_id);
     }
-    // One flush per directory and batch makes every removal above durable before any row goes,
-    // so a crash never brings back a bundle whose row was deleted.
-    for (const fs::path& dir : dirty) FlushDirectory(dir);
+    // Every removal above is durable before any row goes, so a crash never brings back a bundle
+    // whose row was deleted.
+    removal->Commit();
     const std::vector<std::string> deleted = catalog.DeleteExpiring(ids);
     // The catalog names exactly the rows this call deleted, even when another cleaner sweeps
     // the same batch at the same time.
@@ -171,8 +117,7 @@ RetentionReport CleanupOldResults(Catalog& catalog, const fs::path& artifact_roo
     undeleted_before = std::move(undeleted);
     if (options.on_progress) options.on_progress(report.removed);
   }
-  std::error_code ec;
-  if (fs::exists(root, ec)) RemoveStagingDebris(root, kDebrisMinAge);
+  store.RemoveDebris(kDebrisMinAge);
   return report;
 }
 

@@ -1,23 +1,17 @@
 // Reconciliation of the catalog with the artifact root: completed jobs whose bundle is missing or
 // fails its manifest, and bundle directories that no job row knows. Reads only.
 
-#include <system_error>
-
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
-#include "lifecycle/bundle_path_internal.h"
 
 namespace btstore {
-
-namespace fs = std::filesystem;
-namespace li = lifecycle_internal;
 
 namespace {
 
 class Verifier {
  public:
-  Verifier(Catalog& catalog, fs::path root, const std::function<void(int64_t)>& on_progress)
-      : catalog_(catalog), root_(std::move(root)), on_progress_(on_progress) {}
+  Verifier(Catalog& catalog, ArtifactStore& store, const std::function<void(int64_t)>& on_progress)
+      : catalog_(catalog), store_(store), on_progress_(on_progress) {}
 
   // Check one completed job's bundle. Jobs of other statuses have no bundle to check, and a job
   // that retention is removing has none on purpose.
@@ -37,27 +31,14 @@ class Verifier {
     if (on_progress_) on_progress_(report_.checked);
   }
 
-  // Report directories directly under the root that no job row names and that are older than
-  // `grace` (younger ones may be a publish in progress by another tool).
+  // Report bundles under the root that no job row names and that are older than `grace`
+  // (younger ones may be a publish in progress by another tool).
   void FindOrphans(std::chrono::seconds grace) {
-    std::error_code ec;
-    if (!fs::is_directory(root_, ec)) return;
-    const fs::file_time_type now = fs::file_time_type::clock::now();
-    fs::directory_iterator it(root_, ec);
-    if (ec) ThrowIo("list", root_, ec);
-    for (; it != fs::directory_iterator(); it.increment(ec)) {
-      if (ec) ThrowIo("list", root_, ec);
-      const std::string name = it->path().filename().string();
-      // .staging, .trash, .checkpoints, .locks and any other dot-directory are btstore's own.
-      if (name.starts_with('.')) continue;
-      std::error_code entry_ec;
-      if (!it->is_directory(entry_ec)) continue;
-      const fs::file_time_type mtime = it->last_write_time(entry_ec);
-      if (entry_ec || now - mtime < grace) continue;
-      if (HasJobRow(name)) continue;
+    for (const StoredBundle& bundle : store_.ListBundles(grace)) {
+      if (HasJobRow(bundle.name)) continue;
       report_.problems.push_back(
-          {VerifyProblem::Kind::kOrphanBundle, "", it->path().string(), "",
-           "no job row has the name of directory " + name + "; remove it or register it"});
+          {VerifyProblem::Kind::kOrphanBundle, "", bundle.location, "",
+           "no job row has the name of directory " + bundle.name + "; remove it or register it"});
     }
   }
 
@@ -65,13 +46,13 @@ class Verifier {
 
  private:
   std::optional<VerifyProblem> FindProblem(const JobRecord& job) {
-    const li::ResolvedPath resolved = li::ResolveStoredPath(root_, job.result_path, true);
+    const BundleLocation where = store_.Resolve(job.result_path, /*require_bundle=*/true);
     const std::string path = job.result_path.value_or("");
     try {
-      if (resolved.problem != li::PathProblem::kNone) {
-        li::ThrowResultPathMissing(job.job_id, job.result_path, resolved, root_);
+      if (where.problem != PathProblem::kNone) {
+        store_.ThrowResultPathMissing(job.job_id, job.result_path, where);
       }
-      InspectBundle(resolved.path);
+      store_.Inspect(where);
       return std::nullopt;
     } catch (const ResultPathMissing& error) {
       return VerifyProblem{VerifyProblem::Kind::kMissingBundle, job.job_id, path,
@@ -92,25 +73,17 @@ class Verifier {
     return catalog_.FindJob(name).has_value();
   }
 
-  [[noreturn]] static void ThrowIo(std::string_view what, const fs::path& path,
-                                   const std::error_code& ec) {
-    throw InternalError("cannot " + std::string(what) + " " + path.string() + ": " + ec.message(),
-                        {{"path", path.string()}});
-  }
-
   Catalog& catalog_;
-  fs::path root_;
+  ArtifactStore& store_;
   const std::function<void(int64_t)>& on_progress_;
   VerifyReport report_;
 };
 
 }  // namespace
 
-VerifyReport VerifyBundles(Catalog& catalog, const fs::path& artifact_root,
-                           const std::vector<std::string>& job_ids,
-                           std::chrono::seconds orphan_grace,
-                           const std::function<void(int64_t done)>& on_progress) {
-  Verifier verifier(catalog, li::CanonicalRoot(artifact_root), on_progress);
+VerifyReport VerifyBundles(Catalog& catalog, ArtifactStore& store, const VerifyOptions& options) {
+  Verifier verifier(catalog, store, options.on_progress);
+  const std::vector<std::string>& job_ids = options.job_ids;
   if (!job_ids.empty()) {
     // Every id is looked up before any bundle is read, so a mistyped id fails at once.
     std::vector<JobRecord> jobs;
@@ -130,7 +103,7 @@ VerifyReport VerifyBundles(Catalog& catalog, const fs::path& artifact_root,
     if (!jobs.next) break;
     page.after = std::move(jobs.next);
   }
-  verifier.FindOrphans(orphan_grace);
+  verifier.FindOrphans(options.orphan_grace);
   return verifier.TakeReport();
 }
 

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "artifact/bundle_fixtures.h"
+#include "artifact/layout_internal.h"
 #include "btstore/errors.h"
 #include "support/temp_dir.h"
 
@@ -571,21 +572,22 @@ TEST_F(BundleTest, PublishingOntoAnExistingDirectoryIsInvalidTransition) {
 
   // Even an empty directory is never replaced, and the staged bundle stays where it was.
   fs::create_directories(Dir("empty"));
-  fs::path staged = StageBundle(MakeResult(2, 2, 8), tmp_.path() / ".staging");
-  ExpectError(ErrorCode::kInvalidTransition, [&] { PublishBundle(staged, Dir("empty")); });
+  fs::path staged = internal::StageBundle(MakeResult(2, 2, 8), tmp_.path() / ".staging");
+  ExpectError(ErrorCode::kInvalidTransition,
+              [&] { internal::PublishBundle(staged, Dir("empty")); });
   EXPECT_TRUE(fs::is_empty(Dir("empty")));
   EXPECT_TRUE(fs::exists(staged / "summary.json"));
-  PublishBundle(staged, Dir("fresh"));
+  internal::PublishBundle(staged, Dir("fresh"));
   EXPECT_NO_THROW(ReadBundle(Dir("fresh")));
 }
 
 TEST_F(BundleTest, RemoveStagingDebrisCleansOldStagingAndTrash) {
-  fs::path staged = StageBundle(MakeResult(2, 2, 8), tmp_.path() / ".staging");
+  fs::path staged = internal::StageBundle(MakeResult(2, 2, 8), tmp_.path() / ".staging");
   fs::create_directories(tmp_.path() / ".trash" / "x-123456" / "b");
   fs::path keep = Written("kept");
-  EXPECT_EQ(RemoveStagingDebris(tmp_.path(), std::chrono::hours(1)), 0);
+  EXPECT_EQ(internal::RemoveStagingDebris(tmp_.path(), std::chrono::hours(1)), 0);
   EXPECT_TRUE(fs::exists(staged));
-  EXPECT_EQ(RemoveStagingDebris(tmp_.path(), std::chrono::seconds(0)), 2);
+  EXPECT_EQ(internal::RemoveStagingDebris(tmp_.path(), std::chrono::seconds(0)), 2);
   EXPECT_FALSE(fs::exists(staged));
   EXPECT_TRUE(fs::is_empty(tmp_.path() / ".trash"));
   EXPECT_NO_THROW(ReadBundle(keep));
@@ -593,9 +595,9 @@ TEST_F(BundleTest, RemoveStagingDebrisCleansOldStagingAndTrash) {
 
 TEST_F(BundleTest, RemoveBundleDirRemovesAndToleratesMissing) {
   fs::path dir = Written("b");
-  RemoveBundleDir(dir);
+  internal::RemoveBundleDir(dir);
   EXPECT_FALSE(fs::exists(dir));
-  EXPECT_NO_THROW(RemoveBundleDir(dir));
+  EXPECT_NO_THROW(internal::RemoveBundleDir(dir));
   EXPECT_TRUE(fs::is_empty(tmp_.path() / ".trash"));
 }
 

@@ -1,5 +1,5 @@
 // A writer killed (SIGKILL) at random points leaves only complete bundles under their final
-// names, and staging debris that RemoveStagingDebris removes.
+// names, and staging debris that the artifact store's RemoveDebris removes.
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "artifact/kill_test_params.h"
+#include "btstore/artifact_store.h"
 #include "btstore/bundle.h"
 #include "support/temp_dir.h"
 
@@ -84,7 +85,7 @@ TEST(KillTest, KilledWriterLeavesCompleteBundlesOrNone) {
     fs::path staging = root.path() / ".staging";
     bool debris = fs::exists(staging) && !fs::is_empty(staging);
     trials_with_debris += debris ? 1 : 0;
-    int removed = RemoveStagingDebris(root.path(), std::chrono::seconds(0));
+    int removed = ArtifactStore::Open(root.path().string())->RemoveDebris(std::chrono::seconds(0));
     EXPECT_EQ(removed > 0, debris);
     EXPECT_TRUE(!fs::exists(staging) || fs::is_empty(staging));
   }

@@ -15,12 +15,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class ResultAccessTest : public LifecycleTest {
+class ResultAccessTest : public StoredJobsTest {
  protected:
   void SetUp() override {
-    LifecycleTest::SetUp();
+    StoredJobsTest::SetUp();
     if (IsSkipped()) return;
-    service_ = std::make_unique<JobService>(*catalog_, root_, clock_);
+    service_ = std::make_unique<JobService>(*catalog_, *store_, clock_, engines_);
   }
 
   // Run GetResult, expecting an error of type E; return it for its details.

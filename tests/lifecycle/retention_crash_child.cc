@@ -41,8 +41,9 @@ int main(int argc, char** argv) {
       std::printf("progress %lld\n", static_cast<long long>(done));
       std::fflush(stdout);
     };
+    std::unique_ptr<btstore::ArtifactStore> store = btstore::ArtifactStore::Open(argv[2]);
     const btstore::RetentionReport report =
-        btstore::CleanupOldResults(*catalog, argv[2], clock, options);
+        btstore::CleanupOldResults(*catalog, *store, clock, options);
     std::printf("done %lld\n", static_cast<long long>(report.removed));
     std::fflush(stdout);
     return 0;

@@ -77,16 +77,16 @@ BacktestResult SmallResult(const std::string& job_id, Date start, int days, int 
   return result;
 }
 
-void LifecycleTest::SetUp() {
+void StoredJobsTest::SetUp() {
   if (auto why = SkipReason(GetParam())) GTEST_SKIP() << *why;
   url_ = NewCatalogUrl(GetParam(), dir_.path());
   catalog_ = Catalog::Open(url_);
   catalog_->Migrate();
   root_ = dir_.path() / "results";
-  fs::create_directories(root_);
+  store_ = ArtifactStore::Open(root_.string());
 }
 
-std::unique_ptr<Catalog> LifecycleTest::OpenCatalog() const { return Catalog::Open(url_); }
+std::unique_ptr<Catalog> StoredJobsTest::OpenCatalog() const { return Catalog::Open(url_); }
 
 namespace {
 
@@ -104,13 +104,13 @@ JobSpec SpecFor(const std::string& job_id, Priority priority, int max_retries) {
 
 }  // namespace
 
-JobRecord LifecycleTest::MakePending(const std::string& job_id, Timestamp created_at) {
+JobRecord StoredJobsTest::MakePending(const std::string& job_id, Timestamp created_at) {
   return catalog_->Submit(SpecFor(job_id, Priority::kNormal, kDefaultMaxRetries), created_at).job;
 }
 
 // Jobs to be claimed are submitted with high priority and claimed at once, so that a claim
 // never picks one of the test's plain pending jobs instead.
-JobRecord LifecycleTest::Claim(const std::string& job_id, Timestamp at) {
+JobRecord StoredJobsTest::Claim(const std::string& job_id, Timestamp at) {
   std::vector<JobRecord> claimed = catalog_->ClaimJobs(kWorkerId, 1, kLease, at);
   if (claimed.size() != 1 || claimed.front().job_id != job_id) {
     throw std::runtime_error("claiming " + job_id + " claimed something else");
@@ -118,13 +118,13 @@ JobRecord LifecycleTest::Claim(const std::string& job_id, Timestamp at) {
   return claimed.front();
 }
 
-JobRecord LifecycleTest::MakeRunning(const std::string& job_id, Timestamp created_at) {
+JobRecord StoredJobsTest::MakeRunning(const std::string& job_id, Timestamp created_at) {
   catalog_->Submit(SpecFor(job_id, Priority::kHigh, kDefaultMaxRetries), created_at);
   return Claim(job_id, created_at);
 }
 
-JobRecord LifecycleTest::MakeCompleted(const std::string& job_id, Timestamp created_at,
-                                       Timestamp completed_at, const WriteOptions& write_options) {
+JobRecord StoredJobsTest::MakeCompleted(const std::string& job_id, Timestamp created_at,
+                                        Timestamp completed_at, const WriteOptions& write_options) {
   catalog_->Submit(SpecFor(job_id, Priority::kHigh, kDefaultMaxRetries), created_at);
   const JobRecord running = Claim(job_id, completed_at - kRunTime);
   const BacktestResult result = SmallResult(job_id, Date::FromYmd(2020, 1, 1), 10, 3);
@@ -139,8 +139,8 @@ JobRecord LifecycleTest::MakeCompleted(const std::string& job_id, Timestamp crea
   return catalog_->GetJob(job_id);
 }
 
-JobRecord LifecycleTest::MakeFailed(const std::string& job_id, Timestamp created_at,
-                                    Timestamp failed_at) {
+JobRecord StoredJobsTest::MakeFailed(const std::string& job_id, Timestamp created_at,
+                                     Timestamp failed_at) {
   catalog_->Submit(SpecFor(job_id, Priority::kHigh, 0), created_at);
   const JobRecord running = Claim(job_id, failed_at - kRunTime);
   const TransitionResult failed = catalog_->Fail(job_id, running.attempt, "engine failed",
@@ -151,14 +151,14 @@ JobRecord LifecycleTest::MakeFailed(const std::string& job_id, Timestamp created
   return catalog_->GetJob(job_id);
 }
 
-JobRecord LifecycleTest::MakeCancelled(const std::string& job_id, Timestamp created_at,
-                                       Timestamp cancelled_at) {
+JobRecord StoredJobsTest::MakeCancelled(const std::string& job_id, Timestamp created_at,
+                                        Timestamp cancelled_at) {
   MakePending(job_id, created_at);
   return catalog_->RequestCancel(job_id, cancelled_at);
 }
 
-void LifecycleTest::SetResultPath(const std::string& job_id,
-                                  const std::optional<std::string>& path) {
+void StoredJobsTest::SetResultPath(const std::string& job_id,
+                                   const std::optional<std::string>& path) {
   if (GetParam() == Backend::kSqlite) {
     const std::string file = url_.substr(std::string_view("sqlite:").size());
     sqlite3* db = nullptr;

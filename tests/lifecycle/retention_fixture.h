@@ -12,8 +12,10 @@
 #include <optional>
 #include <string>
 
+#include "btstore/artifact_store.h"
 #include "btstore/bundle.h"
 #include "btstore/catalog.h"
+#include "btstore/engine.h"
 #include "btstore/lifecycle.h"
 #include "support/backends.h"
 #include "support/temp_dir.h"
@@ -40,9 +42,9 @@ Timestamp TestNow();
 
 /// A catalog of the parameter's backend (migrated), an artifact root and a ManualClock at
 /// TestNow(). Jobs are made through Submit / ClaimJobs / Complete / Fail / RequestCancel.
-class LifecycleTest : public ::testing::TestWithParam<Backend> {
+class StoredJobsTest : public ::testing::TestWithParam<Backend> {
  protected:
-  LifecycleTest() : clock_(TestNow()) {}
+  StoredJobsTest() : clock_(TestNow()) {}
   void SetUp() override;
 
   /// Open another connection to the same catalog (one per thread or process).
@@ -72,6 +74,8 @@ class LifecycleTest : public ::testing::TestWithParam<Backend> {
   std::string url_;
   std::unique_ptr<Catalog> catalog_;
   std::filesystem::path root_;
+  std::unique_ptr<ArtifactStore> store_;  ///< the store at root_
+  EngineRegistry engines_ = EngineRegistry::Builtins();
   ManualClock clock_;
 
  private:

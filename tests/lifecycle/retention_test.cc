@@ -31,14 +31,14 @@ std::set<std::string> AsSet(const std::vector<std::string>& ids) {
   return std::set<std::string>(ids.begin(), ids.end());
 }
 
-class RetentionTest : public LifecycleTest {
+class RetentionTest : public StoredJobsTest {
  protected:
   RetentionReport Cleanup(int days = 90, int batch_size = 1000, bool dry_run = false) {
     RetentionOptions options;
     options.retention_days = days;
     options.batch_size = batch_size;
     options.dry_run = dry_run;
-    return CleanupOldResults(*catalog_, root_, clock_, options);
+    return CleanupOldResults(*catalog_, *store_, clock_, options);
   }
 
   bool RowExists(const std::string& job_id) { return catalog_->FindJob(job_id).has_value(); }
@@ -58,7 +58,7 @@ class RetentionTest : public LifecycleTest {
     ASSERT_TRUE(job.has_value());
     EXPECT_FALSE(job->expiring_at.has_value());
     if (job->status == JobStatus::kCompleted) {
-      JobService service(*catalog_, root_, clock_);
+      JobService service(*catalog_, *store_, clock_, engines_);
       EXPECT_NO_THROW(service.GetResult(job_id));
     }
   }
@@ -67,7 +67,7 @@ class RetentionTest : public LifecycleTest {
   // whole bundle; a marked row reads as ResultPathMissing or is gone (never a half-removed
   // result); every bundle directory under the root belongs to a row.
   void ExpectConsistent() {
-    JobService service(*catalog_, root_, clock_);
+    JobService service(*catalog_, *store_, clock_, engines_);
     PageRequest page;
     page.limit = kMaxListLimit;
     while (true) {
@@ -121,7 +121,7 @@ class RetentionTest : public LifecycleTest {
 TEST_P(RetentionTest, DefaultWindowRemoves91DaysOldAndKeeps89) {
   MakeCompleted("job-89", DaysAgo(90), DaysAgo(89));
   MakeCompleted("job-91", DaysAgo(92), DaysAgo(91));
-  const RetentionReport report = CleanupOldResults(*catalog_, root_, clock_, RetentionOptions{});
+  const RetentionReport report = CleanupOldResults(*catalog_, *store_, clock_, RetentionOptions{});
   EXPECT_EQ(report.removed, 1);
   EXPECT_EQ(report.job_ids, std::vector<std::string>{"job-91"});
   EXPECT_FALSE(report.dry_run);
@@ -243,7 +243,7 @@ TEST_P(RetentionTest, BatchesOfSevenOverFiftyJobs) {
   RetentionOptions options;
   options.batch_size = 7;
   options.on_progress = [&](int64_t done) { progress.push_back(done); };
-  const RetentionReport report = CleanupOldResults(*catalog_, root_, clock_, options);
+  const RetentionReport report = CleanupOldResults(*catalog_, *store_, clock_, options);
   EXPECT_EQ(report.removed, 50);
   EXPECT_EQ(AsSet(report.job_ids), AsSet(expired));
   EXPECT_EQ(progress.size(), 8u);  // seven batches of 7, one of 1
@@ -304,7 +304,7 @@ TEST_P(RetentionTest, CrashAfterRemovingSomeBundlesIsFinishedByTheNextRun) {
   const std::vector<std::string> expired = MakeExpired("old", 6);
   MakeCompleted("recent", DaysAgo(2), DaysAgo(1));
   catalog_->MarkExpiring(DaysAgo(90), 1000, TestNow());
-  for (size_t i = 0; i < 3; ++i) RemoveBundleDir(BundleDir(expired[i]));
+  for (size_t i = 0; i < 3; ++i) fs::remove_all(BundleDir(expired[i]));
   ExpectConsistent();
 
   const RetentionReport report = Cleanup();
@@ -318,7 +318,7 @@ TEST_P(RetentionTest, CrashAfterDeletingSomeRowsIsFinishedByTheNextRun) {
   const std::vector<std::string> expired = MakeExpired("old", 6);
   MakeCompleted("recent", DaysAgo(2), DaysAgo(1));
   catalog_->MarkExpiring(DaysAgo(90), 1000, TestNow());
-  for (const std::string& id : expired) RemoveBundleDir(BundleDir(id));
+  for (const std::string& id : expired) fs::remove_all(BundleDir(id));
   ASSERT_EQ(catalog_->DeleteExpiring({expired[0], expired[1]}).size(), 2u);
   ExpectConsistent();
 
@@ -489,7 +489,7 @@ TEST_P(RetentionTest, TwoCleanersAtOnceRemoveEachJobExactlyOnce) {
           std::unique_ptr<Catalog> catalog = OpenCatalog();
           RetentionOptions options;
           options.batch_size = 5;
-          reports[i] = CleanupOldResults(*catalog, root_, clock_, options);
+          reports[i] = CleanupOldResults(*catalog, *store_, clock_, options);
         } catch (const std::exception&) {
           errors[i] = std::current_exception();
         }

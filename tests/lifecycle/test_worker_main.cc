@@ -10,7 +10,7 @@
 #include <mutex>
 
 #include "btstore/errors.h"
-#include "btstore/lifecycle.h"
+#include "btstore/service.h"
 
 namespace {
 
@@ -39,7 +39,9 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   };
   try {
-    btstore::Worker worker(argv[1], argv[2], options);
+    std::unique_ptr<btstore::Service> service = btstore::Service::Open(argv[1], argv[2]);
+    std::unique_ptr<btstore::Worker> owned_worker = service->NewWorker(options);
+    btstore::Worker& worker = *owned_worker;
     g_worker = &worker;
     std::signal(SIGTERM, HandleSignal);
     std::signal(SIGINT, HandleSignal);

@@ -17,10 +17,10 @@ namespace fs = std::filesystem;
 
 constexpr std::chrono::seconds kGrace = std::chrono::hours(1);
 
-class VerifyTest : public LifecycleTest {
+class VerifyTest : public StoredJobsTest {
  protected:
   VerifyReport Verify(const std::vector<std::string>& job_ids = {}) {
-    return VerifyBundles(*catalog_, root_, job_ids, kGrace);
+    return VerifyBundles(*catalog_, *store_, {job_ids, kGrace, {}});
   }
 
   // Make a directory look `age` old.
@@ -47,8 +47,8 @@ TEST_P(VerifyTest, GoodBundlesHaveNoProblems) {
   MakePending("job-pending", DaysAgo(1));
   Age(BundleDir("job-a"), std::chrono::hours(48));
   std::vector<int64_t> progress;
-  const VerifyReport report =
-      VerifyBundles(*catalog_, root_, {}, kGrace, [&](int64_t done) { progress.push_back(done); });
+  const VerifyReport report = VerifyBundles(
+      *catalog_, *store_, {{}, kGrace, [&](int64_t done) { progress.push_back(done); }});
   EXPECT_EQ(report.checked, 2);
   EXPECT_TRUE(report.problems.empty());
   EXPECT_EQ(progress, (std::vector<int64_t>{1, 2}));
@@ -156,7 +156,7 @@ TEST_P(VerifyTest, UnknownListedJobIsJobNotFound) {
 TEST_P(VerifyTest, IgnoresJobsRetentionIsRemoving) {
   MakeCompleted("job-expiring", DaysAgo(200), DaysAgo(100));
   ASSERT_EQ(catalog_->MarkExpiring(DaysAgo(90), 10, TestNow()).size(), 1u);
-  RemoveBundleDir(BundleDir("job-expiring"));
+  fs::remove_all(BundleDir("job-expiring"));
   const VerifyReport report = Verify();
   EXPECT_EQ(report.checked, 0);
   EXPECT_TRUE(report.problems.empty());

@@ -15,8 +15,8 @@
 
 #include "btstore/bundle.h"
 #include "btstore/engine.h"
-#include "lifecycle/result_compare.h"
 #include "lifecycle/worker_test_util.h"
+#include "support/result_compare.h"
 
 namespace btstore::testing {
 namespace {

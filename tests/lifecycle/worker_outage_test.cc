@@ -15,9 +15,9 @@
 #include "btstore/catalog.h"
 #include "btstore/engine.h"
 #include "btstore/lifecycle.h"
-#include "lifecycle/result_compare.h"
 #include "lifecycle/worker_test_util.h"
 #include "support/pg_cluster.h"
+#include "support/result_compare.h"
 #include "support/temp_dir.h"
 
 namespace btstore::testing {
@@ -53,10 +53,9 @@ TEST(WorkerOutageTest, ARunningJobCompletesAcrossARestartOfPostgres) {
   RestartOnExit restart(cluster);
   TempDir dir;
   const std::string url = cluster.NewDatabaseUrl();
+  // The worker's service, and a catalog of the test's own to watch the job.
+  std::unique_ptr<Service> service = Service::Open(url, (dir.path() / "results").string());
   std::unique_ptr<Catalog> catalog = Catalog::Open(url);
-  catalog->Migrate();
-  SystemClock clock;
-  JobService service(*catalog, dir.path() / "results", clock);
 
   JobSpec spec;
   spec.job_id = "outage";
@@ -67,7 +66,7 @@ TEST(WorkerOutageTest, ARunningJobCompletesAcrossARestartOfPostgres) {
   spec.config_json =
       R"({"engine":"synthetic","symbols":50,"delay_ms_per_day":30,"checkpoint_every_days":10})";
   spec.created_by = "alice";
-  service.Submit(spec);
+  service->jobs().Submit(spec);
 
   EventLog log;
   WorkerOptions options;
@@ -75,7 +74,8 @@ TEST(WorkerOutageTest, ARunningJobCompletesAcrossARestartOfPostgres) {
   options.rescue_interval = std::chrono::milliseconds(100);
   options.until_idle = true;
   options.on_event = log.Recorder();
-  Worker worker(url, service.artifact_root(), options);
+  std::unique_ptr<Worker> owned_worker = service->NewWorker(options);
+  Worker& worker = *owned_worker;
   std::atomic<bool> returned{false};
   std::optional<int> finished;
   std::string error;

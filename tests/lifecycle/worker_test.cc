@@ -14,8 +14,8 @@
 #include "btstore/engine.h"
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
-#include "lifecycle/result_compare.h"
 #include "lifecycle/worker_test_util.h"
+#include "support/result_compare.h"
 
 namespace btstore::testing {
 namespace {
@@ -28,12 +28,6 @@ using WorkerTest = LifecycleTest;
 
 nlohmann::json EngineInfo(const BacktestResult& result) {
   return nlohmann::json::parse(result.extra_summary_json).at("engine");
-}
-
-int RunUntilIdle(const std::string& url, const fs::path& root, WorkerOptions options) {
-  options.until_idle = true;
-  Worker worker(url, root, std::move(options));
-  return worker.Run();
 }
 
 TEST_P(WorkerTest, CompletesAJobIntoABundleIdenticalToAStandaloneRun) {
@@ -342,15 +336,22 @@ TEST_P(WorkerTest, StopLeavesARunningJobToBeRescued) {
   EXPECT_FALSE(fs::exists(root_ / "w-stop"));
 }
 
-TEST(WorkerOptions, RejectsNoConcurrencyAndLeasesUnderASecond) {
+TEST(WorkerOptions, RejectsNoEnginesNoConcurrencyAndLeasesUnderASecond) {
   TempDir dir;
-  const std::string url = "sqlite:" + (dir.path() / "catalog.db").string();
+  std::unique_ptr<Service> service = Service::Open("sqlite:" + (dir.path() / "catalog.db").string(),
+                                                   (dir.path() / "results").string());
+  const EngineRegistry engines = EngineRegistry::Builtins();
+  WorkerOptions no_engines;
+  EXPECT_THROW(Worker(service->catalog(), service->store(), service->clock(), no_engines),
+               InvalidArgument);
   WorkerOptions no_threads;
   no_threads.concurrency = 0;
-  EXPECT_THROW(Worker(url, dir.path() / "results", no_threads), InvalidArgument);
+  EXPECT_THROW(service->NewWorker(no_threads), InvalidArgument);
   WorkerOptions short_lease;
   short_lease.lease = std::chrono::seconds(0);
-  EXPECT_THROW(Worker(url, dir.path() / "results", short_lease), InvalidArgument);
+  short_lease.engines = &engines;
+  EXPECT_THROW(Worker(service->catalog(), service->store(), service->clock(), short_lease),
+               InvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, WorkerTest, ::testing::ValuesIn(AllBackends()),

@@ -15,6 +15,7 @@
 
 #include "btstore/catalog.h"
 #include "btstore/lifecycle.h"
+#include "btstore/service.h"
 #include "support/backends.h"
 #include "support/temp_dir.h"
 
@@ -58,38 +59,50 @@ class EventLog {
   std::vector<WorkerEvent> events_;
 };
 
-/// A Worker running on its own thread until this object dies (Stop, then join).
+/// A Worker running on its own thread until this object dies (Stop, then join), over its own
+/// Service (its own catalog connections, as a worker process has).
 class BackgroundWorker {
  public:
   BackgroundWorker(const std::string& url, const std::filesystem::path& root, WorkerOptions options)
-      : worker_(url, root, std::move(options)), thread_([this] { finished_ = worker_.Run(); }) {}
+      : service_(Service::Open(url, root.string())),
+        worker_(service_->NewWorker(std::move(options))),
+        thread_([this] { finished_ = worker_->Run(); }) {}
   ~BackgroundWorker() { Join(); }
   /// Stop the worker and wait for Run() to return; return its count of finished attempts.
   int Join() {
     if (thread_.joinable()) {
-      worker_.Stop();
+      worker_->Stop();
       thread_.join();
     }
     return finished_;
   }
 
  private:
-  Worker worker_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<Worker> worker_;
   int finished_ = 0;
   std::thread thread_;
 };
 
-/// A fresh, migrated catalog of the backend under test, an artifact root and a JobService.
+/// Run a worker over its own Service until nothing is left to do; return its count of finished
+/// attempts.
+inline int RunUntilIdle(const std::string& url, const std::filesystem::path& root,
+                        WorkerOptions options) {
+  options.until_idle = true;
+  std::unique_ptr<Service> service = Service::Open(url, root.string());
+  return service->NewWorker(std::move(options))->Run();
+}
+
+/// A service over a fresh, migrated catalog of the backend under test and an artifact root.
 class LifecycleTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     if (auto why = SkipReason(GetParam())) GTEST_SKIP() << *why;
     url_ = NewCatalogUrl(GetParam(), dir_.path());
-    catalog_ = Catalog::Open(url_);
-    catalog_->Migrate();
-    root_ = dir_.path() / "results";
-    service_ = std::make_unique<JobService>(*catalog_, root_, clock_);
-    root_ = service_->artifact_root();
+    app_ = Service::Open(url_, (dir_.path() / "results").string());
+    catalog_ = &app_->catalog();
+    service_ = &app_->jobs();
+    root_ = app_->store().root();
   }
 
   /// A synthetic job over 2024-01-01..2024-03-29 (65 business days).
@@ -141,9 +154,10 @@ class LifecycleTest : public ::testing::TestWithParam<Backend> {
   SystemClock clock_;
   TempDir dir_;
   std::string url_;
-  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<Service> app_;
+  Catalog* catalog_ = nullptr;
   std::filesystem::path root_;
-  std::unique_ptr<JobService> service_;
+  JobService* service_ = nullptr;
 };
 
 }  // namespace btstore::testing

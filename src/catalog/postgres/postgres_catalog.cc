@@ -19,7 +19,7 @@
 #include "catalog/migrations_internal.h"
 #include "catalog/sql_catalog_internal.h"
 
-namespace btstore::catalog_internal {
+namespace btstore::internal {
 namespace {
 
 // Advisory lock keys ("btstmigr", "btstresc" in ASCII), one per kind of exclusive work.
@@ -472,4 +472,4 @@ std::unique_ptr<Catalog> OpenPostgresCatalog(const std::string& conninfo,
   return std::make_unique<PostgresCatalog>(conninfo, options);
 }
 
-}  // namespace btstore::catalog_internal
+}  // namespace btstore::internal

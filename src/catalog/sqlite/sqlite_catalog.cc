@@ -20,7 +20,7 @@
 #include "catalog/migrations_internal.h"
 #include "catalog/sql_catalog_internal.h"
 
-namespace btstore::catalog_internal {
+namespace btstore::internal {
 namespace {
 
 // A writer waits at least this long for another process's write lock.
@@ -295,4 +295,4 @@ std::unique_ptr<Catalog> OpenSqliteCatalog(const std::filesystem::path& path,
   return std::make_unique<SqliteCatalog>(path, std::max(options.connect_timeout, kMinBusyTimeout));
 }
 
-}  // namespace btstore::catalog_internal
+}  // namespace btstore::internal

@@ -13,7 +13,7 @@
 
 #include "btstore/engine.h"
 #include "btstore/errors.h"
-#include "lifecycle/result_compare.h"
+#include "support/result_compare.h"
 
 namespace btstore {
 namespace {
@@ -195,7 +195,7 @@ TEST(SyntheticEngine, WeightMethodsShapeThePortfolio) {
   EXPECT_EQ(std::count(w.begin(), w.begin() + 10, 0.0), 6);
   JobRecord job = Job(config, "inverse-vol");
   RecordingContext context;
-  EXPECT_THROW(MakeEngine(config)->Run(job, context), InvalidArgument);
+  EXPECT_THROW(EngineRegistry::Builtins().MakeFor(config)->Run(job, context), InvalidArgument);
 }
 
 TEST(SyntheticEngine, MetricsFollowTheirDefinitions) {
@@ -238,14 +238,14 @@ TEST(SyntheticEngine, ResumingFromAnyCheckpointGivesBitIdenticalResults) {
   const std::string config = R"({"seed":9,"symbols":30,"checkpoint_every_days":10})";
   JobRecord job = Job(config, "signal");
   RecordingContext full;
-  BacktestResult uninterrupted = MakeEngine(config)->Run(job, full);
+  BacktestResult uninterrupted = EngineRegistry::Builtins().MakeFor(config)->Run(job, full);
   ASSERT_EQ(full.checkpoints.size(), 6u);  // after days 10, 20, ..., 60 of 65
   EXPECT_EQ(EngineInfo(uninterrupted).at("computed_days"), kDays);
   EXPECT_EQ(full.progress.back(), 100);
   for (size_t i = 0; i < full.checkpoints.size(); ++i) {
     RecordingContext resumed;
     resumed.resume_from = full.checkpoints[i];
-    BacktestResult r = MakeEngine(config)->Run(job, resumed);
+    BacktestResult r = EngineRegistry::Builtins().MakeFor(config)->Run(job, resumed);
     ExpectSameResult(uninterrupted, r);
     int resumed_at = static_cast<int>(10 * (i + 1));
     EXPECT_EQ(EngineInfo(r).at("resumed_at_day"), resumed_at);
@@ -257,16 +257,16 @@ TEST(SyntheticEngine, ResumingFromAnyCheckpointGivesBitIdenticalResults) {
 TEST(SyntheticEngine, IgnoresACheckpointOfOtherSettings) {
   const std::string config = R"({"seed":9,"symbols":30,"checkpoint_every_days":10})";
   RecordingContext first;
-  MakeEngine(config)->Run(Job(config), first);
+  EngineRegistry::Builtins().MakeFor(config)->Run(Job(config), first);
   ASSERT_FALSE(first.checkpoints.empty());
   const std::string other = R"({"seed":10,"symbols":30,"checkpoint_every_days":10})";
   RecordingContext resumed;
   resumed.resume_from = first.checkpoints[0];
-  BacktestResult r = MakeEngine(other)->Run(Job(other), resumed);
+  BacktestResult r = EngineRegistry::Builtins().MakeFor(other)->Run(Job(other), resumed);
   EXPECT_EQ(EngineInfo(r).at("computed_days"), kDays);
   RecordingContext garbage;
   garbage.resume_from = std::string("not a checkpoint");
-  r = MakeEngine(config)->Run(Job(config), garbage);
+  r = EngineRegistry::Builtins().MakeFor(config)->Run(Job(config), garbage);
   EXPECT_EQ(EngineInfo(r).at("computed_days"), kDays);
 }
 
@@ -275,14 +275,14 @@ TEST(SyntheticEngine, FailAtDayFailsOnlyTheFirstAttemptAfterCheckpointing) {
       R"({"seed":4,"symbols":20,"checkpoint_every_days":0,"fail_at_day":30})";
   JobRecord job = Job(config);
   RecordingContext first;
-  EXPECT_THROW(MakeEngine(config)->Run(job, first), std::runtime_error);
+  EXPECT_THROW(EngineRegistry::Builtins().MakeFor(config)->Run(job, first), std::runtime_error);
   ASSERT_EQ(first.checkpoints.size(), 1u);
   EXPECT_EQ(first.progress.size(), 30u);
 
   job.attempt = 2;
   RecordingContext second;
   second.resume_from = first.checkpoints[0];
-  BacktestResult r = MakeEngine(config)->Run(job, second);
+  BacktestResult r = EngineRegistry::Builtins().MakeFor(config)->Run(job, second);
   EXPECT_EQ(EngineInfo(r).at("computed_days"), kDays - 30);
   ExpectSameResult(r, GenerateSyntheticResult(Spec(config)));
 }
@@ -291,7 +291,7 @@ TEST(SyntheticEngine, StopsWithinADayWhenAsked) {
   const std::string config = R"({"symbols":5})";
   RecordingContext context;
   context.stop_after_progress = 3;
-  EXPECT_THROW(MakeEngine(config)->Run(Job(config), context), JobStopped);
+  EXPECT_THROW(EngineRegistry::Builtins().MakeFor(config)->Run(Job(config), context), JobStopped);
   EXPECT_EQ(context.progress.size(), 3u);
 }
 
@@ -300,7 +300,7 @@ TEST(SyntheticEngine, AStopInterruptsTheDelayBetweenDays) {
   const std::string config = R"({"symbols":5,"delay_ms_per_day":60000})";
   RecordingContext context;
   std::thread stopper([&] { context.stop = true; });
-  EXPECT_THROW(MakeEngine(config)->Run(Job(config), context), JobStopped);
+  EXPECT_THROW(EngineRegistry::Builtins().MakeFor(config)->Run(Job(config), context), JobStopped);
   stopper.join();
   EXPECT_LE(context.progress.size(), 1u);
 }

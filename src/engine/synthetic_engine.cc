@@ -17,7 +17,7 @@
 
 #include "btstore/engine.h"
 #include "btstore/errors.h"
-#include "lifecycle/engine_internal.h"
+#include "engine/engine_internal.h"
 
 namespace btstore {
 
@@ -37,13 +37,6 @@ constexpr char kCheckpointMagic[8] = {'B', 'T', 'S', 'Y', 'N', 'C', 'K', '1'};
 // Streams of the generator, so the drift and noise draws are independent.
 constexpr uint64_t kNoiseStream = 1;
 constexpr uint64_t kDriftStream = 2;
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 uint64_t HashKey(uint64_t seed, uint64_t stream, int64_t a, int64_t b, uint64_t draw) {
   uint64_t h = SplitMix64(seed ^ SplitMix64(stream));
@@ -70,12 +63,6 @@ double LogReturn(uint64_t seed, Date date, int symbol) {
   double drift = Normal(seed, kDriftStream, FloorDiv(date.days, kDriftBlockDays), symbol);
   double noise = Normal(seed, kNoiseStream, date.days, symbol);
   return kDriftScale * drift + kNoiseScale * noise;
-}
-
-bool IsBusinessDay(Date date) {
-  // 1970-01-01 was a Thursday: weekday 0 = Monday.
-  int64_t weekday = ((static_cast<int64_t>(date.days) + 3) % 7 + 7) % 7;
-  return weekday < 5;
 }
 
 // Business days from `start` to `end` inclusive, followed by `extra` business days after `end`
@@ -358,17 +345,13 @@ void ComputeDay(int64_t k, const std::vector<Date>& dates, uint64_t seed, const 
 //   positive or the IC does not halve within kMaxDecayLag days.
 Metrics ComputeMetrics(const SyntheticState& s, int64_t days) {
   Metrics m;
-  m.mean_ic = Mean(s.ic);
   std::vector<double> finite_ic;
   for (double v : s.ic) {
     if (std::isfinite(v)) finite_ic.push_back(v);
   }
-  if (finite_ic.size() >= 2) {
-    double ss = 0;
-    for (double v : finite_ic) ss += (v - m.mean_ic) * (v - m.mean_ic);
-    double sd = std::sqrt(ss / static_cast<double>(finite_ic.size() - 1));
-    m.icir = sd == 0 ? 0.0 : m.mean_ic / sd;
-  }
+  const IcStats ic_stats = ComputeIcStats(finite_ic);
+  m.mean_ic = ic_stats.mean_ic;
+  m.icir = ic_stats.icir;
   if (!finite_ic.empty()) {
     auto hits = std::count_if(finite_ic.begin(), finite_ic.end(), [](double v) { return v > 0; });
     m.hit_rate = static_cast<double>(hits) / static_cast<double>(finite_ic.size());
@@ -456,11 +439,15 @@ void BuildTables(const SyntheticState& s, const std::vector<Date>& dates, int64_
                  BuildArray<arrow::DoubleBuilder>(rank_ic)});
 }
 
+bool IsKnownWeightMethod(std::string_view method) {
+  return method == "equal" || method == "signal" || method == "rank";
+}
+
 class SyntheticEngine : public Engine {
  public:
   BacktestResult Run(const JobRecord& job, EngineContext& context) override {
     const SyntheticConfig config = SyntheticConfig::Parse(job.config_json);
-    if (!internal::IsKnownWeightMethod(job.weight_method)) {
+    if (!IsKnownWeightMethod(job.weight_method)) {
       throw InvalidArgument("unknown weight method \"" + job.weight_method + "\"",
                             {{"field", "weight_method"}, {"value", job.weight_method}});
     }
@@ -508,18 +495,17 @@ class SyntheticEngine : public Engine {
     result.start_date = job.start_date;
     result.end_date = job.end_date;
     result.weight_method = job.weight_method;
-    result.config_hash = internal::ConfigHash(job.config_json);
+    result.config_hash = ConfigHash(job.config_json);
     BuildTables(state, dates, days, &result);
     result.metrics = ComputeMetrics(state, days);
     result.snapshot_id = config.snapshot_id;
     result.dataset_version_ids = {{"prices", "synthetic-" + std::to_string(config.seed)},
                                   {"universe", "synthetic-" + std::to_string(config.symbols)}};
     // How much of the run this attempt did: users see that a resume did not start over.
-    nlohmann::json engine_info = {{"name", "synthetic"},
-                                  {"business_days", days},
-                                  {"resumed_at_day", resumed_at},
-                                  {"computed_days", days - resumed_at}};
-    result.extra_summary_json = nlohmann::json{{"engine", engine_info}}.dump();
+    result.extra_summary_json = EngineReportJson({.name = "synthetic",
+                                                  .business_days = days,
+                                                  .resumed_at_day = resumed_at,
+                                                  .computed_days = days - resumed_at});
     return result;
   }
 };
@@ -531,6 +517,20 @@ class StandaloneContext : public EngineContext {
   void SaveCheckpoint(std::string_view) override {}
   std::optional<std::string> LoadCheckpoint() override { return std::nullopt; }
   bool StopRequested() override { return false; }
+};
+
+// Refuses at submission what the engine would refuse when it runs.
+class SyntheticFactory : public EngineFactory {
+ public:
+  void Validate(const JobSpec& spec) const override {
+    SyntheticConfig::Parse(spec.config_json);
+    if (!IsKnownWeightMethod(spec.weight_method)) {
+      throw InvalidArgument("unknown weight method \"" + spec.weight_method +
+                                "\" for the synthetic engine (known: equal, signal, rank)",
+                            {{"field", "weight_method"}, {"value", spec.weight_method}});
+    }
+  }
+  std::unique_ptr<Engine> Make() const override { return std::make_unique<SyntheticEngine>(); }
 };
 
 int ReadInt(const nlohmann::json& config, const char* key, int min, int max, int fallback) {
@@ -601,15 +601,20 @@ BacktestResult GenerateSyntheticResult(const JobSpec& spec) {
   // Attempt 0: not a worker's attempt, so fail_at_day (first worker attempt only) never fires.
   job.attempt = 0;
   StandaloneContext context;
-  return internal::MakeSyntheticEngine()->Run(job, context);
+  return SyntheticEngine().Run(job, context);
+}
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
 }
 
 namespace internal {
 
-std::unique_ptr<Engine> MakeSyntheticEngine() { return std::make_unique<SyntheticEngine>(); }
-
-bool IsKnownWeightMethod(std::string_view method) {
-  return method == "equal" || method == "signal" || method == "rank";
+std::unique_ptr<EngineFactory> MakeSyntheticFactory() {
+  return std::make_unique<SyntheticFactory>();
 }
 
 }  // namespace internal

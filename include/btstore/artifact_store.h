@@ -1,0 +1,157 @@
+#pragma once
+/// The artifact store: the one owner of the artifact root and of everything under it. It knows
+/// where a job's bundle, its staging, checkpoints, trash and publish lock live, how a bundle is
+/// published and unpublished atomically, how a stored `result_path` resolves (and the rule that
+/// it must lie strictly inside the root), how files are removed and how bundles are listed.
+/// The lifecycle layer asks it for all of this and never builds a path itself.
+///
+/// Locations are opaque strings: an absolute path for the local store, a URI for an object
+/// store. Only the local implementation exists (ArtifactStore::Open); an S3-compatible one
+/// implements the same interface over Arrow's filesystem layer.
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "btstore/bundle.h"
+
+namespace btstore {
+
+/// Why a stored result path cannot be used, or kNone.
+enum class PathProblem {
+  kNone,
+  kNoPath,         ///< result_path is null or empty
+  kUnresolvable,   ///< resolving it failed (a symlink loop, no permission)
+  kIsRoot,         ///< it resolves to the artifact root itself
+  kOutsideRoot,    ///< it resolves outside the artifact root
+  kInternalDir,    ///< it resolves into the store's own areas (staging, trash, checkpoints)
+  kMissingOnDisk,  ///< nothing is there
+  kNotADirectory,  ///< something other than a bundle is there
+};
+
+/// Return a short reason for a problem, for error details and messages ("missing on disk").
+std::string_view PathProblemReason(PathProblem problem);
+
+/// A stored result path, resolved by the store.
+struct BundleLocation {
+  PathProblem problem = PathProblem::kNone;
+  std::string location;  ///< where it resolves to (symlinks and `..` resolved), when known
+  std::string owner;     ///< the name directly under the root that holds it (a job_id), if any
+  std::string detail;    ///< the system's message, for kUnresolvable
+};
+
+/// A bundle written to the store's staging area and flushed, not yet visible to any reader.
+struct StagedBundle {
+  std::string location;  ///< the staging location, for Publish or Discard
+};
+
+/// A bundle found under the root by ListBundles.
+struct StoredBundle {
+  std::string name;      ///< its name under the root (a job_id for btstore's own bundles)
+  std::string location;  ///< where it is
+};
+
+/// Held while an attempt checks that it still owns its job, publishes, and completes or
+/// unpublishes: one critical section among the workers of every process that shares the root.
+/// Released when destroyed.
+class JobLock {
+ public:
+  virtual ~JobLock() = default;
+};
+
+/// Removes the files of many jobs; the removals are durable once Commit() returns.
+class RemovalBatch {
+ public:
+  virtual ~RemovalBatch() = default;
+  /// Remove what `where` (resolved by Resolve with require_bundle false and no problem) holds,
+  /// without following a symlink there. Missing is fine. Throws InternalError naming `job_id`.
+  virtual void RemoveBundle(const BundleLocation& where, std::string_view job_id) = 0;
+  /// Remove everything else the store keeps for `job_id`: its bundle's default place, its
+  /// checkpoints and its publish lock. Missing is fine. Throws InternalError naming `job_id`.
+  virtual void RemoveJob(std::string_view job_id) = 0;
+  /// Make every removal of this batch durable (one flush per directory touched).
+  /// Throws InternalError.
+  virtual void Commit() = 0;
+};
+
+/// Where bundles, staging, checkpoints and publish locks live.
+class ArtifactStore {
+ public:
+  virtual ~ArtifactStore() = default;
+
+  /// Open the local store rooted at the directory `root` (created when missing; relative to the
+  /// working directory). Throws InvalidArgument for an empty root, InternalError when the
+  /// directory cannot be created or resolved.
+  static std::unique_ptr<ArtifactStore> Open(const std::string& root);
+
+  /// Return the root as stored result paths are compared with it (absolute, canonical).
+  virtual const std::string& root() const = 0;
+
+  // --- Publishing (one attempt of a worker) ----------------------------------------------------
+
+  /// Write `result` into a fresh staging location and flush it; nothing is visible to readers.
+  /// Throws InvalidArgument for an invalid result (nothing is left behind), InternalError for
+  /// I/O failures.
+  virtual StagedBundle Stage(const BacktestResult& result, const WriteOptions& options) = 0;
+  /// Remove a staged bundle that will not be published. Throws InternalError.
+  virtual void Discard(const StagedBundle& staged) = 0;
+  /// Take the publish lock of `job_id`, waiting for its holder. Throws InternalError.
+  virtual std::unique_ptr<JobLock> LockJob(std::string_view job_id) = 0;
+  /// Publish `staged` as the bundle of `job_id` atomically and durably, first moving away what
+  /// an earlier, stale attempt left in its place; return the result_path to record in the
+  /// catalog. Call it holding LockJob(job_id). Throws InternalError.
+  virtual std::string Publish(const StagedBundle& staged, std::string_view job_id) = 0;
+  /// Remove the published bundle of `job_id` (an attempt that lost its completion). Missing is
+  /// fine. Throws InternalError.
+  virtual void Unpublish(std::string_view job_id) = 0;
+
+  // --- Checkpoints -----------------------------------------------------------------------------
+
+  /// Save `bytes` durably as the checkpoint of `attempt` of `job_id` (readers see the previous
+  /// checkpoint or this one, never a part) and return its location. Throws InternalError.
+  virtual std::string SaveCheckpoint(std::string_view job_id, int attempt,
+                                     std::string_view bytes) = 0;
+  /// Return the checkpoint saved at `location`, or nullopt when it is gone (removed by retention
+  /// or an operator: the attempt starts over). Throws InternalError when it cannot be read.
+  virtual std::optional<std::string> LoadCheckpoint(const std::string& location) = 0;
+  /// Remove every checkpoint of `job_id`, best effort (they only cost space).
+  virtual void RemoveCheckpoints(std::string_view job_id) = 0;
+
+  // --- Reading ---------------------------------------------------------------------------------
+
+  /// Resolve a stored result_path (absolute, or relative to the root as older tools wrote it):
+  /// it must lie strictly inside the root, outside the store's own areas, and, with
+  /// `require_bundle`, hold a bundle directory. Reports the problem instead of throwing.
+  /// Throws InternalError only when the root itself cannot be resolved.
+  virtual BundleLocation Resolve(const std::optional<std::string>& result_path,
+                                 bool require_bundle) const = 0;
+  /// Read the bundle at `where` (see ReadBundle for the options and errors).
+  virtual BacktestResult Read(const BundleLocation& where, const ReadOptions& options,
+                              ReadStats* stats) = 0;
+  /// Validate and describe the bundle at `where` (see InspectBundle for the errors).
+  virtual BundleInfo Inspect(const BundleLocation& where) = 0;
+  /// Return the text of the summary.json at `where`, unchecked. Throws
+  /// MissingReproducibilityMetadata when it is missing or unreadable.
+  virtual std::string ReadSummaryText(const BundleLocation& where) = 0;
+  /// Throw ResultPathMissing for the unusable `where` resolved from `stored`, with a message
+  /// that says what to do (details: job_id, path, reason, artifact_root, resolved_path).
+  [[noreturn]] void ThrowResultPathMissing(std::string_view job_id,
+                                           const std::optional<std::string>& stored,
+                                           const BundleLocation& where) const;
+
+  // --- Maintenance -----------------------------------------------------------------------------
+
+  /// Start removing the files of a batch of jobs (retention). Throws InternalError.
+  virtual std::unique_ptr<RemovalBatch> BeginRemoval() = 0;
+  /// List the bundles under the root that were last written more than `min_age` ago (younger
+  /// ones may be a publish in progress), for `verify`. Throws InternalError.
+  virtual std::vector<StoredBundle> ListBundles(std::chrono::seconds min_age) = 0;
+  /// Remove staging and trash debris older than `min_age` (left by crashed writers). Returns
+  /// how many entries it removed. Throws InternalError.
+  virtual int RemoveDebris(std::chrono::seconds min_age) = 0;
+};
+
+}  // namespace btstore

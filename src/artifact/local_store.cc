@@ -1,0 +1,442 @@
+// The local artifact store: a directory on a POSIX file system (see layout_internal.h for what
+// lies where). Publication is staging + fsync + rename + fsync of the parent; removal goes
+// through the trash; the publish lock is an flock shared by every process using the root.
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+#include "artifact/io_internal.h"
+#include "artifact/layout_internal.h"
+#include "btstore/artifact_store.h"
+#include "btstore/errors.h"
+
+namespace btstore {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void ThrowIoError(const std::string& what, const fs::path& path, int err) {
+  throw InternalError(what + " " + path.string() + ": " + std::strerror(err),
+                      {{"path", path.string()}});
+}
+
+void WriteAll(int fd, std::string_view bytes, const fs::path& path) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ThrowIoError("cannot write", path, errno);
+    }
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// Write `bytes` to `path` atomically and durably: a temporary file, fsync, rename, fsync of the
+// directory. A reader (the next attempt) sees the old checkpoint or the new one, never a part.
+void WriteFileAtomically(const fs::path& path, std::string_view bytes) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) ThrowIoError("cannot create", tmp, errno);
+  try {
+    WriteAll(fd, bytes, tmp);
+  } catch (const Error&) {
+    ::close(fd);
+    throw;
+  }
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    ThrowIoError("cannot flush", tmp, err);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) ThrowIoError("cannot rename", tmp, errno);
+  internal::SyncDirectory(path.parent_path());
+}
+
+// An exclusive flock on `<root>/.locks/<job_id>.lock`, released when the object dies. It makes
+// "check ownership, publish, complete or unpublish" one critical section among the workers of
+// every process sharing the root.
+class JobFileLock : public JobLock {
+ public:
+  JobFileLock(const fs::path& root, const std::string& job_id) {
+    fs::path dir = root / internal::kLocksDir;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) ThrowIoError("cannot create", dir, ec.value());
+    fs::path path = dir / (job_id + ".lock");
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) ThrowIoError("cannot open lock file", path, errno);
+    while (::flock(fd_, LOCK_EX) != 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd_);
+      ThrowIoError("cannot lock", path, err);
+    }
+  }
+  ~JobFileLock() override { ::close(fd_); }
+  JobFileLock(const JobFileLock&) = delete;
+  JobFileLock& operator=(const JobFileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// Create the artifact root if missing and return it absolute and canonical, so that result
+// paths stored in the catalog (absolute, under it) compare with it by prefix.
+fs::path PrepareArtifactRoot(const fs::path& root) {
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) {
+    throw InternalError("cannot create the artifact root " + root.string() + ": " + ec.message(),
+                        {{"path", root.string()}});
+  }
+  fs::path canonical = fs::canonical(root, ec);
+  if (ec) {
+    throw InternalError("cannot resolve the artifact root " + root.string() + ": " + ec.message(),
+                        {{"path", root.string()}});
+  }
+  return canonical;
+}
+
+// The non-empty components of a path: "/a/b/" and "/a/b" both give {"/", "a", "b"}, so that a
+// trailing separator never decides whether one path lies inside another.
+std::vector<std::string> Components(const fs::path& path) {
+  std::vector<std::string> parts;
+  for (const fs::path& part : path) {
+    if (!part.empty()) parts.push_back(part.string());
+  }
+  return parts;
+}
+
+// Resolve `stored` (absolute, or relative to the root as older tools registered it) against
+// the canonical root `root`, following symlinks and `..`, and check that it is a directory
+// strictly inside the root and not in one of the store's dot-directories (job ids never start
+// with a dot, so nothing of a job lives there). With `require_directory` false, a path that is
+// well placed but missing or not a directory is not a problem (retention removes what is
+// there).
+BundleLocation ResolveStoredPath(const fs::path& root, const std::optional<std::string>& stored,
+                                 bool require_directory) {
+  if (!stored || stored->empty()) return {PathProblem::kNoPath, {}, {}, {}};
+  fs::path path(*stored);
+  if (path.is_relative()) path = root / path;
+
+  // weakly_canonical follows every symlink of the part that exists and folds `..` lexically in
+  // the rest, so neither a symlink nor a `..` can carry the path out of the root unnoticed.
+  std::error_code ec;
+  fs::path resolved = fs::weakly_canonical(path, ec);
+  if (ec) return {PathProblem::kUnresolvable, path.string(), {}, ec.message()};
+
+  const std::vector<std::string> root_parts = Components(root);
+  const std::vector<std::string> parts = Components(resolved);
+  if (parts.size() < root_parts.size() ||
+      !std::equal(root_parts.begin(), root_parts.end(), parts.begin())) {
+    return {PathProblem::kOutsideRoot, resolved.string(), {}, {}};
+  }
+  if (parts.size() == root_parts.size()) return {PathProblem::kIsRoot, resolved.string(), {}, {}};
+  const std::string& owner = parts[root_parts.size()];
+  // .staging, .trash, .checkpoints, .locks: the store's own; no job_id starts with a dot.
+  if (owner.starts_with('.')) return {PathProblem::kInternalDir, resolved.string(), owner, {}};
+
+  if (require_directory) {
+    fs::file_status status = fs::status(resolved, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      return {PathProblem::kUnresolvable, resolved.string(), owner, ec.message()};
+    }
+    if (!fs::exists(status)) return {PathProblem::kMissingOnDisk, resolved.string(), owner, {}};
+    if (!fs::is_directory(status)) {
+      return {PathProblem::kNotADirectory, resolved.string(), owner, {}};
+    }
+  }
+  return {PathProblem::kNone, resolved.string(), owner, {}};
+}
+
+// Remove a directory entry without following it: a symlink goes alone, never its target.
+// Directories are moved to the trash unflushed and their parents collected in `dirty`: the
+// caller flushes each once per batch.
+void RemoveEntry(const fs::path& path, const std::string& job_id, std::set<fs::path>& dirty) {
+  std::error_code ec;
+  const fs::file_status status = fs::symlink_status(path, ec);
+  if (ec == std::errc::no_such_file_or_directory || (!ec && !fs::exists(status))) return;
+  if (!ec && fs::is_directory(status)) {
+    internal::RemoveBundleDir(path, /*flush_parent=*/false);
+    dirty.insert(path.parent_path());
+    return;
+  }
+  if (!ec) fs::remove(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) {
+    throw InternalError("cannot remove " + path.string() + " of job " + job_id + ": " +
+                            ec.message() + "; fix the cause and run cleanup again",
+                        {{"job_id", job_id}, {"path", path.string()}});
+  }
+}
+
+// Whether `name` may name a directory of the root: a valid job_id (a row from another tool may
+// carry any text; only a valid id is safe as a path component).
+bool IsJobIdName(std::string_view name) {
+  try {
+    ValidateJobId(name);
+  } catch (const InvalidArgument&) {
+    return false;
+  }
+  return true;
+}
+
+class LocalRemovalBatch : public RemovalBatch {
+ public:
+  explicit LocalRemovalBatch(fs::path root) : root_(std::move(root)) {}
+
+  void RemoveBundle(const BundleLocation& where, std::string_view job_id) override {
+    RemoveEntry(where.location, std::string(job_id), dirty_);
+  }
+
+  void RemoveJob(std::string_view job_id_view) override {
+    if (!IsJobIdName(job_id_view)) return;
+    const std::string job_id(job_id_view);
+    // The bundle's default place (usually just removed by RemoveBundle, then this finds
+    // nothing).
+    RemoveEntry(root_ / job_id, job_id, dirty_);
+    // A half-removed checkpoint directory is harmless: the row stays marked (Resume refuses it)
+    // until this has succeeded, so no attempt can load from it.
+    const fs::path checkpoints = root_ / internal::kCheckpointsDir / job_id;
+    std::error_code ec;
+    fs::remove_all(checkpoints, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      throw InternalError("cannot remove the checkpoints of job " + job_id + " at " +
+                              checkpoints.string() + ": " + ec.message() +
+                              "; fix the cause and run cleanup again",
+                          {{"job_id", job_id}, {"path", checkpoints.string()}});
+    }
+    // The worker's publish lock would otherwise outlive every job ever run. Unlinking it is
+    // safe here: no attempt of a marked, terminal job can publish any more (a stale worker that
+    // still takes the lock finds that it lost its attempt), and the job_id can only be submitted
+    // anew once its row is deleted, after this.
+    RemoveEntry(root_ / internal::kLocksDir / (job_id + ".lock"), job_id, dirty_);
+  }
+
+  // One flush per directory and batch makes every removal above durable before any row goes,
+  // so a crash never brings back a bundle whose row was deleted.
+  void Commit() override {
+    for (const fs::path& dir : dirty_) internal::SyncDirectory(dir);
+    dirty_.clear();
+  }
+
+ private:
+  fs::path root_;
+  std::set<fs::path> dirty_;
+};
+
+class LocalArtifactStore : public ArtifactStore {
+ public:
+  explicit LocalArtifactStore(fs::path root) : root_(std::move(root)), root_text_(root_.string()) {}
+
+  const std::string& root() const override { return root_text_; }
+
+  StagedBundle Stage(const BacktestResult& result, const WriteOptions& options) override {
+    return {internal::StageBundle(result, root_ / internal::kStagingDir, options).string()};
+  }
+
+  void Discard(const StagedBundle& staged) override { internal::RemoveBundleDir(staged.location); }
+
+  std::unique_ptr<JobLock> LockJob(std::string_view job_id) override {
+    return std::make_unique<JobFileLock>(root_, JobDirName(job_id));
+  }
+
+  std::string Publish(const StagedBundle& staged, std::string_view job_id) override {
+    const fs::path final_dir = root_ / JobDirName(job_id);
+    // A directory left by an earlier, stale attempt of this job (the caller holds the lock and
+    // owns the attempt, so it is not a completed job's bundle): move it away.
+    std::error_code ec;
+    if (fs::exists(final_dir, ec)) internal::RemoveBundleDir(final_dir);
+    internal::PublishBundle(staged.location, final_dir);
+    return final_dir.string();
+  }
+
+  void Unpublish(std::string_view job_id) override {
+    internal::RemoveBundleDir(root_ / JobDirName(job_id));
+  }
+
+  std::string SaveCheckpoint(std::string_view job_id, int attempt,
+                             std::string_view bytes) override {
+    fs::path dir = root_ / internal::kCheckpointsDir / JobDirName(job_id);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) ThrowIoError("cannot create", dir, ec.value());
+    fs::path path = dir / ("attempt-" + std::to_string(attempt) + ".ckpt");
+    WriteFileAtomically(path, bytes);
+    return path.string();
+  }
+
+  std::optional<std::string> LoadCheckpoint(const std::string& location) override {
+    const fs::path path(location);
+    std::ifstream in(path, std::ios::binary);
+    // A checkpoint removed meanwhile (retention, an operator) only means starting over.
+    if (!in) return std::nullopt;
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    if (in.bad()) ThrowIoError("cannot read checkpoint", path, EIO);
+    return bytes.str();
+  }
+
+  void RemoveCheckpoints(std::string_view job_id) override {
+    if (!IsJobIdName(job_id)) return;
+    std::error_code ec;
+    fs::remove_all(root_ / internal::kCheckpointsDir / std::string(job_id), ec);
+  }
+
+  BundleLocation Resolve(const std::optional<std::string>& result_path,
+                         bool require_bundle) const override {
+    return ResolveStoredPath(root_, result_path, require_bundle);
+  }
+
+  BacktestResult Read(const BundleLocation& where, const ReadOptions& options,
+                      ReadStats* stats) override {
+    return ReadBundle(where.location, options, stats);
+  }
+
+  BundleInfo Inspect(const BundleLocation& where) override { return InspectBundle(where.location); }
+
+  std::string ReadSummaryText(const BundleLocation& where) override {
+    const fs::path file = fs::path(where.location) / kSummaryFile;
+    std::ifstream in(file);
+    std::stringstream text;
+    if (in) text << in.rdbuf();
+    if (!in) {
+      throw MissingReproducibilityMetadata("summary.json is missing or unreadable",
+                                           {{"path", file.string()}});
+    }
+    return text.str();
+  }
+
+  std::unique_ptr<RemovalBatch> BeginRemoval() override {
+    return std::make_unique<LocalRemovalBatch>(root_);
+  }
+
+  std::vector<StoredBundle> ListBundles(std::chrono::seconds min_age) override {
+    std::vector<StoredBundle> bundles;
+    std::error_code ec;
+    if (!fs::is_directory(root_, ec)) return bundles;
+    const fs::file_time_type now = fs::file_time_type::clock::now();
+    fs::directory_iterator it(root_, ec);
+    if (ec) ThrowIoError("cannot list", root_, ec.value());
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      if (ec) ThrowIoError("cannot list", root_, ec.value());
+      const std::string name = it->path().filename().string();
+      // .staging, .trash, .checkpoints, .locks and any other dot-directory are the store's own.
+      if (name.starts_with('.')) continue;
+      std::error_code entry_ec;
+      if (!it->is_directory(entry_ec)) continue;
+      const fs::file_time_type mtime = it->last_write_time(entry_ec);
+      if (entry_ec || now - mtime < min_age) continue;
+      bundles.push_back({name, it->path().string()});
+    }
+    return bundles;
+  }
+
+  int RemoveDebris(std::chrono::seconds min_age) override {
+    std::error_code ec;
+    if (!fs::exists(root_, ec)) return 0;
+    return internal::RemoveStagingDebris(root_, min_age);
+  }
+
+ private:
+  // The directory name of a job: its id, checked so that no id can reach outside the root.
+  static std::string JobDirName(std::string_view job_id) {
+    ValidateJobId(job_id);
+    return std::string(job_id);
+  }
+
+  fs::path root_;
+  std::string root_text_;
+};
+
+}  // namespace
+
+std::string_view PathProblemReason(PathProblem problem) {
+  switch (problem) {
+    case PathProblem::kNone:
+      return "ok";
+    case PathProblem::kNoPath:
+      return "no result path";
+    case PathProblem::kUnresolvable:
+      return "unresolvable";
+    case PathProblem::kIsRoot:
+      return "the artifact root itself";
+    case PathProblem::kOutsideRoot:
+      return "outside the artifact root";
+    case PathProblem::kInternalDir:
+      return "inside an internal directory";
+    case PathProblem::kMissingOnDisk:
+      return "missing on disk";
+    case PathProblem::kNotADirectory:
+      return "not a directory";
+  }
+  return "unknown";
+}
+
+std::unique_ptr<ArtifactStore> ArtifactStore::Open(const std::string& root) {
+  if (root.empty()) {
+    throw InvalidArgument("the artifact root must not be empty", {{"field", "artifact_root"}});
+  }
+  return std::make_unique<LocalArtifactStore>(PrepareArtifactRoot(root));
+}
+
+void ArtifactStore::ThrowResultPathMissing(std::string_view job_id,
+                                           const std::optional<std::string>& stored,
+                                           const BundleLocation& resolved) const {
+  const std::string id(job_id);
+  const std::string& where = resolved.location;
+  const std::string& root_text = root();
+  std::string message;
+  switch (resolved.problem) {
+    case PathProblem::kNoPath:
+      message = "job " + id + " has no result path recorded; re-run it to produce a result";
+      break;
+    case PathProblem::kUnresolvable:
+      message = "the result path of job " + id + " cannot be resolved (" + resolved.detail +
+                "); check the path and its permissions";
+      break;
+    case PathProblem::kIsRoot:
+      message = "the result path of job " + id + " is the artifact root " + root_text +
+                " itself, not a bundle inside it; the row is damaged, re-run the job";
+      break;
+    case PathProblem::kOutsideRoot:
+      message = "the result path of job " + id + " resolves to " + where +
+                ", outside the artifact root " + root_text +
+                "; pass the right --artifact-root or move the bundle under it";
+      break;
+    case PathProblem::kInternalDir:
+      message = "the result path of job " + id + " resolves to " + where +
+                ", inside btstore's internal directories; the row is damaged, re-run the job";
+      break;
+    case PathProblem::kMissingOnDisk:
+      message = "the bundle of job " + id + " is missing on disk at " + where +
+                "; restore it or re-run the job";
+      break;
+    case PathProblem::kNotADirectory:
+      message = "the result path of job " + id + " (" + where +
+                ") is not a bundle directory; restore the bundle or re-run the job";
+      break;
+    case PathProblem::kNone:
+      message = "the result path of job " + id + " is unusable";
+      break;
+  }
+  ErrorDetails details{{"job_id", id},
+                       {"path", stored.value_or("")},
+                       {"reason", std::string(PathProblemReason(resolved.problem))},
+                       {"artifact_root", root_text}};
+  if (!where.empty()) details.emplace("resolved_path", where);
+  throw ResultPathMissing(message, std::move(details));
+}
+
+}  // namespace btstore
