@@ -307,15 +307,7 @@ class LocalArtifactStore : public ArtifactStore {
   BundleInfo Inspect(const BundleLocation& where) override { return InspectBundle(where.location); }
 
   std::string ReadSummaryText(const BundleLocation& where) override {
-    const fs::path file = fs::path(where.location) / kSummaryFile;
-    std::ifstream in(file);
-    std::stringstream text;
-    if (in) text << in.rdbuf();
-    if (!in) {
-      throw MissingReproducibilityMetadata("summary.json is missing or unreadable",
-                                           {{"path", file.string()}});
-    }
-    return text.str();
+    return btstore::ReadSummaryText(fs::path(where.location));
   }
 
   std::unique_ptr<RemovalBatch> BeginRemoval() override {

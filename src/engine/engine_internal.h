@@ -26,6 +26,11 @@ std::string Sha256Hex(std::string_view bytes);
 /// layer converts Arrow errors.
 void ThrowIfArrowError(const arrow::Status& status, std::string_view what);
 
+/// Check that the synthetic engine can hold a run of `symbols` symbols over the business days
+/// from `start` to `end`: at most kMaxSyntheticCells (day, symbol) cells, the limit its
+/// in-memory state and tables fit in. Throws InvalidArgument that states the limit.
+void CheckSyntheticJobSize(Date start, Date end, int symbols);
+
 /// Return the factory of the synthetic engine.
 std::unique_ptr<EngineFactory> MakeSyntheticFactory();
 

@@ -209,6 +209,8 @@ std::string ConfigHash(std::string_view config_json) {
 namespace internal {
 
 nlohmann::json ParseConfigObject(std::string_view config_json) {
+  // Also for configs read back from the catalog, which another tool may have written.
+  ValidateConfigJson(config_json);
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(config_json);

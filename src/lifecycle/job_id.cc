@@ -16,6 +16,8 @@ constexpr size_t kDerivedIdHexDigits = 32;
 }  // namespace
 
 std::string DeriveJobId(const JobSpec& spec) {
+  // Bounded before it is parsed: dump() below recurses once per level of nesting.
+  ValidateConfigJson(spec.config_json);
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(spec.config_json);

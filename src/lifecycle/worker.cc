@@ -48,6 +48,7 @@ Worker::Impl::Impl(Catalog& catalog, ArtifactStore& store, Clock& clock, WorkerO
                           {{"field", "engines"}});
   }
   if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
+  ValidateWorkerId(options_.worker_id);
   if (options_.concurrency < 1) {
     throw InvalidArgument(
         "worker concurrency must be at least 1",
