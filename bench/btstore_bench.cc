@@ -11,6 +11,7 @@
 //   btstore_bench retention --catalog URL --root DIR [--retention-days D] [--batch-size B]
 //   btstore_bench throughput --catalog URL --root DIR --jobs N [--workers W]
 //   btstore_bench cancel --catalog URL --root DIR --samples K
+//   btstore_bench engine --catalog URL --root DIR --src BUNDLE --repeats K
 //
 // Memory: the peak resident set of the measured operation alone is read from /proc/self/status
 // (VmHWM) after resetting it through /proc/self/clear_refs just before the operation, so that
@@ -44,6 +45,7 @@
 
 #include "btstore/bundle.h"
 #include "btstore/catalog.h"
+#include "btstore/command_engine.h"
 #include "btstore/engine.h"
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
@@ -725,10 +727,69 @@ int CmdCancel(const Args& args) {
   return 0;
 }
 
+// The same result through a worker twice over: an in-process engine that returns the tables it
+// holds, and a command engine whose program copies the files of the same bundle into its output
+// directory. The difference is the command engine's own cost: starting the program under its
+// supervisor, reading and validating the output, and writing it anew (staging, manifest,
+// publish are common to both).
+class HeldResultEngine : public Engine {
+ public:
+  explicit HeldResultEngine(const BacktestResult& result) : result_(result) {}
+  BacktestResult Run(const JobRecord& job, EngineContext& /*context*/) override {
+    BacktestResult result = result_;
+    result.job_id = job.job_id;
+    return result;
+  }
+
+ private:
+  const BacktestResult& result_;
+};
+
+int CmdEngine(const Args& args) {
+  const std::string url = args.Str("catalog");
+  const fs::path root = args.Str("root");
+  const fs::path src = fs::absolute(args.Str("src"));
+  const int repeats = static_cast<int>(args.Int("repeats", 3));
+  const BacktestResult held = ReadBundle(src);
+  EngineRegistry engines = EngineRegistry::Builtins();
+  engines.Register("held", [&held] { return std::make_unique<HeldResultEngine>(held); });
+  RegisterCommandEngine(
+      engines, ParseEngineFlag("copy=cp '" + src.string() + "'/* \"$BTSTORE_OUTPUT_DIR\"/"));
+  ServiceOptions opened;
+  opened.engines = &engines;
+  auto service = Service::Open(url, root.string(), opened);
+  const std::string tag = RunTag();
+  json facts = json::object();
+  for (const std::string engine : {"held", "copy"}) {
+    std::vector<double> seconds;
+    for (int k = 0; k < repeats; ++k) {
+      JobSpec spec = NoopSpec(engine + "-" + tag + "-" + std::to_string(k));
+      spec.config_json = R"({"engine":")" + engine + R"("})";
+      service->jobs().Submit(spec);
+      WorkerOptions options;
+      options.until_idle = true;
+      options.poll_interval = std::chrono::milliseconds(1);
+      auto start = SteadyClock::now();
+      service->NewWorker(options)->Run();
+      seconds.push_back(SecondsSince(start));
+      if (service->jobs().GetJob(spec.job_id).status != JobStatus::kCompleted) {
+        throw InternalError("the " + engine + " job did not complete");
+      }
+    }
+    facts[engine] = LatencySummary(seconds);
+    facts[engine]["all_s"] = seconds;
+  }
+  facts["rows"] = held.daily_signals->num_rows();
+  facts["overhead_s"] = facts["copy"]["p50_s"].get<double>() - facts["held"]["p50_s"].get<double>();
+  facts["ratio"] = facts["copy"]["p50_s"].get<double>() / facts["held"]["p50_s"].get<double>();
+  std::cout << facts << "\n";
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << "usage: btstore_bench gen|write|read|migrate|list|replicate|retention|"
-                 "throughput|cancel [--options]\n";
+                 "throughput|cancel|engine [--options]\n";
     return 2;
   }
   const std::string command = argv[1];
@@ -742,7 +803,8 @@ int Main(int argc, char** argv) {
       {"replicate", CmdReplicate},
       {"retention", CmdRetention},
       {"throughput", CmdThroughput},
-      {"cancel", CmdCancel}};
+      {"cancel", CmdCancel},
+      {"engine", CmdEngine}};
   auto it = commands.find(command);
   if (it == commands.end()) {
     std::cerr << "unknown command " << command << "\n";

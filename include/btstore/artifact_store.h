@@ -48,6 +48,12 @@ struct StagedBundle {
   std::string location;  ///< the staging location, for Publish or Discard
 };
 
+/// One output stream of a command engine's program.
+enum class LogStream { kStdout, kStderr };
+
+/// Return "stdout" or "stderr".
+std::string_view ToString(LogStream stream);
+
 /// A bundle found under the root by ListBundles.
 struct StoredBundle {
   std::string name;      ///< its name under the root (a job_id for btstore's own bundles)
@@ -70,7 +76,8 @@ class RemovalBatch {
   /// without following a symlink there. Missing is fine. Throws InternalError naming `job_id`.
   virtual void RemoveBundle(const BundleLocation& where, std::string_view job_id) = 0;
   /// Remove everything else the store keeps for `job_id`: its bundle's default place, its
-  /// checkpoints and its publish lock. Missing is fine. Throws InternalError naming `job_id`.
+  /// checkpoints, its logs, its attempt directories and its publish lock. Missing is fine.
+  /// Throws InternalError naming `job_id`.
   virtual void RemoveJob(std::string_view job_id) = 0;
   /// Make every removal of this batch durable (one flush per directory touched).
   /// Throws InternalError.
@@ -119,6 +126,26 @@ class ArtifactStore {
   virtual std::optional<std::string> LoadCheckpoint(const std::string& location) = 0;
   /// Remove every checkpoint of `job_id`, best effort (they only cost space).
   virtual void RemoveCheckpoints(std::string_view job_id) = 0;
+
+  // --- Attempt directories and logs (command engines) -------------------------------------------
+
+  /// Create the working directory of `attempt` of `job_id` (for the program of a command engine:
+  /// its job file, output directory and checkpoints) and return its local path, empty. What
+  /// earlier attempts of the job left there is removed first (their attempts ended or lost their
+  /// lease). The caller removes it with RemoveAttemptDir when the attempt ends; retention
+  /// removes what a crashed worker left. Throws InternalError.
+  virtual std::string MakeAttemptDir(std::string_view job_id, int attempt) = 0;
+  /// Remove the working directory of `attempt` of `job_id`, best effort (it only costs space).
+  virtual void RemoveAttemptDir(std::string_view job_id, int attempt) = 0;
+  /// Return the local path where `stream` of `attempt` of `job_id` is logged, creating its
+  /// directory. Throws InternalError.
+  virtual std::string LogLocation(std::string_view job_id, int attempt, LogStream stream) = 0;
+  /// Return the attempts of `job_id` that have a log, ascending. Throws InternalError.
+  virtual std::vector<int> LogAttempts(std::string_view job_id) = 0;
+  /// Return up to `max_bytes` of the log of `stream` of `attempt` of `job_id` from byte
+  /// `offset`; empty at its end or when there is none. Throws InternalError.
+  virtual std::string ReadLog(std::string_view job_id, int attempt, LogStream stream,
+                              int64_t offset, int64_t max_bytes) = 0;
 
   // --- Reading ---------------------------------------------------------------------------------
 

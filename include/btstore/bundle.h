@@ -102,7 +102,7 @@ struct ReadOptions {
 
 /// What a read cost.
 struct ReadStats {
-  int64_t bytes_read = 0;        ///< bytes read from the Parquet files
+  int64_t bytes_read = 0;  ///< bytes read from the Parquet files
   int64_t row_groups_read = 0;
   int64_t row_groups_skipped = 0;  ///< skipped by their date statistics
 };

@@ -90,7 +90,8 @@ class Catalog {
   // --- Jobs ------------------------------------------------------------------------------------
 
   /// Insert the job unless its job_id exists (then return the existing row, created=false).
-  /// `spec.job_id` must be set and valid. Throws InvalidArgument.
+  /// `spec.job_id` must be set and valid; the job's engine is `spec.engine`, else its config's
+  /// "engine" key, else kDefaultEngine. Throws InvalidArgument.
   virtual SubmitResult Submit(const JobSpec& spec, Timestamp now) = 0;
 
   /// Return the job, or nullopt.
@@ -108,11 +109,19 @@ class Catalog {
 
   // --- Worker moves (fenced by attempt) --------------------------------------------------------
 
-  /// Claim up to `max_jobs` pending jobs whose run_after has passed, highest priority then
-  /// oldest first: each becomes running with attempt+1, worker_id, started_at, a lease until
-  /// now+lease, cancel_requested cleared. Concurrent claimers never get the same job.
+  /// Claim up to `max_jobs` pending jobs whose run_after has passed and whose engine is one of
+  /// `engines` (any engine when empty), highest priority then oldest first: each becomes
+  /// running with attempt+1, worker_id, started_at, a lease until now+lease, cancel_requested
+  /// cleared. Concurrent claimers never get the same job. Throws InvalidArgument for max_jobs
+  /// below 1 or an invalid engine name.
   virtual std::vector<JobRecord> ClaimJobs(std::string_view worker_id, int max_jobs,
-                                           std::chrono::seconds lease, Timestamp now) = 0;
+                                           std::chrono::seconds lease, Timestamp now,
+                                           const std::vector<std::string>& engines) = 0;
+  /// Claim as above, jobs of any engine.
+  std::vector<JobRecord> ClaimJobs(std::string_view worker_id, int max_jobs,
+                                   std::chrono::seconds lease, Timestamp now) {
+    return ClaimJobs(worker_id, max_jobs, lease, now, {});
+  }
 
   /// Renew the lease of a running attempt and record progress (0..100) and, when given, the
   /// attempt's newest checkpoint. Does nothing and returns owned=false when the job is no longer
@@ -166,8 +175,8 @@ class Catalog {
   /// Return up to `limit` jobs that retention would remove: terminal, not pinned, aged before
   /// `cutoff`, plus jobs already marked expiring. Ordered by job_id; starts after
   /// `after_job_id` when given. Writes nothing.
-  virtual std::vector<RetentionCandidate> FindExpired(Timestamp cutoff, int limit,
-                                                      const std::optional<std::string>& after_job_id) = 0;
+  virtual std::vector<RetentionCandidate> FindExpired(
+      Timestamp cutoff, int limit, const std::optional<std::string>& after_job_id) = 0;
 
   /// Mark up to `limit` expired jobs (as FindExpired) expiring at `now`, in one transaction, and
   /// return every marked job (including ones a crashed run marked earlier).

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "btstore/artifact_store.h"
 #include "btstore/bundle.h"
 #include "btstore/model.h"
 
@@ -45,6 +46,14 @@ class EngineContext {
   /// StopRequested(); return StopRequested(). The default polls every few milliseconds; a
   /// worker's context wakes at once.
   virtual bool SleepUnlessStopped(std::chrono::milliseconds duration);
+  /// Return a new, empty local working directory for this attempt under the artifact root (for
+  /// a program's files); the worker removes it when the attempt ends. Throws InternalError, also
+  /// when the context is not a worker's (the default).
+  virtual std::string MakeAttemptDirectory();
+  /// Return the local path where this attempt's `stream` is to be logged; the log stays with
+  /// the job until retention removes it. Throws InternalError, also when the context is not a
+  /// worker's (the default).
+  virtual std::string LogLocation(LogStream stream);
 };
 
 /// A backtest engine. Run() is called on a worker thread; it must call ThrowIfStopped() often
@@ -86,8 +95,8 @@ class EngineRegistry {
   /// default, and "noop" (an empty valid result at once, for throughput benchmarks).
   static EngineRegistry Builtins();
 
-  /// Register `factory` under `name` (1-64 of letters, digits, '-', '_', '.'). Throws
-  /// InvalidArgument for a bad or taken name, or a null factory.
+  /// Register `factory` under `name` (see ValidateEngineName). Throws InvalidArgument for a bad
+  /// or taken name, or a null factory.
   void Register(std::string name, std::unique_ptr<EngineFactory> factory);
   /// Register engines made by `make`, accepting every submission. Same errors.
   void Register(std::string name, std::function<std::unique_ptr<Engine>()> make);
@@ -101,8 +110,10 @@ class EngineRegistry {
   /// InvalidArgument when the config is not a JSON object, the key is not a string, or names no
   /// engine and there is no default.
   std::string EngineNameOf(std::string_view config_json) const;
-  /// Check a submission with the engine its config selects. Throws InvalidArgument (an unknown
-  /// engine, or what the engine's Validate throws).
+  /// Check a submission with the engine its config selects, when this registry has it. An
+  /// engine it does not have (a command engine registered on workers) is accepted when its name
+  /// is valid: the job waits for a worker that has it. Throws InvalidArgument (a malformed
+  /// config or engine name, or what the engine's Validate throws).
   void Validate(const JobSpec& spec) const;
   /// Return a new engine for a job's config. Throws InvalidArgument for an unknown engine.
   std::unique_ptr<Engine> MakeFor(std::string_view config_json) const;

@@ -48,8 +48,11 @@ class JobService {
   /// this.
   JobService(Catalog& catalog, ArtifactStore& store, Clock& clock, const EngineRegistry& engines);
 
-  /// Submit a job idempotently (job_id derived when empty). Throws InvalidArgument (a bad spec,
-  /// an unknown engine, a config or weight method the engine refuses), CatalogUnavailable.
+  /// Submit a job idempotently (job_id derived when empty). The job is stored with the engine
+  /// its config selects; one this process does not have (a command engine of some worker) is
+  /// accepted and waits for a worker that has it. Throws InvalidArgument (a bad spec, a malformed
+  /// engine name, a `spec.engine` other than the config's, a config or weight method the engine
+  /// refuses), CatalogUnavailable.
   SubmitResult Submit(JobSpec spec);
   /// Cancel a job (see Catalog::RequestCancel). Throws JobNotFound, InvalidTransition,
   /// CatalogUnavailable.
@@ -75,6 +78,15 @@ class JobService {
   /// return where it is. Throws ResultPathMissing.
   std::string ResolveResultPath(const JobRecord& job) const;
 
+  /// Return the attempts of a job that left logs (command engines), ascending. Throws
+  /// JobNotFound, CatalogUnavailable, InternalError when the logs cannot be listed.
+  std::vector<int> LogAttempts(std::string_view job_id);
+  /// Return up to `max_bytes` of what `stream` of `attempt` of a job printed, from byte
+  /// `offset` (empty at the end, or when that attempt left no log). Throws InvalidArgument (an
+  /// attempt below 1), JobNotFound, CatalogUnavailable, InternalError when it cannot be read.
+  std::string ReadLog(std::string_view job_id, int attempt, LogStream stream, int64_t offset,
+                      int64_t max_bytes);
+
   /// Return the text of a job's summary.json, unchecked (for showing it). Throws
   /// ResultPathMissing (see ResolveResultPath), MissingReproducibilityMetadata (missing or
   /// unreadable).
@@ -95,8 +107,16 @@ class JobService {
 
 /// What a worker reports as it goes (for progress output); called on worker threads.
 struct WorkerEvent {
-  enum class Kind { kClaimed, kProgress, kCompleted, kFailed, kRetrying, kCancelled, kLostLease,
-                    kRescued };
+  enum class Kind {
+    kClaimed,
+    kProgress,
+    kCompleted,
+    kFailed,
+    kRetrying,
+    kCancelled,
+    kLostLease,
+    kRescued
+  };
   Kind kind;
   /// Empty for an event of the worker itself rather than of a job: kRetrying while the catalog
   /// is unavailable (the worker backs off and retries), and once it is available again.

@@ -78,8 +78,8 @@ struct Metrics {
   static constexpr double kMissing = std::numeric_limits<double>::quiet_NaN();
   /// Metric names, in the contract's order; At(i) is the metric named kNames[i].
   static constexpr std::array<std::string_view, 7> kNames = {
-      "mean_ic", "icir", "hit_rate", "coverage", "long_short_spread", "average_turnover",
-      "decay_half_life"};
+      "mean_ic",          "icir",           "hit_rate", "coverage", "long_short_spread",
+      "average_turnover", "decay_half_life"};
 
   double mean_ic = kMissing;
   double icir = kMissing;
@@ -146,6 +146,15 @@ void ValidateWorkerId(std::string_view worker_id);
 /// Throws InvalidArgument otherwise (so it is always safe as a directory name).
 void ValidateJobId(std::string_view job_id);
 
+/// The engine of a job whose config names none.
+inline constexpr std::string_view kDefaultEngine = "synthetic";
+/// The longest engine name (the `engine` column is VARCHAR(64)).
+inline constexpr size_t kMaxEngineNameLength = 64;
+
+/// Check an engine name: 1 to kMaxEngineNameLength of letters, digits, '-', '_', '.'.
+/// Throws InvalidArgument (field "engine") otherwise.
+void ValidateEngineName(std::string_view name);
+
 /// What a submission asks for. `job_id` may be empty: the lifecycle layer derives it.
 struct JobSpec {
   std::string job_id;
@@ -158,6 +167,9 @@ struct JobSpec {
   Priority priority = Priority::kNormal;
   int job_timeout_seconds = kDefaultJobTimeoutSeconds;
   int max_retries = kDefaultMaxRetries;  ///< automatic retries after a failure or a rescue
+  /// The engine that runs the job, which only workers that have it claim. Empty: the config's
+  /// "engine" key, or kDefaultEngine when it has none.
+  std::string engine;
 };
 
 /// Check every field of a spec whose job_id is set (lengths, UTF-8 text without control
@@ -198,8 +210,10 @@ struct JobRecord {
   std::optional<Timestamp> lease_expires_at;
   std::optional<Timestamp> run_after;  ///< a retried job is not claimed before this
   std::optional<std::string> checkpoint_path;
-  bool pinned = false;                       ///< exempt from retention
-  std::optional<Timestamp> expiring_at;      ///< marked for removal by retention
+  bool pinned = false;                   ///< exempt from retention
+  std::optional<Timestamp> expiring_at;  ///< marked for removal by retention
+  /// The engine that runs the job (migration 0003): only a worker that has it claims the job.
+  std::string engine = std::string(kDefaultEngine);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -212,14 +226,15 @@ inline constexpr int kMaxListLimit = 1000;
 struct JobFilter {
   std::optional<std::string> created_by;
   std::optional<std::string> alpha_name;
-  std::vector<JobStatus> statuses;  ///< any of them; empty = all
+  std::vector<JobStatus> statuses;        ///< any of them; empty = all
   std::optional<Timestamp> created_from;  ///< created_at >= created_from
   std::optional<Timestamp> created_to;    ///< created_at <= created_to
-  std::optional<Date> range_from;  ///< backtest range overlaps [range_from, range_to]:
-  std::optional<Date> range_to;    ///< end_date >= range_from and start_date <= range_to
+  std::optional<Date> range_from;         ///< backtest range overlaps [range_from, range_to]:
+  std::optional<Date> range_to;           ///< end_date >= range_from and start_date <= range_to
   std::optional<double> min_mean_ic;
   std::optional<double> min_icir;
   std::optional<double> min_hit_rate;
+  std::vector<std::string> engines;  ///< jobs run by any of these engines; empty = all
 };
 
 /// A page request: keyset (`after`, an opaque cursor from the previous page) or, for

@@ -116,7 +116,8 @@ struct ListRequest {
 /// Parse a list request from its fields as text (flags or query parameters): `user`, `alpha`,
 /// `status` (comma separated), `created_from`, `created_to` (a date or an RFC 3339 timestamp),
 /// `from`, `to` (dates: the backtest range overlaps them), `min_mean_ic`, `min_icir`,
-/// `min_hit_rate` (numbers), `limit`, `offset` (integers) and `after` (a cursor). An empty
+/// `min_hit_rate` (numbers), `limit`, `offset` (integers), `after` (a cursor) and `engine`
+/// (engine names, comma separated). An empty
 /// value is absent. The request is checked as the catalog would (ValidateListRequest).
 /// Throws InvalidArgument naming the field by `name_of`, also for an unknown field.
 ListRequest ParseListRequest(const std::map<std::string, std::string>& fields,

@@ -7,6 +7,8 @@
 //   <root>/.trash/<name>-XXXXXX/<name>/   a directory being removed
 //   <root>/.checkpoints/<job_id>/attempt-N.ckpt
 //   <root>/.locks/<job_id>.lock           the publish lock of a job
+//   <root>/.runs/<job_id>/attempt-N/      a command engine's working directory for one attempt
+//   <root>/.logs/<job_id>/attempt-N.stdout, attempt-N.stderr   what its program printed
 //
 // Job ids never start with a dot, so nothing of a job's can be taken for one of these.
 
@@ -23,6 +25,8 @@ inline constexpr std::string_view kStagingDir = ".staging";
 inline constexpr std::string_view kTrashDir = ".trash";
 inline constexpr std::string_view kCheckpointsDir = ".checkpoints";
 inline constexpr std::string_view kLocksDir = ".locks";
+inline constexpr std::string_view kRunsDir = ".runs";
+inline constexpr std::string_view kLogsDir = ".logs";
 
 /// Write `result` into a fresh staging directory under `staging_root` and flush it, without
 /// publishing. Returns the staging directory. Same validation and errors as WriteBundle.

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -217,6 +218,15 @@ class LocalRemovalBatch : public RemovalBatch {
                               "; fix the cause and run cleanup again",
                           {{"job_id", job_id}, {"path", checkpoints.string()}});
     }
+    for (std::string_view area : {internal::kLogsDir, internal::kRunsDir}) {
+      const fs::path dir = root_ / area / job_id;
+      fs::remove_all(dir, ec);
+      if (ec && ec != std::errc::no_such_file_or_directory) {
+        throw InternalError("cannot remove " + dir.string() + " of job " + job_id + ": " +
+                                ec.message() + "; fix the cause and run cleanup again",
+                            {{"job_id", job_id}, {"path", dir.string()}});
+      }
+    }
     // The worker's publish lock would otherwise outlive every job ever run. Unlinking it is
     // safe here: no attempt of a marked, terminal job can publish any more (a stale worker that
     // still takes the lock finds that it lost its attempt), and the job_id can only be submitted
@@ -294,6 +304,83 @@ class LocalArtifactStore : public ArtifactStore {
     fs::remove_all(root_ / internal::kCheckpointsDir / std::string(job_id), ec);
   }
 
+  std::string MakeAttemptDir(std::string_view job_id, int attempt) override {
+    const fs::path job_dir = root_ / internal::kRunsDir / JobDirName(job_id);
+    // Earlier attempts ended (or lost their lease, and fencing keeps them from publishing).
+    std::error_code ec;
+    fs::remove_all(job_dir, ec);
+    if (ec) ThrowIoError("cannot remove", job_dir, ec.value());
+    const fs::path dir = job_dir / AttemptName(attempt);
+    fs::create_directories(dir, ec);
+    if (ec) ThrowIoError("cannot create", dir, ec.value());
+    return dir.string();
+  }
+
+  void RemoveAttemptDir(std::string_view job_id, int attempt) override {
+    if (!IsJobIdName(job_id)) return;
+    const fs::path job_dir = root_ / internal::kRunsDir / std::string(job_id);
+    std::error_code ec;
+    fs::remove_all(job_dir / AttemptName(attempt), ec);
+    fs::remove(job_dir, ec);  // only when empty: another attempt may have started meanwhile
+  }
+
+  std::string LogLocation(std::string_view job_id, int attempt, LogStream stream) override {
+    const fs::path dir = root_ / internal::kLogsDir / JobDirName(job_id);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) ThrowIoError("cannot create", dir, ec.value());
+    return LogPath(dir, attempt, stream).string();
+  }
+
+  std::vector<int> LogAttempts(std::string_view job_id) override {
+    std::set<int> attempts;
+    const fs::path dir = root_ / internal::kLogsDir / JobDirName(job_id);
+    std::error_code ec;
+    fs::directory_iterator it(dir, ec);
+    if (ec == std::errc::no_such_file_or_directory) return {};
+    if (ec) ThrowIoError("cannot list", dir, ec.value());
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      if (ec) ThrowIoError("cannot list", dir, ec.value());
+      // "attempt-N.stdout" / "attempt-N.stderr"
+      const std::string name = it->path().stem().string();
+      constexpr std::string_view kPrefix = "attempt-";
+      if (!name.starts_with(kPrefix)) continue;
+      int attempt = 0;
+      const char* first = name.data() + kPrefix.size();
+      const char* last = name.data() + name.size();
+      auto [ptr, err] = std::from_chars(first, last, attempt);
+      if (err == std::errc() && ptr == last && attempt > 0) attempts.insert(attempt);
+    }
+    return {attempts.begin(), attempts.end()};
+  }
+
+  std::string ReadLog(std::string_view job_id, int attempt, LogStream stream, int64_t offset,
+                      int64_t max_bytes) override {
+    const fs::path path = LogPath(root_ / internal::kLogsDir / JobDirName(job_id), attempt, stream);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return {};
+      ThrowIoError("cannot open", path, errno);
+    }
+    std::string bytes(static_cast<size_t>(std::max<int64_t>(max_bytes, 0)), '\0');
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done,
+                          static_cast<off_t>(offset) + static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int err = errno;
+        ::close(fd);
+        ThrowIoError("cannot read", path, err);
+      }
+      if (n == 0) break;
+      done += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    bytes.resize(done);
+    return bytes;
+  }
+
   BundleLocation Resolve(const std::optional<std::string>& result_path,
                          bool require_bundle) const override {
     return ResolveStoredPath(root_, result_path, require_bundle);
@@ -348,11 +435,21 @@ class LocalArtifactStore : public ArtifactStore {
     return std::string(job_id);
   }
 
+  static std::string AttemptName(int attempt) { return "attempt-" + std::to_string(attempt); }
+
+  static fs::path LogPath(const fs::path& dir, int attempt, LogStream stream) {
+    return dir / (AttemptName(attempt) + "." + std::string(ToString(stream)));
+  }
+
   fs::path root_;
   std::string root_text_;
 };
 
 }  // namespace
+
+std::string_view ToString(LogStream stream) {
+  return stream == LogStream::kStdout ? "stdout" : "stderr";
+}
 
 std::string_view PathProblemReason(PathProblem problem) {
   switch (problem) {

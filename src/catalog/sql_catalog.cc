@@ -2,6 +2,7 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <utility>
 
@@ -16,7 +17,7 @@ struct Column {
   std::string_view name;
   ColumnKind kind;
 };
-constexpr std::array<Column, 37> kJobColumns = {{
+constexpr std::array<Column, 38> kJobColumns = {{
     {"id", ColumnKind::kUuid},
     {"job_id", ColumnKind::kText},
     {"status", ColumnKind::kText},
@@ -54,6 +55,7 @@ constexpr std::array<Column, 37> kJobColumns = {{
     {"checkpoint_path", ColumnKind::kText},
     {"pinned", ColumnKind::kBool},
     {"expiring_at", ColumnKind::kTimestamp},
+    {"engine", ColumnKind::kText},
 }};
 constexpr size_t kFirstMetricColumn = 15;
 
@@ -138,6 +140,7 @@ JobRecord DecodeJob(const SqlRow& row) {
   job.checkpoint_path = row[34];
   job.pinned = ToBool(name(35), Required(row, 35));
   job.expiring_at = ToTimestamp(row[36]);
+  job.engine = Required(row, 37);
   return job;
 }
 
@@ -164,6 +167,26 @@ std::vector<RetentionCandidate> SortedCandidates(const std::vector<SqlRow>& rows
   std::sort(candidates.begin(), candidates.end(),
             [](const auto& a, const auto& b) { return a.job_id < b.job_id; });
   return candidates;
+}
+
+// The engine a submission is stored with: the spec's, else its config's "engine" key, else the
+// default (the spec was validated, so the config is a JSON object).
+std::string EngineOf(const JobSpec& spec) {
+  if (!spec.engine.empty()) return spec.engine;
+  nlohmann::json config = nlohmann::json::parse(spec.config_json, nullptr, false);
+  auto it = config.is_object() ? config.find("engine") : config.end();
+  if (it == config.end() || !it->is_string()) return std::string(kDefaultEngine);
+  std::string engine = it->get<std::string>();
+  ValidateEngineName(engine);
+  return engine;
+}
+
+// "col IN ($1, $2, ...)" over `values`.
+std::string InList(SqlParams& params, std::string_view column,
+                   const std::vector<std::string>& values) {
+  std::string in;
+  for (const std::string& value : values) in += (in.empty() ? "" : ", ") + params.Add(value);
+  return std::string(column) + " IN (" + in + ")";
 }
 
 std::string Quoted(JobStatus status) { return "'" + std::string(ToString(status)) + "'"; }
@@ -281,6 +304,7 @@ std::optional<JobRecord> SqlCatalog::SelectJob(SqlConnection& conn, std::string_
 
 SubmitResult SqlCatalog::Submit(const JobSpec& spec, Timestamp now) {
   ValidateJobSpec(spec);
+  const std::string engine = EngineOf(spec);
   SubmitResult result;
   Transact(TxKind::kWrite, [&](SqlConnection& conn) {
     SqlParams p;
@@ -289,10 +313,12 @@ SubmitResult SqlCatalog::Submit(const JobSpec& spec, Timestamp now) {
                          p.Add(spec.end_date) + ", " + p.Add(spec.weight_method) + ", " +
                          p.Add(spec.config_json) + ", " + p.Add(now) + ", " +
                          p.Add(spec.job_timeout_seconds) + ", " + p.Add(spec.created_by) + ", " +
-                         p.Add(static_cast<int>(spec.priority)) + ", " + p.Add(spec.max_retries);
+                         p.Add(static_cast<int>(spec.priority)) + ", " + p.Add(spec.max_retries) +
+                         ", " + p.Add(engine);
     std::string sql =
         "INSERT INTO backtest_jobs (id, job_id, status, alpha_name, start_date, end_date, "
-        "weight_method, config_json, created_at, job_timeout, created_by, priority, max_retries) "
+        "weight_method, config_json, created_at, job_timeout, created_by, priority, max_retries, "
+        "engine) "
         "VALUES (" +
         values + ") ON CONFLICT (job_id) DO NOTHING RETURNING " + JobColumns();
     std::vector<SqlRow> rows = conn.Query(sql, p.values());
@@ -338,6 +364,7 @@ JobPage SqlCatalog::ListJobs(const JobFilter& filter, const PageRequest& page) {
   if (filter.min_mean_ic) where.push_back("mean_ic >= " + p.AddMetric(*filter.min_mean_ic));
   if (filter.min_icir) where.push_back("icir >= " + p.AddMetric(*filter.min_icir));
   if (filter.min_hit_rate) where.push_back("hit_rate >= " + p.AddMetric(*filter.min_hit_rate));
+  if (!filter.engines.empty()) where.push_back(InList(p, "engine", filter.engines));
   if (cursor) {
     where.push_back("(created_at, id) < (" + p.Add(cursor->created_at) + ", " + p.Add(cursor->id) +
                     ")");
@@ -371,18 +398,22 @@ void SqlCatalog::SetPinned(std::string_view job_id, bool pinned) {
 }
 
 std::vector<JobRecord> SqlCatalog::ClaimJobs(std::string_view worker_id, int max_jobs,
-                                             std::chrono::seconds lease, Timestamp now) {
+                                             std::chrono::seconds lease, Timestamp now,
+                                             const std::vector<std::string>& engines) {
   if (max_jobs < 1) {
     throw InvalidArgument("max_jobs must be at least 1", {{"field", "max_jobs"}});
   }
+  for (const std::string& engine : engines) ValidateEngineName(engine);
   SqlParams p;
   const std::string worker_p = p.Add(worker_id);
   const std::string now_p = p.Add(now);
   const std::string lease_p = p.Add(now + lease);
   const std::string limit_p = p.Add(max_jobs);
+  const std::string engine_filter =
+      engines.empty() ? std::string() : " AND " + InList(p, "engine", engines);
   std::string sql =
-      UpdatePicked("status = 'pending' AND (run_after IS NULL OR run_after <= " + now_p +
-                       ") ORDER BY priority, created_at, id LIMIT " + limit_p,
+      UpdatePicked("status = 'pending' AND (run_after IS NULL OR run_after <= " + now_p + ")" +
+                       engine_filter + " ORDER BY priority, created_at, id LIMIT " + limit_p,
                    "status = 'running', attempt = attempt + 1, worker_id = " + worker_p +
                        ", started_at = " + now_p + ", heartbeat_at = " + now_p +
                        ", lease_expires_at = " + lease_p +
@@ -613,7 +644,8 @@ std::vector<std::string> SqlCatalog::DeleteExpiring(const std::vector<std::strin
     std::vector<std::string> batch_deleted;
     Transact(TxKind::kWrite, [&](SqlConnection& conn) {
       batch_deleted.clear();  // a retried transaction starts over
-      for (const auto& row : conn.Query(sql, p.values())) batch_deleted.push_back(row.at(0).value());
+      for (const auto& row : conn.Query(sql, p.values()))
+        batch_deleted.push_back(row.at(0).value());
     });
     deleted.insert(deleted.end(), batch_deleted.begin(), batch_deleted.end());
   }

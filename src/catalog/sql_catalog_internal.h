@@ -66,8 +66,10 @@ class SqlCatalog : public Catalog {
   std::optional<JobRecord> FindJob(std::string_view job_id) override;
   JobPage ListJobs(const JobFilter& filter, const PageRequest& page) override;
   void SetPinned(std::string_view job_id, bool pinned) override;
+  using Catalog::ClaimJobs;
   std::vector<JobRecord> ClaimJobs(std::string_view worker_id, int max_jobs,
-                                   std::chrono::seconds lease, Timestamp now) override;
+                                   std::chrono::seconds lease, Timestamp now,
+                                   const std::vector<std::string>& engines) override;
   HeartbeatResult Heartbeat(std::string_view job_id, int attempt, int progress_pct,
                             const std::optional<std::string>& checkpoint_path,
                             std::chrono::seconds lease, Timestamp now) override;

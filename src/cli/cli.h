@@ -40,6 +40,7 @@ void RegisterBundleCommands(CLI::App& app, Action& action);
 void RegisterJobCommands(CLI::App& app, Action& action);          // migrate submit list show result
                                                                   // cancel resume pin
 void RegisterWorkerCommands(CLI::App& app, Action& action);       // worker
+void RegisterLogsCommand(CLI::App& app, Action& action);          // logs
 void RegisterMaintenanceCommands(CLI::App& app, Action& action);  // cleanup verify
 void RegisterDemoCommand(CLI::App& app, Action& action);          // demo
 

@@ -178,6 +178,7 @@ void AddList(CLI::App& app, Action& action) {
   add("min_mean_ic", "only jobs with mean_ic >= this");
   add("min_icir", "only jobs with icir >= this");
   add("min_hit_rate", "only jobs with hit_rate >= this");
+  add("engine", "only jobs of these engines, comma separated");
   add("limit", "rows per page, 1.." + std::to_string(kMaxListLimit))->capture_default_str();
   add("after", "cursor printed by the previous page");
   add("offset", "skip this many rows (slow on deep pages; prefer --after)");
@@ -201,7 +202,7 @@ void AddList(CLI::App& app, Action& action) {
       std::vector<std::vector<std::string>> rows;
       for (const JobRecord& job : result.jobs) {
         rows.push_back({job.job_id, job.alpha_name, job.created_by,
-                        std::string(ToString(job.status)),
+                        std::string(ToString(job.status)), job.engine,
                         job.start_date.ToString() + ".." + job.end_date.ToString(),
                         HumanMetric(job.metrics.mean_ic), HumanMetric(job.metrics.icir),
                         HumanMetric(job.metrics.hit_rate), HumanTime(job.created_at)});
@@ -210,8 +211,8 @@ void AddList(CLI::App& app, Action& action) {
         std::cout << "no jobs match\n";
       } else {
         PrintTable(std::cout,
-                   {"JOB ID", "ALPHA", "USER", "STATUS", "DATES", "MEAN IC", "ICIR", "HIT RATE",
-                    "CREATED"},
+                   {"JOB ID", "ALPHA", "USER", "STATUS", "ENGINE", "DATES", "MEAN IC", "ICIR",
+                    "HIT RATE", "CREATED"},
                    rows);
       }
       if (result.next)
@@ -243,6 +244,14 @@ void AddShow(CLI::App& app, Action& action) {
       fields.erase("summary");
       fields.erase("summary_error");
       PrintJobLines(std::cout, fields, "");
+      if (doc["status"] == "pending") {
+        // A job whose engine no worker has stays pending: say what it waits for.
+        const std::string engine = doc["engine"].get<std::string>();
+        const std::vector<std::string> builtins = service->engines().Names();
+        const bool builtin = std::find(builtins.begin(), builtins.end(), engine) != builtins.end();
+        std::cout << "waiting for: a worker with engine \"" << engine << "\" (btstore worker"
+                  << (builtin ? "" : " --engine " + engine + "=COMMAND") << ")\n";
+      }
       if (doc.contains("summary_error")) {
         std::cout << "summary: unavailable (" << doc["summary_error"]["code"].get<std::string>()
                   << ": " << doc["summary_error"]["message"].get<std::string>() << ")\n";

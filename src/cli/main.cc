@@ -48,6 +48,7 @@ int Main(int argc, char** argv) {
   Action action;
   RegisterJobCommands(app, action);
   RegisterWorkerCommands(app, action);
+  RegisterLogsCommand(app, action);
   RegisterMaintenanceCommands(app, action);
   RegisterBundleCommands(app, action);
   RegisterDemoCommand(app, action);

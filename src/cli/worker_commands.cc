@@ -1,5 +1,5 @@
-// The `worker` command: runs jobs with the built-in engines until stopped (SIGINT/SIGTERM) or,
-// with --until-idle, until nothing is left to do.
+// The `worker` command: runs jobs with the built-in engines and the command engines it is given
+// until stopped (SIGINT/SIGTERM) or, with --until-idle, until nothing is left to do.
 
 #include <signal.h>
 
@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 
+#include "btstore/command_engine.h"
 #include "btstore/errors.h"
 #include "btstore/service.h"
 #include "cli/cli.h"
@@ -56,7 +57,23 @@ struct WorkerFlags {
   int poll_ms = static_cast<int>(WorkerOptions{}.poll_interval.count());
   std::string worker_id;
   std::string compression = std::string(ToString(WriteOptions{}.compression));
+  std::vector<std::string> engine_flags;  // NAME=COMMAND
+  std::vector<std::string> engine_files;
 };
+
+// The built-in engines plus the command engines of the flags and files.
+EngineRegistry WorkerEngines(const WorkerFlags& flags) {
+  EngineRegistry engines = EngineRegistry::Builtins();
+  for (const std::string& file : flags.engine_files) {
+    for (CommandEngineSpec& spec : LoadEnginesFile(file)) {
+      RegisterCommandEngine(engines, std::move(spec));
+    }
+  }
+  for (const std::string& flag : flags.engine_flags) {
+    RegisterCommandEngine(engines, ParseEngineFlag(flag));
+  }
+  return engines;
+}
 
 std::string_view KindName(WorkerEvent::Kind kind) {
   switch (kind) {
@@ -155,7 +172,8 @@ class EventLog {
 
 void RegisterWorkerCommands(CLI::App& app, Action& action) {
   auto flags = std::make_shared<WorkerFlags>();
-  CLI::App* cmd = app.add_subcommand("worker", "Run pending jobs with the built-in engines");
+  CLI::App* cmd =
+      app.add_subcommand("worker", "Run pending jobs with the built-in and command engines");
   cmd->add_option("--concurrency", flags->concurrency, "jobs run at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 256));
@@ -172,9 +190,20 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
                   "name of this worker in the catalog [default: host:pid:random]");
   cmd->add_option("--compression", flags->compression, "Parquet compression: snappy or zstd")
       ->capture_default_str();
+  cmd->add_option("--engine", flags->engine_flags,
+                  "a command engine NAME=COMMAND (run with /bin/sh -c); repeatable")
+      ->type_name("NAME=COMMAND");
+  cmd->add_option("--engines", flags->engine_files,
+                  "a JSON file of command engines (docs/ENGINES.md); repeatable")
+      ->type_name("FILE");
   SetExamples(cmd,
               "  btstore worker --until-idle                 # run what is pending, then exit\n"
               "  btstore worker --concurrency 2 --lease-seconds 30   # until Ctrl-C / SIGTERM\n"
+              "  btstore worker --engine momentum='python3 examples/engines/momentum.py'\n"
+              "  btstore worker --engines engines.json\n"
+              "A worker claims only jobs of the engines it has: the built-in synthetic and noop,\n"
+              "and the command engines given here (a job names its engine in its config,\n"
+              "{\"engine\": \"momentum\", ...}; docs/ENGINES.md has the protocol).\n"
               "SIGINT or SIGTERM stops the worker; jobs it was running are rescued by another\n"
               "worker after their lease, or resumed. --json prints a summary at the end and the\n"
               "events on stderr.\n");
@@ -190,6 +219,9 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
       options.write_options.compression = ParseCompression(flags->compression);
       EventLog log(ctx);
       options.on_event = [&log](const WorkerEvent& event) { log.On(event); };
+      // Bad engine flags or files are reported before the catalog is opened.
+      const EngineRegistry engines = WorkerEngines(*flags);
+      options.engines = &engines;
 
       std::unique_ptr<Service> service = ctx.OpenService();
       std::unique_ptr<Worker> worker = service->NewWorker(options);
@@ -197,8 +229,11 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
       {
         SignalScope signals(*worker);
         if (!ctx.json) {
+          std::string names;
+          for (const std::string& name : engines.Names())
+            names += (names.empty() ? "" : ", ") + name;
           std::cout << "worker started (concurrency " << flags->concurrency << ", lease "
-                    << flags->lease_seconds << "s)"
+                    << flags->lease_seconds << "s, engines: " << names << ")"
                     << (flags->until_idle ? ", until idle" : ", Ctrl-C to stop") << std::endl;
         }
         finished = worker->Run();

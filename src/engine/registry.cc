@@ -19,7 +19,6 @@ namespace {
 // Slice of the default SleepUnlessStopped: short enough that a stop is seen quickly, long
 // enough not to spin.
 constexpr std::chrono::milliseconds kStopPollSlice{5};
-constexpr size_t kMaxEngineNameLength = 64;
 
 // Return an empty table with the exact schema of a required table.
 std::shared_ptr<arrow::Table> EmptyTable(std::string_view name) {
@@ -65,19 +64,6 @@ class FunctionFactory : public EngineFactory {
   std::function<std::unique_ptr<Engine>()> make_;
 };
 
-void ValidateEngineName(const std::string& name) {
-  bool valid = !name.empty() && name.size() <= kMaxEngineNameLength;
-  for (char c : name) {
-    valid =
-        valid && (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.');
-  }
-  if (!valid) {
-    throw InvalidArgument(
-        "engine name \"" + name + "\" is not valid: use 1-64 letters, digits, '-', '_', '.'",
-        {{"field", "engine"}, {"value", name}});
-  }
-}
-
 std::optional<int64_t> OptionalInt(const nlohmann::json& object, const char* key) {
   auto it = object.find(key);
   if (it == object.end() || !it->is_number_integer()) return std::nullopt;
@@ -97,6 +83,14 @@ bool EngineContext::SleepUnlessStopped(std::chrono::milliseconds duration) {
         std::min<std::chrono::steady_clock::duration>(deadline - now, kStopPollSlice));
   }
   return true;
+}
+
+std::string EngineContext::MakeAttemptDirectory() {
+  throw InternalError("this engine needs a worker's artifact store for its working directory");
+}
+
+std::string EngineContext::LogLocation(LogStream /*stream*/) {
+  throw InternalError("this engine needs a worker's artifact store for its logs");
 }
 
 EngineRegistry::EngineRegistry() = default;
@@ -172,7 +166,12 @@ std::string EngineRegistry::EngineNameOf(std::string_view config_json) const {
 }
 
 void EngineRegistry::Validate(const JobSpec& spec) const {
-  Find(EngineNameOf(spec.config_json)).Validate(spec);
+  const std::string name = EngineNameOf(spec.config_json);
+  ValidateEngineName(name);
+  // An engine this process does not have may be a command engine of some worker: the job waits
+  // for a worker that has it (`list` and `show` say which engine it waits for).
+  auto it = factories_.find(name);
+  if (it != factories_.end()) it->second->Validate(spec);
 }
 
 std::unique_ptr<Engine> EngineRegistry::MakeFor(std::string_view config_json) const {

@@ -28,9 +28,9 @@ std::string DeriveJobId(const JobSpec& spec) {
   // nlohmann::json objects keep their keys sorted, and dump() writes no whitespace and leaves
   // non-ASCII characters unescaped: the same text as Python's
   // json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False).
-  nlohmann::json canonical = nlohmann::json::array(
-      {spec.alpha_name, spec.start_date.ToString(), spec.end_date.ToString(), spec.weight_method,
-       config, spec.created_by});
+  nlohmann::json canonical =
+      nlohmann::json::array({spec.alpha_name, spec.start_date.ToString(), spec.end_date.ToString(),
+                             spec.weight_method, config, spec.created_by});
   return "bt-" + internal::Sha256Hex(canonical.dump()).substr(0, kDerivedIdHexDigits);
 }
 

@@ -62,6 +62,7 @@ Worker::Impl::Impl(Catalog& catalog, ArtifactStore& store, Clock& clock, WorkerO
         std::chrono::duration_cast<std::chrono::milliseconds>(options_.lease) / 6,
         kMinHeartbeatInterval, kMaxHeartbeatInterval);
   }
+  engine_names_ = options_.engines->Names();
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) {
     throw InternalError(std::string("cannot create the worker's eventfd: ") + std::strerror(errno));
@@ -97,6 +98,7 @@ void Worker::Impl::HeartbeatLoop() {
     lock.unlock();
     for (const std::shared_ptr<RunningJob>& job : Snapshot()) {
       if (job->done.load()) continue;
+      StopTimedOut(*job);
       try {
         Heartbeat(*job);
       } catch (const Error&) {
@@ -204,9 +206,20 @@ void Worker::Impl::Rescue() {
   }
 }
 
+// A job runs at most job_timeout from its claim, by the worker's clock; whatever its engine does
+// meanwhile (a program that hangs, a loop that never checks), the heartbeat thread sees it.
+void Worker::Impl::StopTimedOut(RunningJob& job) {
+  if (!job.job.started_at) return;
+  if (clock_.Now() - *job.job.started_at >= std::chrono::seconds(job.job.job_timeout_seconds)) {
+    job.RequestStop(StopReason::kTimeout);
+  }
+}
+
 bool Worker::Impl::CatalogIdle() {
   JobFilter filter;
   filter.statuses = {JobStatus::kPending};
+  // Jobs of engines this worker does not have are left to other workers.
+  filter.engines = engine_names_;
   PageRequest page;
   page.limit = 1;
   return catalog_.ListJobs(filter, page).jobs.empty();
@@ -244,7 +257,7 @@ bool Worker::Impl::Step(std::chrono::steady_clock::time_point& next_rescue) {
     // Should the commit of a claim be lost in an outage, the claimed jobs run nowhere: their
     // leases expire and the rescue loop makes them pending again.
     claimed = catalog_.ClaimJobs(options_.worker_id, options_.concurrency - running, options_.lease,
-                                 clock_.Now());
+                                 clock_.Now(), engine_names_);
   }
   for (JobRecord& record : claimed) {
     auto job = std::make_shared<RunningJob>(std::move(record));

@@ -70,6 +70,10 @@ void Worker::Impl::EndStopped(RunningJob& job) {
       Emit(WorkerEvent::Kind::kLostLease, record,
            "the attempt lost its lease; another attempt owns the job");
       break;
+    case StopReason::kTimeout:
+      FailAttempt(job, "the attempt exceeded its job_timeout of " +
+                           std::to_string(record.job_timeout_seconds) + " s and was stopped");
+      break;
     case StopReason::kShutdown:
     case StopReason::kNone:
       // Left running: its lease expires and the rescue loop of a live worker retries it.

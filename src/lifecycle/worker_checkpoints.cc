@@ -33,6 +33,20 @@ bool Worker::Impl::Context::SleepUnlessStopped(std::chrono::milliseconds duratio
   return job_.wake.wait_for(lock, duration, [&] { return job_.stop.load(); });
 }
 
+Worker::Impl::Context::~Context() {
+  if (made_attempt_dir_) impl_.store_.RemoveAttemptDir(job_.job.job_id, job_.job.attempt);
+}
+
+std::string Worker::Impl::Context::MakeAttemptDirectory() {
+  std::string dir = impl_.store_.MakeAttemptDir(job_.job.job_id, job_.job.attempt);
+  made_attempt_dir_ = true;
+  return dir;
+}
+
+std::string Worker::Impl::Context::LogLocation(LogStream stream) {
+  return impl_.store_.LogLocation(job_.job.job_id, job_.job.attempt, stream);
+}
+
 void Worker::Impl::Heartbeat(RunningJob& job) {
   std::optional<std::string> checkpoint;
   {

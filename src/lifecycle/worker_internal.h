@@ -50,7 +50,7 @@ class OutageBackoff {
 };
 
 // Why a running attempt was asked to stop.
-enum class StopReason { kNone, kCancel, kLostLease, kShutdown };
+enum class StopReason { kNone, kCancel, kLostLease, kShutdown, kTimeout };
 
 // The shared state of one running attempt: written by the heartbeat and listener threads, read
 // by the job thread and its engine.
@@ -181,6 +181,7 @@ class Worker::Impl {
   void EndStopped(RunningJob& job);
   void Rescue();
   bool CatalogIdle();
+  void StopTimedOut(RunningJob& job);
   int ReapFinished();
   bool Step(std::chrono::steady_clock::time_point& next_rescue);
   void WaitOutage(std::chrono::milliseconds delay);
@@ -193,6 +194,9 @@ class Worker::Impl {
   std::atomic<bool> stop_{false};
   int wake_fd_ = -1;
   std::atomic<int> finished_attempts_{0};
+
+  // The engines this worker has: it claims only their jobs.
+  std::vector<std::string> engine_names_;
 
   std::mutex jobs_mutex_;
   std::map<std::string, std::shared_ptr<RunningJob>> running_;  // by job_id
@@ -212,16 +216,23 @@ class Worker::Impl {
 class Worker::Impl::Context : public EngineContext {
  public:
   Context(Impl& impl, RunningJob& job) : impl_(impl), job_(job) {}
+  // Removes the attempt's working directory, if the engine made one.
+  ~Context() override;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
 
   void ReportProgress(int pct) override;
   void SaveCheckpoint(std::string_view bytes) override;
   std::optional<std::string> LoadCheckpoint() override;
   bool StopRequested() override;
   bool SleepUnlessStopped(std::chrono::milliseconds duration) override;
+  std::string MakeAttemptDirectory() override;
+  std::string LogLocation(LogStream stream) override;
 
  private:
   Impl& impl_;
   RunningJob& job_;
+  bool made_attempt_dir_ = false;
 };
 
 }  // namespace btstore

@@ -48,9 +48,9 @@ size_t Utf8SequenceLength(std::string_view text, size_t i) {
 
 void CheckText(std::string_view value, std::string_view field, size_t max_length) {
   if (value.empty() || value.size() > max_length) {
-    throw InvalidArgument(std::string(field) + " must be 1 to " + std::to_string(max_length) +
-                              " bytes long",
-                          {{"field", std::string(field)}});
+    throw InvalidArgument(
+        std::string(field) + " must be 1 to " + std::to_string(max_length) + " bytes long",
+        {{"field", std::string(field)}});
   }
   if (!IsValidUtf8(value)) {
     throw InvalidArgument(std::string(field) + " is not valid UTF-8",
@@ -96,15 +96,15 @@ Priority ParsePriority(std::string_view text) {
   for (size_t i = 0; i < kPriorityNames.size(); ++i) {
     if (kPriorityNames[i] == text) return static_cast<Priority>(i);
   }
-  throw InvalidArgument("unknown priority '" + std::string(text) + "': expected high, normal or low",
-                        {{"field", "priority"}, {"value", std::string(text)}});
+  throw InvalidArgument(
+      "unknown priority '" + std::string(text) + "': expected high, normal or low",
+      {{"field", "priority"}, {"value", std::string(text)}});
 }
 
 double& Metrics::At(size_t i) {
-  std::array<double*, 7> fields = {&mean_ic,           &icir,
-                                   &hit_rate,          &coverage,
-                                   &long_short_spread, &average_turnover,
-                                   &decay_half_life};
+  std::array<double*, 7> fields = {
+      &mean_ic,          &icir,           &hit_rate, &coverage, &long_short_spread,
+      &average_turnover, &decay_half_life};
   return *fields.at(i);
 }
 
@@ -193,6 +193,19 @@ void ValidateJobId(std::string_view job_id) {
   }
 }
 
+void ValidateEngineName(std::string_view name) {
+  bool valid = !name.empty() && name.size() <= kMaxEngineNameLength;
+  for (char c : name) {
+    valid = valid && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '_' || c == '.');
+  }
+  if (!valid) {
+    throw InvalidArgument("engine name \"" + std::string(name) +
+                              "\" is not valid: use 1-64 letters, digits, '-', '_', '.'",
+                          {{"field", "engine"}, {"value", std::string(name)}});
+  }
+}
+
 void ValidateJobSpec(const JobSpec& spec) {
   ValidateJobId(spec.job_id);
   CheckText(spec.alpha_name, "alpha_name", kMaxAlphaLength);
@@ -212,6 +225,7 @@ void ValidateJobSpec(const JobSpec& spec) {
   if (spec.max_retries < 0 || spec.max_retries > 100) {
     throw InvalidArgument("max_retries must be between 0 and 100", {{"field", "max_retries"}});
   }
+  if (!spec.engine.empty()) ValidateEngineName(spec.engine);
 }
 
 }  // namespace btstore

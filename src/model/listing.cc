@@ -65,7 +65,8 @@ std::string EncodeCursor(const JobRecord& last_row) {
   return std::string(kCursorPrefix) + std::string(buf, end) + "." + last_row.id;
 }
 
-std::optional<CursorPosition> ValidateListRequest(const JobFilter& filter, const PageRequest& page) {
+std::optional<CursorPosition> ValidateListRequest(const JobFilter& filter,
+                                                  const PageRequest& page) {
   if (page.limit < 1 || page.limit > kMaxListLimit) {
     throw InvalidArgument("limit must be between 1 and " + std::to_string(kMaxListLimit),
                           {{"field", "limit"}, {"value", std::to_string(page.limit)}});
@@ -75,6 +76,7 @@ std::optional<CursorPosition> ValidateListRequest(const JobFilter& filter, const
   }
   CheckFilterText(filter.created_by, "user");
   CheckFilterText(filter.alpha_name, "alpha");
+  for (const std::string& engine : filter.engines) ValidateEngineName(engine);
   CheckFiniteBound(filter.min_mean_ic, "min_mean_ic");
   CheckFiniteBound(filter.min_icir, "min_icir");
   CheckFiniteBound(filter.min_hit_rate, "min_hit_rate");

@@ -37,8 +37,8 @@ Json OptionalDate(const std::optional<Date>& date) {
 // The fields of a list request, and whether each is a number.
 const std::set<std::string, std::less<>>& ListFields() {
   static const std::set<std::string, std::less<>> kFields = {
-      "user",  "alpha",       "status",   "created_from", "created_to", "from",  "to",
-      "after", "min_mean_ic", "min_icir", "min_hit_rate", "limit",      "offset"};
+      "user",  "alpha",       "status",   "created_from", "created_to", "from",   "to",
+      "after", "min_mean_ic", "min_icir", "min_hit_rate", "limit",      "offset", "engine"};
   return kFields;
 }
 
@@ -101,6 +101,7 @@ Json JobJson(const JobRecord& job) {
   doc["checkpoint_path"] = OptionalText(job.checkpoint_path);
   doc["pinned"] = job.pinned;
   doc["expiring_at"] = OptionalTime(job.expiring_at);
+  doc["engine"] = job.engine;
   return doc;
 }
 
@@ -115,7 +116,7 @@ const std::vector<std::string>& JobFieldOrder() {
     for (const char* name :
          {"snapshot_id", "dataset_version_ids", "error_message", "retry_count", "priority",
           "max_retries", "attempt", "cancel_requested", "heartbeat_at", "lease_expires_at",
-          "run_after", "checkpoint_path", "pinned", "expiring_at"}) {
+          "run_after", "checkpoint_path", "pinned", "expiring_at", "engine"}) {
       order.emplace_back(name);
     }
     return order;
@@ -329,6 +330,8 @@ ListRequest ParseListRequest(const std::map<std::string, std::string>& fields,
       page.offset = ParseNumber<int64_t>(value, name);
     } else if (field == "after") {
       page.after = value;
+    } else if (field == "engine") {
+      filter.engines = SplitList(value);
     }
   }
   ValidateListRequest(filter, page);

@@ -158,6 +158,8 @@ TEST_F(LocalStoreTest, ThrowResultPathMissingSaysWhatAndWhere) {
 TEST_F(LocalStoreTest, RemovalBatchRemovesBundlesCheckpointsAndLocks) {
   const std::string path = Published("job-g");
   store_->SaveCheckpoint("job-g", 1, "c");
+  std::ofstream(store_->LogLocation("job-g", 1, LogStream::kStdout)) << "printed";
+  store_->MakeAttemptDir("job-g", 2);  // left by a crashed worker
   std::unique_ptr<RemovalBatch> batch = store_->BeginRemoval();
   batch->RemoveBundle(store_->Resolve(path, false), "job-g");
   batch->RemoveJob("job-g");
@@ -166,7 +168,38 @@ TEST_F(LocalStoreTest, RemovalBatchRemovesBundlesCheckpointsAndLocks) {
   EXPECT_FALSE(fs::exists(root_ / "job-g"));
   EXPECT_FALSE(fs::exists(root_ / ".checkpoints" / "job-g"));
   EXPECT_FALSE(fs::exists(root_ / ".locks" / "job-g.lock"));
+  EXPECT_FALSE(fs::exists(root_ / ".logs" / "job-g"));
+  EXPECT_FALSE(fs::exists(root_ / ".runs" / "job-g"));
   EXPECT_EQ(Entries(root_ / ".trash"), 0);
+}
+
+TEST_F(LocalStoreTest, AttemptDirectoriesAreFreshAndRemovedWithTheirAttempt) {
+  const fs::path first = store_->MakeAttemptDir("job-r", 1);
+  std::ofstream(first / "left-over") << "x";
+  const fs::path second = store_->MakeAttemptDir("job-r", 2);
+  EXPECT_FALSE(fs::exists(first)) << "an earlier attempt's directory goes when the next starts";
+  EXPECT_TRUE(fs::is_directory(second));
+  EXPECT_EQ(Entries(second), 0);
+  EXPECT_EQ(second.parent_path().parent_path(), fs::path(root_) / ".runs");
+  store_->RemoveAttemptDir("job-r", 2);
+  EXPECT_FALSE(fs::exists(root_ / ".runs" / "job-r"));
+  EXPECT_THROW(store_->MakeAttemptDir("../escape", 1), InvalidArgument);
+}
+
+TEST_F(LocalStoreTest, LogsAreKeptPerAttemptAndStreamAndReadByOffset) {
+  EXPECT_TRUE(store_->LogAttempts("job-l").empty());
+  EXPECT_EQ(store_->ReadLog("job-l", 1, LogStream::kStdout, 0, 100), "");
+  std::ofstream(store_->LogLocation("job-l", 1, LogStream::kStdout)) << "one\n";
+  std::ofstream(store_->LogLocation("job-l", 3, LogStream::kStderr)) << "three\nmore\n";
+  std::ofstream(fs::path(root_) / ".logs" / "job-l" / "attempt-x.stdout") << "not an attempt";
+  EXPECT_EQ(store_->LogAttempts("job-l"), (std::vector<int>{1, 3}));
+  EXPECT_EQ(store_->ReadLog("job-l", 1, LogStream::kStdout, 0, 100), "one\n");
+  EXPECT_EQ(store_->ReadLog("job-l", 1, LogStream::kStderr, 0, 100), "");
+  EXPECT_EQ(store_->ReadLog("job-l", 3, LogStream::kStderr, 2, 5), "ree\nm");
+  EXPECT_EQ(store_->ReadLog("job-l", 3, LogStream::kStderr, 11, 5), "");
+  EXPECT_EQ(store_->LogLocation("job-l", 3, LogStream::kStderr),
+            (fs::path(root_) / ".logs" / "job-l" / "attempt-3.stderr").string());
+  EXPECT_THROW(store_->LogLocation("../escape", 1, LogStream::kStdout), InvalidArgument);
 }
 
 TEST_F(LocalStoreTest, RemovingASymlinkLeavesItsTarget) {

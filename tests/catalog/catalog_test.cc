@@ -3,6 +3,7 @@
 #include "btstore/catalog.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,6 +114,38 @@ TEST_P(CatalogTest, ClaimTakesHighestPriorityThenOldestAndStartsAnAttempt) {
   ASSERT_EQ(claimed.size(), 1u);
   EXPECT_EQ(claimed[0].job_id, "low-old");
   EXPECT_TRUE(catalog_->ClaimJobs("w2", 3, seconds(30), At(12)).empty());
+}
+
+TEST_P(CatalogTest, JobsKeepTheirEngineAndClaimsTakeOnlyTheGivenEngines) {
+  JobSpec named = Spec("named");
+  named.config_json = R"({"engine":"momentum","lookback":20})";
+  JobSpec given = Spec("given");
+  given.engine = "r-engine";
+  catalog_->Submit(Spec("plain"), At(0));
+  catalog_->Submit(named, At(1));
+  catalog_->Submit(given, At(2));
+  EXPECT_EQ(catalog_->GetJob("plain").engine, "synthetic");
+  EXPECT_EQ(catalog_->GetJob("named").engine, "momentum");
+  EXPECT_EQ(catalog_->GetJob("given").engine, "r-engine");
+
+  JobFilter filter;
+  filter.engines = {"momentum", "synthetic"};
+  std::vector<std::string> listed;
+  for (const JobRecord& job : catalog_->ListJobs(filter, {}).jobs) listed.push_back(job.job_id);
+  EXPECT_EQ(listed, (std::vector<std::string>{"named", "plain"}));
+
+  EXPECT_TRUE(catalog_->ClaimJobs("w1", 5, seconds(30), At(10), {"quantum"}).empty());
+  std::vector<JobRecord> claimed =
+      catalog_->ClaimJobs("w1", 5, seconds(30), At(10), {"momentum", "r-engine"});
+  ASSERT_EQ(claimed.size(), 2u);
+  EXPECT_EQ(claimed[0].job_id, "named");
+  EXPECT_EQ(claimed[1].job_id, "given");
+  EXPECT_EQ(catalog_->GetJob("plain").status, JobStatus::kPending);
+  EXPECT_THROW(catalog_->ClaimJobs("w1", 5, seconds(30), At(10), {"bad name"}), InvalidArgument);
+  JobSpec bad = Spec("bad-engine");
+  bad.config_json = R"({"engine":"no spaces allowed"})";
+  EXPECT_THROW(catalog_->Submit(bad, At(11)), InvalidArgument);
+  EXPECT_FALSE(catalog_->FindJob("bad-engine"));
 }
 
 TEST_P(CatalogTest, ConcurrentClaimersNeverGetTheSameJob) {
@@ -573,7 +606,7 @@ TEST_P(CatalogTest, ConcurrentMigrationsOfAFreshDatabaseApplyEachVersionOnce) {
     EXPECT_EQ(errors[i], "");
     total += applied[i];
   }
-  EXPECT_EQ(total, 1);
+  EXPECT_EQ(total, MigrationCount(GetParam()));
   std::unique_ptr<Catalog> catalog = Catalog::Open(url);
   EXPECT_EQ(catalog->Migrate(), 0);
   EXPECT_TRUE(catalog->Submit(Spec("job-1"), At(0)).created);
@@ -618,8 +651,47 @@ TEST(CatalogOpen, SqliteCreatesTheParentDirectory) {
   TempDir dir;
   std::string path = (dir.path() / "a" / "b" / "catalog.db").string();
   std::unique_ptr<Catalog> catalog = Catalog::Open("sqlite:" + path);
-  EXPECT_EQ(catalog->Migrate(), 1);
+  EXPECT_EQ(catalog->Migrate(), MigrationCount(Backend::kSqlite));
   EXPECT_TRUE(std::filesystem::exists(path));
+}
+
+// A catalog made before migration 0003 (and without the 0002 that another change numbers
+// between): the runner applies the missing versions, and 0003 fills each job's engine from its
+// config.
+TEST(CatalogMigrations, AnOlderCatalogGetsEachJobsEngineFromItsConfig) {
+  TempDir dir;
+  const std::string path = (dir.path() / "old.db").string();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  auto exec = [&](const std::string& sql) {
+    char* error = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
+        << (error ? error : "");
+    sqlite3_free(error);
+  };
+  exec(
+      "CREATE TABLE btstore_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+      "applied_at TEXT NOT NULL)");
+  exec(std::string(internal::Migrations_sqlite().front().sql));
+  exec("INSERT INTO btstore_migrations VALUES (1, 'backtest_jobs', '2026-01-01T00:00:00Z')");
+  int n = 0;
+  for (const char* config : {R"({"engine":"momentum"})", "{}", R"({"engine":7})"}) {
+    const std::string id = "00000000-0000-4000-8000-00000000000" + std::to_string(n);
+    exec(
+        "INSERT INTO backtest_jobs (id, job_id, alpha_name, start_date, end_date, weight_method, "
+        "config_json, created_at, created_by) VALUES ('" +
+        id + "', 'old-" + std::to_string(n) + "', 'a', '2020-01-01', '2020-01-31', 'equal', '" +
+        config + "', '2026-01-01T00:00:00.000000Z', 'alice')");
+    ++n;
+  }
+  sqlite3_close(db);
+
+  std::unique_ptr<Catalog> catalog = Catalog::Open("sqlite:" + path);
+  EXPECT_EQ(catalog->Migrate(), MigrationCount(Backend::kSqlite) - 1);
+  EXPECT_EQ(catalog->GetJob("old-0").engine, "momentum");
+  EXPECT_EQ(catalog->GetJob("old-1").engine, "synthetic");
+  EXPECT_EQ(catalog->GetJob("old-2").engine, "synthetic");
+  EXPECT_EQ(catalog->ClaimJobs("w", 5, seconds(30), Now(), {"momentum"}).size(), 1u);
 }
 
 TEST(CatalogOpen, SqliteOnADirectoryIsUnavailable) {

@@ -34,7 +34,7 @@ TEST_P(JobServiceTest, SubmitRejectsConfigsTheEngineCannotRun) {
   for (const Case& c : std::vector<Case>{
            {"not json", "equal", "config_json"},
            {"[1]", "equal", "config_json"},
-           {R"({"engine":"quantum"})", "equal", "engine"},
+           {R"({"engine":"no such engine"})", "equal", "engine"},
            {R"({"symbols":0})", "equal", "symbols"},
            {R"({"seed":"x"})", "equal", "seed"},
            {R"({"delay_ms_per_day":-5})", "equal", "delay_ms_per_day"},
@@ -50,6 +50,12 @@ TEST_P(JobServiceTest, SubmitRejectsConfigsTheEngineCannotRun) {
   EXPECT_FALSE(catalog_->FindJob("bad-job"));
   // The noop engine takes any weight method.
   EXPECT_TRUE(service_->Submit(Spec("noop-job", R"({"engine":"noop"})", "custom")).created);
+  // An engine this process does not have may be a command engine of a worker: the job waits.
+  JobSpec command = Spec("command-job", R"({"engine":"quantum"})", "custom");
+  EXPECT_EQ(service_->Submit(command).job.engine, "quantum");
+  command.job_id = "mismatch";
+  command.engine = "other";
+  EXPECT_THROW(service_->Submit(command), InvalidArgument);
 }
 
 TEST_P(JobServiceTest, CancelOfAPendingJobIsImmediateAndOfATerminalJobInvalid) {
