@@ -263,6 +263,31 @@ def test_kill_9_of_the_worker_stops_the_program_and_the_job_resumes(catalog):
     assert job["mean_ic"] == straight["mean_ic"] and job["icir"] == straight["icir"]
 
 
+def test_kill_9_of_the_worker_stops_a_silent_program_and_its_grandchildren(catalog):
+    # The program never writes after its checkpoint: nothing but the supervisor's lifeline can
+    # tell it that its worker died.
+    bt = catalog
+    submit(bt, "silent", {"engine": "faulty", "mode": "quiet_checkpoint"}, max_retries=1)
+    worker = spawn_worker(bt, f"faulty={FAULTY}", extra=["--lease-seconds", "1"])
+    try:
+        wait_until(lambda: bt.ok("show", "silent")["checkpoint_path"], "a checkpoint is recorded")
+        wait_until(lambda: len(job_processes("silent")) >= 2, "the grandchild runs")
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate(timeout=60)
+        # SIGTERM kills both at once (the program has no handler).
+        wait_until(lambda: job_processes("silent") == [], "the orphaned group is stopped")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    lease = parse_time(bt.ok("show", "silent")["lease_expires_at"])
+    wait_until(lambda: time.time() > lease + 0.05, "the dead worker's lease expired")
+    summary = work(bt, f"faulty={FAULTY}", extra=["--lease-seconds", "1"])
+    assert summary["events"]["rescued"] == 1 and summary["events"]["completed"] == 1, summary
+    job = bt.ok("show", "silent")
+    assert (job["status"], job["attempt"], job["retry_count"]) == ("completed", 2, 1)
+    assert job["summary"]["resumed_from"] == "state of attempt 1"
+
+
 # --- engines and workers ------------------------------------------------------------------------
 
 def test_workers_with_different_engines_share_a_catalog(catalog):

@@ -9,6 +9,9 @@ nothing          writes nothing, exits 0
 stderr_exit3     10 MB on stderr, then exit 3
 wait_for_sigterm reports progress, starts a grandchild (sleep), waits until SIGTERM, exits 143
 print_env        a valid bundle; prints ENGINE_GREETING and the working directory on stdout
+quiet_checkpoint without a checkpoint: saves one, starts a grandchild (sleep), then waits in
+                 silence, ignoring SIGPIPE's absence of readers (it never writes again), until
+                 SIGTERM; with one: a valid bundle whose summary says what it resumed from
 """
 import json
 import os
@@ -80,6 +83,21 @@ elif mode == "wait_for_sigterm":
         time.sleep(0.005)
     print("got SIGTERM", file=sys.stderr, flush=True)
     sys.exit(143)
+elif mode == "quiet_checkpoint":
+    if os.environ["BTSTORE_CHECKPOINT"]:
+        resumed_from = open(os.environ["BTSTORE_CHECKPOINT"]).read()
+        write_bundle()
+        summary = json.load(open(f"{out}/summary.json"))
+        summary["resumed_from"] = resumed_from
+        json.dump(summary, open(f"{out}/summary.json", "w"))
+        sys.exit(0)
+    path = os.path.join(os.environ["BTSTORE_CHECKPOINT_DIR"], "state")
+    with open(path, "w") as f:
+        f.write(f"state of attempt {job['attempt']}")
+    control.write(json.dumps({"checkpoint": "state"}) + "\n")
+    subprocess.Popen(["sleep", "1000"])
+    while True:  # a long computation that reports nothing
+        time.sleep(1)
 elif mode == "print_env":
     print(f"greeting={os.environ.get('ENGINE_GREETING')}")
     print(f"cwd={os.getcwd()}")
