@@ -3,8 +3,10 @@
 #include <arrow/table.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "btstore/bundle.h"
@@ -35,6 +37,19 @@ std::vector<std::string> SplitComma(const std::string& text) {
 std::string RequireJobId(const std::string& job_id) {
   ValidateJobId(job_id);
   return job_id;
+}
+
+// CLI11 clamps an integer that overflows (99999999999999999999 became INT64_MAX): parse the
+// flag's text here, so that an out-of-range value is refused.
+int64_t ParseOffset(const std::string& text) {
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    throw InvalidArgument("--offset must be a whole number from 0 to " +
+                              std::to_string(std::numeric_limits<int64_t>::max()),
+                          {{"field", "offset"}, {"value", text}});
+  }
+  return value;
 }
 
 // Catalog columns in the contract's order, then btstore's; JSON objects sort their keys, which
@@ -92,13 +107,13 @@ void PrintJobLines(std::ostream& out, const nlohmann::json& doc, const std::stri
   }
   for (const std::string& key : keys) {
     const nlohmann::json& value = doc[key];
-    out << indent << key << ":" << std::string(width - key.size() + 1, ' ');
+    out << indent << Printable(key) << ":" << std::string(width - key.size() + 1, ' ');
     if (value.is_string()) {
-      out << value.get<std::string>();
+      out << Printable(value.get<std::string>());
     } else if (value.is_null()) {
       out << "-";
     } else {
-      out << value.dump();
+      out << Printable(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     out << "\n";
   }
@@ -183,6 +198,8 @@ void AddSubmit(CLI::App& app, Action& action) {
       spec.start_date = Date::Parse(flags->start, "--start");
       spec.end_date = Date::Parse(flags->end, "--end");
       spec.weight_method = flags->weight_method;
+      // Size, encoding and depth are checked before the text is parsed and written out again.
+      ValidateConfigJson(flags->config);
       nlohmann::json config = nlohmann::json::parse(flags->config, nullptr, false);
       if (config.is_discarded() || !config.is_object()) {
         throw InvalidArgument("--config must be a JSON object",
@@ -215,9 +232,8 @@ void AddSubmit(CLI::App& app, Action& action) {
 // --- list ------------------------------------------------------------------------------------
 
 struct ListFlags {
-  std::string user, alpha, status, created_from, created_to, from, to, after;
+  std::string user, alpha, status, created_from, created_to, from, to, after, offset;
   int limit = kDefaultListLimit;
-  int64_t offset = 0;
   std::optional<double> min_mean_ic, min_icir, min_hit_rate;
 };
 
@@ -232,7 +248,7 @@ void AddList(CLI::App& app, Action& action) {
   cmd->add_option("--created-from", flags->created_from,
                   "created at or after: a date or an RFC 3339 timestamp (UTC without offset)");
   cmd->add_option("--created-to", flags->created_to,
-                  "created at or before: a date or an RFC 3339 timestamp");
+                  "created at or before: a date (that whole day, UTC) or an RFC 3339 timestamp");
   cmd->add_option("--from", flags->from, "backtest range overlaps [from, to] (YYYY-MM-DD)");
   cmd->add_option("--to", flags->to, "backtest range overlaps [from, to] (YYYY-MM-DD)");
   cmd->add_option("--min-mean-ic", flags->min_mean_ic, "only jobs with mean_ic >= this");
@@ -262,7 +278,7 @@ void AddList(CLI::App& app, Action& action) {
         filter.created_from = ParseTimestamp(flags->created_from, "--created-from");
       }
       if (!flags->created_to.empty()) {
-        filter.created_to = ParseTimestamp(flags->created_to, "--created-to");
+        filter.created_to = ParseTimestampUpperBound(flags->created_to, "--created-to");
       }
       if (!flags->from.empty()) filter.range_from = Date::Parse(flags->from, "--from");
       if (!flags->to.empty()) filter.range_to = Date::Parse(flags->to, "--to");
@@ -272,7 +288,7 @@ void AddList(CLI::App& app, Action& action) {
       PageRequest page;
       page.limit = flags->limit;
       if (!flags->after.empty()) page.after = flags->after;
-      page.offset = flags->offset;
+      if (!flags->offset.empty()) page.offset = ParseOffset(flags->offset);
       // Bad filters are reported before the catalog is opened.
       ValidateListRequest(filter, page);
 
@@ -357,7 +373,9 @@ void AddShow(CLI::App& app, Action& action) {
         if (artifacts.is_object()) {
           std::cout << "  artifacts:\n";
           for (const auto& [name, info] : artifacts.items()) {
-            std::cout << "    " << name << ": " << info.dump() << "\n";
+            std::cout << "    " << Printable(name) << ": "
+                      << info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                      << "\n";
           }
         }
       }
@@ -410,6 +428,7 @@ void AddResult(CLI::App& app, Action& action) {
       }
       options.columns = SplitComma(flags->columns);
       options.tables = SplitComma(flags->tables);
+      if (!flags->export_dir.empty()) RequireNewDirectory(flags->export_dir, "--export");
       std::unique_ptr<Catalog> catalog = ctx.OpenCatalog();
       SystemClock clock;
       JobService service(*catalog, ctx.artifact_root, clock);
@@ -445,7 +464,8 @@ void AddResult(CLI::App& app, Action& action) {
         PrintJson(doc);
         return 0;
       }
-      std::cout << "job " << flags->job_id << "  snapshot " << result.snapshot_id << "\n";
+      std::cout << "job " << flags->job_id << "  snapshot " << Printable(result.snapshot_id)
+                << "\n";
       for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
         std::cout << "  " << Metrics::kNames[i] << std::string(18 - Metrics::kNames[i].size(), ' ')
                   << HumanMetric(result.metrics.At(i)) << "\n";

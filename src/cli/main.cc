@@ -21,16 +21,23 @@ std::string FromEnv(const char* name, const char* fallback) {
   return value && *value ? value : fallback;
 }
 
+// Every error leaves through here: passwords of connection strings are hidden whichever layer
+// put them in the message, and control characters cannot reach a terminal.
 void ReportError(const Context& ctx, ErrorCode code, const std::string& message,
                  const ErrorDetails& details) {
   if (ctx.json) {
     nlohmann::json detail_json = nlohmann::json::object();
-    for (const auto& [key, value] : details) detail_json[key] = value;
+    for (const auto& [key, value] : details) detail_json[key] = RedactCredentials(value);
     PrintJson({{"error",
-                {{"code", ErrorCodeName(code)}, {"message", message}, {"details", detail_json}}}});
+                {{"code", ErrorCodeName(code)},
+                 {"message", RedactCredentials(message)},
+                 {"details", detail_json}}}});
   } else {
-    std::cerr << "error: " << ErrorCodeName(code) << ": " << message << "\n";
-    for (const auto& [key, value] : details) std::cerr << "  " << key << ": " << value << "\n";
+    std::cerr << "error: " << ErrorCodeName(code) << ": " << Printable(RedactCredentials(message))
+              << "\n";
+    for (const auto& [key, value] : details) {
+      std::cerr << "  " << key << ": " << Printable(RedactCredentials(value)) << "\n";
+    }
   }
 }
 

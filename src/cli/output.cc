@@ -4,10 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
+#include "btstore/bundle.h"
 #include "btstore/errors.h"
 #include "cli/cli.h"
 
@@ -22,12 +21,22 @@ nlohmann::json OptionalText(const std::optional<std::string>& text) {
   return text ? nlohmann::json(*text) : nlohmann::json(nullptr);
 }
 
-// A JSON column is shown parsed; text that does not parse (written by another tool) is shown
-// as it is rather than hidden.
+// A JSON column is shown parsed; text that does not parse (written by another tool), or that
+// is nested deeper than JSON code may recurse, is shown as it is rather than hidden.
 nlohmann::json JsonColumn(const std::optional<std::string>& text) {
   if (!text) return nullptr;
+  if (JsonNestingDepth(*text) > kMaxJsonDepth) return *text;
   nlohmann::json parsed = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   return parsed.is_discarded() ? nlohmann::json(*text) : parsed;
+}
+
+// The length of the UTF-8 sequence at text[i] if it is well formed, else 0.
+size_t Utf8Length(std::string_view text, size_t i) {
+  constexpr size_t kLongest = 4;
+  for (size_t length = 1; length <= kLongest && i + length <= text.size(); ++length) {
+    if (IsValidUtf8(text.substr(i, length))) return length;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -86,6 +95,11 @@ nlohmann::json JobJson(const JobRecord& job) {
 }
 
 nlohmann::json ParseLenientJson(const std::string& text, const std::string& what) {
+  if (JsonNestingDepth(text) > kMaxJsonDepth) {
+    throw InvalidArgument(
+        what + " is nested more than " + std::to_string(kMaxJsonDepth) + " levels deep",
+        {{"what", what}});
+  }
   nlohmann::json doc = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_discarded()) return doc;
   // Python's json module writes NaN/Infinity/-Infinity as bare tokens; outside strings they
@@ -127,18 +141,56 @@ nlohmann::json ParseLenientJson(const std::string& text, const std::string& what
 
 nlohmann::json ReadSummaryJson(const std::filesystem::path& bundle_dir) {
   const std::filesystem::path file = bundle_dir / "summary.json";
-  std::ifstream in(file);
-  std::stringstream text;
-  if (in) text << in.rdbuf();
-  if (!in) {
-    throw MissingReproducibilityMetadata("summary.json is missing or unreadable",
-                                         {{"path", file.string()}});
-  }
+  // The bundle reader's own reading of the file: same size and depth limits, no symlinks.
+  std::string text = ReadSummaryText(bundle_dir);
   try {
-    return ParseLenientJson(text.str(), file.string());
+    return ParseLenientJson(text, file.string());
   } catch (const InvalidArgument&) {
     throw MissingReproducibilityMetadata("summary.json is not valid JSON",
                                          {{"path", file.string()}});
+  }
+}
+
+std::string Printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  char escape[8];
+  for (size_t i = 0; i < text.size();) {
+    auto c = static_cast<unsigned char>(text[i]);
+    size_t length = Utf8Length(text, i);
+    if (length == 0) {
+      std::snprintf(escape, sizeof escape, "\\x%02x", c);
+      out += escape;
+      ++i;
+    } else if (c == '\n') {
+      out += "\\n";
+      ++i;
+    } else if (c == '\t') {
+      out += "\\t";
+      ++i;
+    } else if (c < 0x20 || c == 0x7f) {
+      std::snprintf(escape, sizeof escape, "\\x%02x", c);
+      out += escape;
+      ++i;
+    } else if (length == 2 && HasControlCharacter(text.substr(i, 2))) {
+      std::snprintf(escape, sizeof escape, "\\u%04x",
+                    static_cast<unsigned>(static_cast<unsigned char>(text[i + 1])));
+      out += escape;
+      i += 2;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
+}
+
+void RequireNewDirectory(const std::string& dir, const std::string& what) {
+  if (dir.empty()) throw InvalidArgument(what + " must name a directory", {{"field", what}});
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::symlink_status(dir, ec))) {
+    throw InvalidArgument(what + " " + dir + " already exists: give the path of a new directory",
+                          {{"field", what}, {"path", dir}});
   }
 }
 
@@ -156,7 +208,13 @@ std::string HumanMetric(double value) {
 }
 
 void PrintTable(std::ostream& out, const std::vector<std::string>& headers,
-                const std::vector<std::vector<std::string>>& rows) {
+                const std::vector<std::vector<std::string>>& raw_rows) {
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(raw_rows.size());
+  for (const auto& raw : raw_rows) {
+    std::vector<std::string>& row = rows.emplace_back();
+    for (const std::string& cell : raw) row.push_back(Printable(cell));
+  }
   std::vector<size_t> widths(headers.size());
   for (size_t i = 0; i < headers.size(); ++i) widths[i] = headers[i].size();
   for (const auto& row : rows) {
