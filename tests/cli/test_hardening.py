@@ -225,8 +225,8 @@ def test_item19_exit_codes_of_user_mistakes(sq, tmp_path):
     assert_error(sq.run("bundle", "sample", existing, expect=None), "InvalidArgument", 2)
     proc = subprocess.run([sq.argv()[0], "--json", "--catalog", "sqlite:/dev/null", "list"],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc
-    assert json.loads(proc.stdout)["error"]["code"] == "InvalidArgument"
+    assert proc.returncode == 5, proc
+    assert json.loads(proc.stdout)["error"]["code"] == "CatalogUnavailable"
     # The file of a table the manifest lists but that is gone is still a broken bundle.
     (bundle / "daily_ic.parquet").unlink()
     assert_error(sq.run("result", "codes", "--tables", "daily_ic", expect=None), "InvalidResult", 6)
