@@ -285,15 +285,15 @@ class SqliteCatalog : public SqlCatalog {
 std::unique_ptr<Catalog> OpenSqliteCatalog(const std::filesystem::path& path,
                                            const CatalogOptions& options) {
   // SQLite opens a device or a FIFO as if it were a database file and fails later with an I/O
-  // error; such a path can never hold a catalog.
+  // error: refuse any path that is there but is not a file, as a directory is refused.
   std::error_code status_error;
   std::filesystem::file_status status = std::filesystem::status(path, status_error);
   if (path != ":memory:" && std::filesystem::exists(status) &&
       !std::filesystem::is_regular_file(status)) {
-    throw InvalidArgument("the SQLite catalog path " + path.string() +
-                              " is not a regular file: give the path of a database file "
-                              "(it is created when missing)",
-                          {{"field", "catalog"}, {"path", path.string()}});
+    throw CatalogUnavailable("cannot use the SQLite catalog " + path.string() +
+                                 ": it is not a regular file; give the path of a database file "
+                                 "(it is created when missing)",
+                             {{"path", path.string()}});
   }
   if (path.has_parent_path() && path != ":memory:") {
     std::error_code error;
