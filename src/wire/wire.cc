@@ -106,18 +106,11 @@ Json JobJson(const JobRecord& job) {
 }
 
 const std::vector<std::string>& JobFieldOrder() {
+  // The catalog's columns in their order, with the job_id first: it names the job for people.
   static const std::vector<std::string> kOrder = [] {
-    // The contract's columns in its order, job_id first for people; then btstore's.
-    std::vector<std::string> order = {"job_id",     "id",           "status",        "alpha_name",
-                                      "start_date", "end_date",     "weight_method", "config_json",
-                                      "created_by", "created_at",   "started_at",    "completed_at",
-                                      "worker_id",  "progress_pct", "job_timeout",   "result_path"};
-    for (std::string_view metric : Metrics::kNames) order.emplace_back(metric);
-    for (const char* name :
-         {"snapshot_id", "dataset_version_ids", "error_message", "retry_count", "priority",
-          "max_retries", "attempt", "cancel_requested", "heartbeat_at", "lease_expires_at",
-          "run_after", "checkpoint_path", "pinned", "expiring_at"}) {
-      order.emplace_back(name);
+    std::vector<std::string> order = {"job_id"};
+    for (std::string_view column : kJobColumns) {
+      if (column != "job_id") order.emplace_back(column);
     }
     return order;
   }();
