@@ -27,6 +27,7 @@ inline constexpr std::string_view kIcTable = "daily_ic";
 inline constexpr std::string_view kSummaryFile = "summary.json";
 
 /// Return the exact schema of a required table (date32/int64/float64 as in the contract).
+/// Throws InvalidArgument for a name that is not a required table.
 std::shared_ptr<arrow::Schema> RequiredSchema(std::string_view table_name);
 
 /// A complete backtest result: what a bundle holds.

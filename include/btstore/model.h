@@ -69,6 +69,7 @@ bool IsTerminal(JobStatus status);
 
 /// Scheduling priority: within a priority, oldest first.
 enum class Priority { kHigh = 0, kNormal = 1, kLow = 2 };
+/// Return "high", "normal" or "low".
 std::string_view ToString(Priority priority);
 /// Parse "high", "normal" or "low". Throws InvalidArgument otherwise.
 Priority ParsePriority(std::string_view text);
@@ -89,7 +90,9 @@ struct Metrics {
   double average_turnover = kMissing;
   double decay_half_life = kMissing;
 
+  /// Return the metric named kNames[i] (i below kNames.size()).
   double& At(size_t i);
+  /// Return the metric named kNames[i] (i below kNames.size()).
   double At(size_t i) const;
 };
 

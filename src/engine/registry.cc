@@ -36,13 +36,7 @@ class NoopEngine : public Engine {
  public:
   BacktestResult Run(const JobRecord& job, EngineContext& context) override {
     context.ThrowIfStopped();
-    BacktestResult result;
-    result.job_id = job.job_id;
-    result.alpha_name = job.alpha_name;
-    result.start_date = job.start_date;
-    result.end_date = job.end_date;
-    result.weight_method = job.weight_method;
-    result.config_hash = ConfigHash(job.config_json);
+    BacktestResult result = ResultFor(job);
     result.daily_signals = EmptyTable(kSignalsTable);
     result.daily_weights = EmptyTable(kWeightsTable);
     result.daily_ic = EmptyTable(kIcTable);
@@ -199,6 +193,17 @@ std::optional<EngineReport> ReadEngineReport(std::string_view summary_json) {
   if (name == engine.end() || !name->is_string()) return std::nullopt;
   return EngineReport{name->get<std::string>(), OptionalInt(engine, "business_days"),
                       OptionalInt(engine, "resumed_at_day"), OptionalInt(engine, "computed_days")};
+}
+
+BacktestResult ResultFor(const JobRecord& job) {
+  BacktestResult result;
+  result.job_id = job.job_id;
+  result.alpha_name = job.alpha_name;
+  result.start_date = job.start_date;
+  result.end_date = job.end_date;
+  result.weight_method = job.weight_method;
+  result.config_hash = ConfigHash(job.config_json);
+  return result;
 }
 
 std::string ConfigHash(std::string_view config_json) {
