@@ -29,6 +29,12 @@ int ExitStatus(ErrorCode code);
 /// Return the HTTP status for a code (contract section 6).
 int HttpStatus(ErrorCode code);
 
+/// Return `text` with the passwords of connection strings replaced by "***": the password of
+/// URL userinfo (`scheme://user:PASSWORD@host`) and the value of any `password=VALUE` key,
+/// whatever its case, quoted or not. Every message, detail and log line that can hold a catalog
+/// URL or a database client's error goes through it before it is shown or stored.
+std::string RedactCredentials(std::string_view text);
+
 /// Structured facts about an error (job_id, path, file, column, from/to status, ...).
 using ErrorDetails = std::map<std::string, std::string>;
 

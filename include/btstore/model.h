@@ -39,8 +39,13 @@ using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
 std::string FormatTimestamp(Timestamp ts);
 /// Parse an RFC 3339 timestamp ("...Z" or "...+02:00", fraction optional), a
 /// "YYYY-MM-DD HH:MM:SS[.ffffff][+00[:00]]" timestamp as PostgreSQL prints it, or a bare date
-/// (midnight UTC). A timestamp without an offset is UTC. Throws InvalidArgument naming `what`.
+/// (midnight UTC). A timestamp without an offset is UTC. Throws InvalidArgument naming `what`,
+/// also when the time, converted to UTC, falls outside the years 1..9999.
 Timestamp ParseTimestamp(std::string_view text, std::string_view what = "timestamp");
+/// Parse the upper bound of a time range as ParseTimestamp does, except that a bare date means
+/// that whole day: the result is the last microsecond before the next midnight UTC. A timestamp
+/// stays exact. Throws InvalidArgument naming `what`.
+Timestamp ParseTimestampUpperBound(std::string_view text, std::string_view what = "timestamp");
 /// Return the current time, truncated to microseconds.
 Timestamp Now();
 
@@ -89,6 +94,33 @@ inline constexpr int kMaxJobTimeoutSeconds = 14400;
 inline constexpr int kDefaultJobTimeoutSeconds = 3600;
 inline constexpr int kDefaultMaxRetries = 2;
 
+/// The deepest nesting of JSON arrays and objects accepted in JSON that btstore did not write
+/// (summary.json and its manifest, job configs). Deeper documents are refused before they are
+/// parsed, so that no parser or serializer recurses without bound on hostile input.
+inline constexpr int kMaxJsonDepth = 64;
+/// The largest job config accepted, in bytes of JSON text.
+inline constexpr size_t kMaxConfigBytes = 1 << 20;
+/// The longest worker id (the `worker_id` column is VARCHAR(255)).
+inline constexpr size_t kMaxWorkerIdLength = 255;
+
+/// Return true if `text` is well-formed UTF-8 (no overlong forms, surrogates, or code points
+/// above U+10FFFF).
+bool IsValidUtf8(std::string_view text);
+
+/// Return the deepest nesting of arrays and objects in JSON text (0 for a scalar), counting the
+/// brackets outside string literals. A cheap scan, not a validation: callers run it before a
+/// parser to refuse documents nested deeper than they accept.
+int JsonNestingDepth(std::string_view text);
+
+/// Check a job config before anything parses it: valid UTF-8, at most kMaxConfigBytes, nested
+/// at most kMaxJsonDepth deep, and shaped as one object ("{...}"). Throws InvalidArgument that
+/// says which limit the config exceeds.
+void ValidateConfigJson(std::string_view config_json);
+
+/// Check a worker id: 1 to kMaxWorkerIdLength bytes of UTF-8 without control characters.
+/// Throws InvalidArgument.
+void ValidateWorkerId(std::string_view worker_id);
+
 /// Check a job_id: 1-64 of letters, digits, '-', '_', '.', not starting with '.'.
 /// Throws InvalidArgument otherwise (so it is always safe as a directory name).
 void ValidateJobId(std::string_view job_id);
@@ -107,8 +139,9 @@ struct JobSpec {
   int max_retries = kDefaultMaxRetries;  ///< automatic retries after a failure or a rescue
 };
 
-/// Check every field of a spec whose job_id is set (lengths, dates in order, JSON object,
-/// timeout range). Throws InvalidArgument naming the field.
+/// Check every field of a spec whose job_id is set (lengths, UTF-8 text without control
+/// characters, dates in order, the config as ValidateConfigJson does, timeout range). Throws
+/// InvalidArgument naming the field.
 void ValidateJobSpec(const JobSpec& spec);
 
 /// One row of `backtest_jobs`: the contract's columns, then btstore's own.
@@ -182,9 +215,10 @@ struct CursorPosition {
   std::string id;
 };
 
-/// Check a filter and a page request (inverted ranges, limit 1..kMaxListLimit, negative offset,
-/// cursor together with offset, malformed cursor). Return the decoded cursor, if any.
-/// Throws InvalidArgument.
+/// Check a filter and a page request (user and alpha filters of at most 255 bytes of UTF-8,
+/// inverted ranges, metric bounds that are not finite, limit 1..kMaxListLimit, negative offset,
+/// cursor together with offset, malformed cursor or one whose time is outside the years
+/// 1970..9999). Return the decoded cursor, if any. Throws InvalidArgument.
 std::optional<CursorPosition> ValidateListRequest(const JobFilter& filter, const PageRequest& page);
 
 /// Encode a cursor for the row after which the next page starts.

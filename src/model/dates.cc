@@ -49,6 +49,19 @@ std::optional<Date> ReadDate(std::string_view text, size_t& pos) {
   return Date{static_cast<int32_t>(sys_days{ymd}.time_since_epoch().count())};
 }
 
+// A time is stored and compared as UTC: an offset can carry a date of year 1 or 9999 out of
+// the years every backend orders correctly (a year 10000 would sort as text before 2026).
+Timestamp InRange(Timestamp ts, std::string_view text, std::string_view what) {
+  const Timestamp first{sys_days{std::chrono::year{1} / 1 / 1}};
+  const Timestamp end{sys_days{std::chrono::year{10000} / 1 / 1}};
+  if (ts < first || ts >= end) {
+    throw InvalidArgument("invalid " + std::string(what) + " '" + std::string(text) +
+                              "': it is outside the years 0001..9999 in UTC",
+                          {{"value", std::string(text)}, {"field", std::string(what)}});
+  }
+  return ts;
+}
+
 }  // namespace
 
 Date Date::Parse(std::string_view text, std::string_view what) {
@@ -114,9 +127,9 @@ Timestamp ParseTimestamp(std::string_view text, std::string_view what) {
     for (int i = digits; i < 6; ++i) micros *= 10;
     ts += std::chrono::microseconds(micros);
   }
-  if (pos == text.size()) return ts;  // no offset: UTC
+  if (pos == text.size()) return InRange(ts, text, what);  // no offset: UTC
   char sign = text[pos];
-  if ((sign == 'Z' || sign == 'z') && pos + 1 == text.size()) return ts;
+  if ((sign == 'Z' || sign == 'z') && pos + 1 == text.size()) return InRange(ts, text, what);
   if (sign != '+' && sign != '-') BadValue(text, what, kExpected);
   ++pos;
   int oh = 0, om = 0;
@@ -127,7 +140,15 @@ Timestamp ParseTimestamp(std::string_view text, std::string_view what) {
   }
   if (pos != text.size() || oh > 23 || om > 59) BadValue(text, what, kExpected);
   auto offset = std::chrono::hours(oh) + std::chrono::minutes(om);
-  return sign == '+' ? ts - offset : ts + offset;
+  return InRange(sign == '+' ? ts - offset : ts + offset, text, what);
+}
+
+Timestamp ParseTimestampUpperBound(std::string_view text, std::string_view what) {
+  Timestamp ts = ParseTimestamp(text, what);
+  // ParseTimestamp accepts exactly "YYYY-MM-DD" as a bare date; anything longer has a time.
+  constexpr size_t kBareDateLength = 10;
+  if (text.size() != kBareDateLength) return ts;
+  return ts + days(1) - std::chrono::microseconds(1);
 }
 
 Timestamp Now() {
