@@ -10,6 +10,16 @@
 namespace btstore {
 
 std::string DeriveJobId(const JobSpec& spec) {
+  // The canonical JSON holds these as strings, and nlohmann refuses to write ill-formed UTF-8.
+  for (const auto& [field, value] :
+       {std::pair<std::string_view, const std::string&>{"alpha_name", spec.alpha_name},
+        {"weight_method", spec.weight_method},
+        {"created_by", spec.created_by}}) {
+    if (!IsValidUtf8(value)) {
+      throw InvalidArgument(std::string(field) + " is not valid UTF-8",
+                            {{"field", std::string(field)}});
+    }
+  }
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(spec.config_json);

@@ -1,6 +1,6 @@
 // Fuzz target: the filters and cursors of a job listing, from the text a user types to the rows
-// the SQLite catalog returns (ParseTimestamp, Date::Parse, ParseJobStatus, ValidateListRequest,
-// EncodeCursor, Catalog::ListJobs).
+// the SQLite catalog returns (ParseTimestamp, ParseTimestampUpperBound, Date::Parse,
+// ParseJobStatus, ValidateListRequest, EncodeCursor, Catalog::ListJobs).
 //
 // Input: lines, each one field as `btstore list` takes it (an empty or absent line leaves the
 // field unset): 0 user, 1 alpha, 2 statuses (comma separated), 3 created-from, 4 created-to,
@@ -145,10 +145,13 @@ std::string Ids(const JobPage& page) {
   return ids + (page.next ? "next " + *page.next : "last");
 }
 
-std::optional<Timestamp> ParseTimestampField(std::string_view text, std::string_view what) {
+// Parse a time bound as `btstore list` does: an upper bound takes a bare date as its whole day.
+std::optional<Timestamp> ParseTimestampField(std::string_view text, std::string_view what,
+                                             bool upper_bound) {
   std::optional<Timestamp> ts;
-  if (text.empty() || !fuzz::Expect(what, {ErrorCode::kInvalidArgument},
-                                    [&] { ts = ParseTimestamp(text, what); })) {
+  if (text.empty() || !fuzz::Expect(what, {ErrorCode::kInvalidArgument}, [&] {
+        ts = upper_bound ? ParseTimestampUpperBound(text, what) : ParseTimestamp(text, what);
+      })) {
     return std::nullopt;
   }
   const std::string formatted = FormatTimestamp(*ts);
@@ -215,8 +218,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!fields[0].empty()) filter.created_by = std::string(fields[0]);
   if (!fields[1].empty()) filter.alpha_name = std::string(fields[1]);
   filter.statuses = ParseStatuses(fields[2]);
-  filter.created_from = ParseTimestampField(fields[3], "--created-from");
-  filter.created_to = ParseTimestampField(fields[4], "--created-to");
+  filter.created_from = ParseTimestampField(fields[3], "--created-from", false);
+  filter.created_to = ParseTimestampField(fields[4], "--created-to", true);
   filter.range_from = ParseDateField(fields[5], "--from");
   filter.range_to = ParseDateField(fields[6], "--to");
   filter.min_mean_ic = ParseDouble(fields[7]);
