@@ -23,7 +23,8 @@ std::string DeriveJobId(const JobSpec& spec) {
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(spec.config_json);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // Not only parse_error: a number too large for a double is an out_of_range error.
     throw InvalidArgument(std::string("config is not valid JSON: ") + e.what(),
                           {{"field", "config_json"}});
   }

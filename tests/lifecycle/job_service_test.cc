@@ -48,6 +48,14 @@ TEST(DeriveJobId, RejectsTextThatIsNotUtf8WithInvalidArgument) {
   }
 }
 
+TEST(DeriveJobId, RejectsAConfigNumberTooLargeForADoubleWithInvalidArgument) {
+  JobSpec spec;
+  spec.alpha_name = "momentum";
+  spec.created_by = "alice";
+  spec.config_json = R"({"seed": 3001e308})";
+  EXPECT_THROW(DeriveJobId(spec), InvalidArgument);
+}
+
 TEST_P(JobServiceTest, SubmitWithoutJobIdRejectsTextThatIsNotUtf8) {
   JobSpec spec = Spec("", "{}");
   spec.alpha_name = "bad\xff\xfe";
@@ -62,6 +70,7 @@ TEST_P(JobServiceTest, SubmitRejectsConfigsTheEngineCannotRun) {
   for (const Case& c : std::vector<Case>{
            {"not json", "equal", "config_json"},
            {"[1]", "equal", "config_json"},
+           {R"({"seed": 3001e308})", "equal", "config_json"},
            {R"({"engine":"quantum"})", "equal", "engine"},
            {R"({"symbols":0})", "equal", "symbols"},
            {R"({"seed":"x"})", "equal", "seed"},
