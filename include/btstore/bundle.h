@@ -132,12 +132,21 @@ struct ReadStats {
 
 /// Read a bundle directory. Errors, in the order they are checked:
 /// ResultPathMissing (directory missing), MissingReproducibilityMetadata (summary.json missing,
-/// unreadable, without snapshot_id or dataset_version_ids), InvalidResult naming the file and,
-/// for schema errors, the column with the expected and found types (a file missing, corrupt,
-/// truncated, of the wrong schema, or differing from its manifest entry).
+/// unreadable, without snapshot_id or dataset_version_ids), InvalidResult for summary.json as
+/// ReadSummaryText says, InvalidArgument for a table in `options.tables` that the bundle does
+/// not have (and its manifest does not list), InvalidResult naming the file and, for schema
+/// errors, the column with the expected and found types (a file missing, corrupt, truncated, of
+/// the wrong schema, not a regular file (a symbolic link), or differing from its manifest entry).
 /// Null metrics read as NaN; mean_ic/icir absent altogether are recomputed from daily_ic.
 BacktestResult ReadBundle(const std::filesystem::path& dir, const ReadOptions& options = {},
                           ReadStats* stats = nullptr);
+
+/// Read the text of `<dir>/summary.json` as every reader of a bundle does, without checking its
+/// keys (ReadBundle does): a regular file of the bundle, not a symbolic link; at most 16 MiB;
+/// JSON arrays and objects nested at most kMaxJsonDepth deep. Throws
+/// MissingReproducibilityMetadata (missing, unreadable) or InvalidResult (not a regular file,
+/// too large, too deep).
+std::string ReadSummaryText(const std::filesystem::path& dir);
 
 /// Schema and size of one file of a bundle, for `bundle inspect`.
 struct TableInfo {

@@ -107,6 +107,10 @@ inline constexpr size_t kMaxWorkerIdLength = 255;
 /// above U+10FFFF).
 bool IsValidUtf8(std::string_view text);
 
+/// Return true if `text` holds a control character: C0 (below 0x20), DEL, or, UTF-8 encoded,
+/// C1 (U+0080..U+009F), which some terminals obey as they obey ESC.
+bool HasControlCharacter(std::string_view text);
+
 /// Return the deepest nesting of arrays and objects in JSON text (0 for a scalar), counting the
 /// brackets outside string literals. A cheap scan, not a validation: callers run it before a
 /// parser to refuse documents nested deeper than they accept.

@@ -128,45 +128,111 @@ std::string HashingFileSink::Checksum() const { return Hex(XXH3_128bits_digest(s
 
 std::string ChecksumOf(const void* data, size_t size) { return Hex(XXH3_128bits(data, size)); }
 
+UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = other.Release();
+  }
+  return *this;
+}
+
+UniqueFd::~UniqueFd() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int UniqueFd::Release() {
+  int fd = fd_;
+  fd_ = -1;
+  return fd;
+}
+
+std::optional<BundleFile> OpenBundleFile(const fs::path& dir, const std::string& name) {
+  const fs::path path = dir / name;
+  auto fail = [&](const std::string& why) {
+    throw InvalidResult(name + " " + why, {{"file", name}, {"path", path.string()}});
+  };
+  // O_NOFOLLOW refuses a symbolic link as the last component; O_NONBLOCK keeps a FIFO from
+  // blocking the open (it is refused below as not a regular file).
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (fd.get() < 0) {
+    int err = errno;
+    if (err == ENOENT) return std::nullopt;
+    if (err == ELOOP) {
+      fail("is a symbolic link: the files of a bundle must be regular files inside it");
+    }
+    fail(std::string("cannot be opened: ") + std::strerror(err));
+  }
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) fail(std::string("cannot be read: ") + std::strerror(errno));
+  if (!S_ISREG(info.st_mode)) {
+    fail("is not a regular file: the files of a bundle must be regular files inside it");
+  }
+  return BundleFile{std::move(fd), static_cast<int64_t>(info.st_size)};
+}
+
 namespace {
 
-// A read-only file mapping owned by an Arrow buffer.
-class MappedBuffer : public arrow::Buffer {
+// Bytes read per pread: large enough that system calls cost nothing next to the copy, small
+// enough that each piece is hashed while it is still in the CPU's cache.
+constexpr size_t kReadChunkBytes = 1 << 20;
+
+// Private anonymous memory owned by an Arrow buffer. It is not backed by the file, so a file
+// truncated by another process cannot take the pages away (SIGBUS) while they are decoded.
+class AnonymousBuffer : public arrow::Buffer {
  public:
-  MappedBuffer(const uint8_t* data, int64_t size) : arrow::Buffer(data, size) {}
-  ~MappedBuffer() override { ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_)); }
+  AnonymousBuffer(uint8_t* data, int64_t size) : arrow::Buffer(data, size) {}
+  ~AnonymousBuffer() override { ::munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_)); }
 };
 
 }  // namespace
 
-std::shared_ptr<arrow::Buffer> MapFile(const fs::path& path, int64_t size,
-                                       const std::string& file) {
-  if (size == 0) return std::make_shared<arrow::Buffer>(nullptr, 0);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    Check(ErrnoStatus("cannot open", path), FailureKind::kRead, file);
+WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file) {
+  XXH3_state_t* state = XXH3_createState();
+  XXH3_128bits_reset(state);
+  auto digest = [&] {
+    std::string checksum = Hex(XXH3_128bits_digest(state));
+    XXH3_freeState(state);
+    return checksum;
+  };
+  if (size == 0) return {std::make_shared<arrow::Buffer>(nullptr, 0), digest()};
+  // MAP_POPULATE provides every page in one call rather than one fault per page as pread
+  // fills them.
+  void* memory = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  if (memory == MAP_FAILED) {
+    int err = errno;
+    XXH3_freeState(state);
+    throw InternalError("cannot allocate " + std::to_string(size) + " bytes to read " + file +
+                            ": " + std::strerror(err),
+                        {{"file", file}});
   }
-  // MAP_POPULATE maps the whole file in one go (the caller reads every byte anyway), which
-  // costs far fewer page faults than touching it page by page.
-  void* data =
-      ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-  arrow::Status status = data == MAP_FAILED ? ErrnoStatus("cannot map", path) : arrow::Status::OK();
-  // Bytes past the end of a file that shrank since its size was taken cannot be read.
-  struct stat info {};
-  if (status.ok() && (::fstat(fd, &info) != 0 || info.st_size < size)) {
-    status = arrow::Status::IOError("file ", path.string(), " was truncated while being read");
-    ::munmap(data, static_cast<size_t>(size));
+  auto buffer = std::make_shared<AnonymousBuffer>(static_cast<uint8_t*>(memory), size);
+  auto* data = static_cast<uint8_t*>(memory);
+  int64_t done = 0;
+  while (done < size) {
+    size_t want = static_cast<size_t>(std::min<int64_t>(size - done, kReadChunkBytes));
+    ssize_t n = ::pread(fd, data + done, want, done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::string reason = n == 0 ? "the file was truncated while being read (" +
+                                        std::to_string(done) + " of " + std::to_string(size) +
+                                        " bytes)"
+                                  : std::string("cannot read: ") + std::strerror(errno);
+      XXH3_freeState(state);
+      throw InvalidResult(file + " is corrupt or unreadable: " + reason,
+                          {{"file", file}, {"reason", reason}});
+    }
+    XXH3_128bits_update(state, data + done, static_cast<size_t>(n));
+    done += n;
   }
-  ::close(fd);
-  Check(status, FailureKind::kRead, file);
-  return std::make_shared<MappedBuffer>(static_cast<const uint8_t*>(data), size);
+  return {std::move(buffer), digest()};
 }
 
-void ReleasePages(const arrow::Buffer& mapped, int64_t offset, int64_t length) {
+void ReleasePages(const arrow::Buffer& whole, int64_t offset, int64_t length) {
   static const auto kPage = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  auto begin = reinterpret_cast<uintptr_t>(mapped.data() + std::max<int64_t>(offset, 0));
-  auto end = reinterpret_cast<uintptr_t>(mapped.data() + std::min(offset + length, mapped.size()));
-  // Only whole pages inside the range, so that neighbouring bytes stay mapped in.
+  auto begin = reinterpret_cast<uintptr_t>(whole.data() + std::max<int64_t>(offset, 0));
+  auto end = reinterpret_cast<uintptr_t>(whole.data() + std::min(offset + length, whole.size()));
+  // Only whole pages inside the range, so that neighbouring bytes stay in memory.
   begin = (begin + kPage - 1) / kPage * kPage;
   end = end / kPage * kPage;
   // Advice only: a failure leaves the pages resident, which is harmless.
@@ -227,15 +293,28 @@ void SyncDirectory(const fs::path& dir) {
   }
 }
 
-bool IsSafeFileStem(const std::string& name) {
-  constexpr size_t kMaxStem = 128;
-  if (name.empty() || name.size() > kMaxStem || name.front() == '.') return false;
+namespace {
+
+bool IsSafeName(const std::string& name, size_t max_length) {
+  if (name.empty() || name.size() > max_length || name.front() == '.') return false;
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '_' || c == '.';
     if (!ok) return false;
   }
   return true;
+}
+
+}  // namespace
+
+bool IsSafeFileStem(const std::string& name) {
+  constexpr size_t kMaxStem = 128;
+  return IsSafeName(name, kMaxStem);
+}
+
+bool IsSafeFileName(const std::string& name) {
+  constexpr size_t kMaxName = 255;  // NAME_MAX of Linux file systems
+  return IsSafeName(name, kMaxName);
 }
 
 void Check(const arrow::Status& status, FailureKind kind, const std::string& file) {

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,16 +58,52 @@ class HashingFileSink : public arrow::io::OutputStream {
 /// Return "xxh3-128:<32 hex digits>" of `size` bytes at `data`.
 std::string ChecksumOf(const void* data, size_t size);
 
-/// Map the `size` bytes of the file at `path` read-only into memory (empty for size 0). The
-/// returned buffer unmaps them when the last reference goes. Throws InvalidResult naming `file`.
-/// Bundle files are never modified in place (published bundles are only renamed and unlinked),
-/// so the mapping stays valid while it is used.
-std::shared_ptr<arrow::Buffer> MapFile(const fs::path& path, int64_t size, const std::string& file);
+/// An open file descriptor, closed when the object goes.
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.Release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept;
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd();
 
-/// Drop the pages of [offset, offset + length) of a buffer returned by MapFile from this
-/// process's resident set. The bytes stay readable (they are faulted in again from the page
-/// cache if touched), so this only bounds the memory that a whole-file read holds at once.
-void ReleasePages(const arrow::Buffer& mapped, int64_t offset, int64_t length);
+  int get() const { return fd_; }
+  /// Give up ownership: the caller closes the descriptor.
+  int Release();
+
+ private:
+  int fd_;
+};
+
+/// A file of a bundle, open for reading.
+struct BundleFile {
+  UniqueFd fd;
+  int64_t size = 0;  ///< when it was opened
+};
+
+/// Open the file `name` of the bundle directory `dir` for reading. It must be a regular file in
+/// the directory itself: not a symbolic link (which could lead out of the bundle, to any file
+/// the reader may read), nor a directory, FIFO or device. Returns std::nullopt when nothing has
+/// that name. Throws InvalidResult naming the file otherwise.
+std::optional<BundleFile> OpenBundleFile(const fs::path& dir, const std::string& name);
+
+/// A whole file in memory and the checksum of its bytes.
+struct WholeFile {
+  std::shared_ptr<arrow::Buffer> data;
+  std::string checksum;  ///< "xxh3-128:<32 hex digits>"
+};
+
+/// Read all `size` bytes of an open file into private memory with pread, hashing them as they
+/// arrive: no second pass over the file. Unlike a mapping of the file, the copy cannot fault
+/// when another process truncates the file meanwhile; a short read is reported instead.
+/// Throws InvalidResult naming `file` (truncated while read, or unreadable).
+WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file);
+
+/// Drop the pages of [offset, offset + length) of a buffer returned by ReadWholeFile from this
+/// process's resident set, for good: call it only for bytes that were decoded and are not
+/// needed again. This bounds the memory that a whole-file read holds at once.
+void ReleasePages(const arrow::Buffer& whole, int64_t offset, int64_t length);
 
 /// A random-access input file that counts the bytes read through it (for ReadStats).
 class CountingFile : public arrow::io::RandomAccessFile {
@@ -101,6 +138,11 @@ void SyncDirectory(const fs::path& dir);
 /// Whether `name` may be the stem of a bundle file: 1-128 of letters, digits, '-', '_', '.',
 /// not starting with '.'.
 bool IsSafeFileStem(const std::string& name);
+
+/// Whether `name` may name a file of a bundle (a manifest entry): a plain name inside the
+/// bundle directory, 1-255 of letters, digits, '-', '_', '.', not starting with '.' (so never a
+/// path, "..", or a hidden file).
+bool IsSafeFileName(const std::string& name);
 
 /// What an Arrow or Parquet failure means where it happened.
 enum class FailureKind {

@@ -149,18 +149,19 @@ std::string DescribeSchema(const arrow::Schema& schema) {
 // Files up to Parquet's footer read size are read whole by the reader's first read.
 constexpr int64_t kSmallFileBytes = parquet::kDefaultFooterReadSize;
 
-// Compressed bytes decoded per batch of a mapped file: enough row groups to keep Arrow's
-// column threads busy, few enough that the mapped pages held at once stay small.
+// Compressed bytes decoded per batch of a file read whole: enough row groups to keep Arrow's
+// column threads busy, few enough that the decoded table grows in small steps.
 constexpr int64_t kBatchBytes = 16 << 20;
 
-// Decode `row_groups` of a mapped file in batches, dropping each batch's file pages once
-// decoded, so that a whole-file read holds the decoded table plus about one batch of the file.
-std::shared_ptr<arrow::Table> ReadMappedBatches(parquet::arrow::FileReader& reader,
-                                                const parquet::FileMetaData& metadata,
-                                                const std::vector<int>& row_groups,
-                                                const std::vector<int>& leaves,
-                                                const arrow::Buffer& mapped,
-                                                const std::string& file) {
+// Decode `row_groups` of a file read whole in batches, dropping each batch's bytes of the file
+// once decoded (the decoded arrays hold copies), so that a whole-file read holds about the
+// larger of the file and the decoded table at once, not both.
+std::shared_ptr<arrow::Table> ReadWholeInBatches(parquet::arrow::FileReader& reader,
+                                                 const parquet::FileMetaData& metadata,
+                                                 const std::vector<int>& row_groups,
+                                                 const std::vector<int>& leaves,
+                                                 const arrow::Buffer& whole,
+                                                 const std::string& file) {
   std::vector<std::shared_ptr<arrow::Table>> parts;
   std::vector<int> batch;
   int64_t batch_bytes = 0;
@@ -169,7 +170,7 @@ std::shared_ptr<arrow::Table> ReadMappedBatches(parquet::arrow::FileReader& read
   auto flush = [&] {
     parts.push_back(
         artifact::Unwrap(reader.ReadRowGroups(batch, leaves), FailureKind::kRead, file));
-    if (end > begin) artifact::ReleasePages(mapped, begin, end - begin);
+    if (end > begin) artifact::ReleasePages(whole, begin, end - begin);
     batch.clear();
     batch_bytes = 0;
     begin = std::numeric_limits<int64_t>::max();
@@ -199,9 +200,11 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
   const ReadOptions& options = *plan.options;
   std::string file = task.name + std::string(kParquetSuffix);
   fs::path file_path = dir / file;
-  std::error_code ec;
-  auto size = static_cast<int64_t>(fs::file_size(file_path, ec));
-  if (ec) BadFile(file, "cannot be read: " + ec.message(), {{"path", file_path.string()}});
+  std::optional<artifact::BundleFile> opened = artifact::OpenBundleFile(dir, file);
+  if (!opened) {
+    BadFile(file, "is missing from the bundle " + dir.string(), {{"path", file_path.string()}});
+  }
+  const int64_t size = opened->size;
 
   const ArtifactInfo* expected = nullptr;
   if (plan.manifest->has_value()) {
@@ -218,36 +221,32 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
 
   auto counter = std::make_shared<std::atomic<int64_t>>(0);
   std::shared_ptr<arrow::io::RandomAccessFile> input;
-  std::shared_ptr<arrow::Buffer> mapped;
+  std::shared_ptr<arrow::Buffer> whole;
   if (!plan.partial) {
-    // A whole-file read maps the file, verifies it in memory and decodes from the mapping: no
-    // second pass and no copy of the file.
-    mapped = artifact::MapFile(file_path, size, file);
-    task.bytes_read = mapped->size();
-    if (options.verify_checksums && expected && !expected->checksum.empty()) {
-      std::string found = artifact::ChecksumOf(mapped->data(), static_cast<size_t>(size));
-      if (found != expected->checksum) {
-        BadFile(file,
-                "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
-                    found + " (the file was modified or corrupted)",
-                {{"expected", expected->checksum}, {"found", found}});
-      }
+    // A whole-file read copies the file into memory, hashing it on the way, and decodes from
+    // that copy: one pass over the file.
+    artifact::WholeFile read = artifact::ReadWholeFile(opened->fd.get(), size, file);
+    whole = std::move(read.data);
+    task.bytes_read = whole->size();
+    if (options.verify_checksums && expected && !expected->checksum.empty() &&
+        read.checksum != expected->checksum) {
+      BadFile(file,
+              "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
+                  read.checksum + " (the file was modified or corrupted)",
+              {{"expected", expected->checksum}, {"found", read.checksum}});
     }
-    // Decoding touches the row groups again batch by batch; until then they need not count
-    // against this process's memory.
-    artifact::ReleasePages(*mapped, 0, size);
-    input = std::make_shared<arrow::io::BufferReader>(mapped);
+    input = std::make_shared<arrow::io::BufferReader>(whole);
   } else {
-    auto opened = artifact::Unwrap(arrow::io::ReadableFile::Open(file_path.string()),
-                                   FailureKind::kRead, file);
+    auto readable = artifact::Unwrap(arrow::io::ReadableFile::Open(opened->fd.Release()),
+                                     FailureKind::kRead, file);
     if (size <= kSmallFileBytes) {
       // Parquet's first read of the footer would take all of a small file anyway; reading its
       // row groups again would cost (and count) their bytes twice.
-      auto buffer = artifact::Unwrap(opened->ReadAt(0, size), FailureKind::kRead, file);
+      auto buffer = artifact::Unwrap(readable->ReadAt(0, size), FailureKind::kRead, file);
       *counter = buffer->size();
       input = std::make_shared<arrow::io::BufferReader>(buffer);
     } else {
-      input = std::make_shared<artifact::CountingFile>(opened, counter);
+      input = std::make_shared<artifact::CountingFile>(readable, counter);
     }
   }
 
@@ -307,10 +306,10 @@ void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
     if (row_groups.empty()) {
       table = artifact::Unwrap(arrow::Table::MakeEmpty(arrow::schema(out_fields)),
                                FailureKind::kRead, file);
-    } else if (!mapped) {
+    } else if (!whole) {
       table = artifact::Unwrap(reader->ReadRowGroups(row_groups, leaves), FailureKind::kRead, file);
     } else {
-      table = ReadMappedBatches(*reader, *metadata, row_groups, leaves, *mapped, file);
+      table = ReadWholeInBatches(*reader, *metadata, row_groups, leaves, *whole, file);
     }
     // ReadRowGroups returns the leaves in file order; put the fields in the order chosen.
     std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
@@ -415,15 +414,23 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
     }
   }
   for (const auto& name : names) {
-    if (!present_set.contains(name)) {
-      std::string file = name + std::string(kParquetSuffix);
-      BadFile(file, "is missing from the bundle " + dir.string(),
-              {{"path", (dir / file).string()}});
+    if (present_set.contains(name)) continue;
+    std::string file = name + std::string(kParquetSuffix);
+    // A required table, or one the manifest lists, is part of the bundle: its absence is a
+    // broken bundle. Any other name is a table this bundle never had: a bad request.
+    bool expected = IsRequired(name) || (summary.manifest && summary.manifest->contains(file));
+    if (!expected) {
+      std::string tables;
+      for (const auto& stem : present) tables += (tables.empty() ? "" : ", ") + stem;
+      throw InvalidArgument("the bundle has no table '" + name + "' (its tables: " + tables + ")",
+                            {{"table", name}, {"path", dir.string()}});
     }
+    BadFile(file, "is missing from the bundle " + dir.string(), {{"path", (dir / file).string()}});
   }
   if (summary.manifest) {
     for (const auto& [file, entry] : *summary.manifest) {
-      if (!fs::exists(dir / file, ec)) {
+      // symlink_status: an entry that is a symbolic link is there (and refused when read).
+      if (!fs::exists(fs::symlink_status(dir / file, ec))) {
         BadFile(file, "is listed in the manifest but missing from " + dir.string(),
                 {{"path", (dir / file).string()}});
       }
@@ -507,6 +514,8 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
 BacktestResult ReadBundle(const fs::path& dir, const ReadOptions& options, ReadStats* stats) {
   return ReadImpl(dir, options, stats, nullptr);
 }
+
+std::string ReadSummaryText(const fs::path& dir) { return artifact::ReadSummaryText(dir); }
 
 BundleInfo InspectBundle(const fs::path& dir) {
   BundleInfo info;

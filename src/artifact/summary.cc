@@ -1,11 +1,15 @@
 // summary.json: what the writer stores and how a reader checks it (contract section 1).
 
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
 #include <cmath>
-#include <fstream>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
+#include "artifact/io_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/errors.h"
 
@@ -77,6 +81,16 @@ std::map<std::string, ArtifactInfo> ParseManifest(const Json& artifacts, const f
     Invalid("summary.json: artifacts must be an object", path, "artifacts");
   std::map<std::string, ArtifactInfo> manifest;
   for (const auto& [file, entry] : artifacts.items()) {
+    // A reader opens and checks what the manifest names: only plain file names of the bundle,
+    // never a path that leads elsewhere ("../../etc/passwd", "/etc/shadow").
+    if (!IsSafeFileName(file)) {
+      throw InvalidResult("summary.json: artifacts entry '" + file +
+                              "' is not the plain name of a file inside the bundle",
+                          {{"file", std::string(kSummary)},
+                           {"path", path.string()},
+                           {"field", "artifacts"},
+                           {"entry", file}});
+    }
     if (!entry.is_object()) {
       Invalid("summary.json: artifacts." + file + " must be an object", path, "artifacts");
     }
@@ -132,33 +146,53 @@ std::string ReplaceNonFiniteTokens(std::string_view text) {
   return out;
 }
 
-ParsedSummary ReadSummary(const fs::path& dir) {
+std::string ReadSummaryText(const fs::path& dir) {
   fs::path path = dir / kSummary;
-  std::error_code ec;
-  auto status = fs::status(path, ec);
-  if (ec || !fs::exists(status)) {
+  std::optional<BundleFile> file = OpenBundleFile(dir, std::string(kSummary));
+  if (!file) {
     Missing("summary.json is missing from " + dir.string() +
                 ": the bundle has no reproducibility metadata; rewrite it with its snapshot_id "
                 "and dataset_version_ids",
             path);
   }
-  if (!fs::is_regular_file(status)) Missing("summary.json is not a regular file", path);
-  auto size = fs::file_size(path, ec);
-  if (ec) Missing("summary.json is unreadable: " + ec.message(), path);
-  if (size > kMaxSummaryBytes) {
+  auto too_large = [&](std::uintmax_t size) {
     throw InvalidResult("summary.json is " + std::to_string(size) + " bytes, more than the " +
                             std::to_string(kMaxSummaryBytes) + " bytes a summary may have",
                         {{"file", std::string(kSummary)},
                          {"path", path.string()},
                          {"bytes", std::to_string(size)}});
+  };
+  if (static_cast<std::uintmax_t>(file->size) > kMaxSummaryBytes) too_large(file->size);
+  // Read to the end, not `size` bytes, but never much past the limit: the file may have grown
+  // since it was opened.
+  std::string text;
+  text.reserve(static_cast<size_t>(file->size));
+  std::array<char, 64 << 10> chunk;
+  while (true) {
+    ssize_t n = ::read(file->fd.get(), chunk.data(), chunk.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) Missing(std::string("summary.json is unreadable: ") + std::strerror(errno), path);
+    if (n == 0) break;
+    text.append(chunk.data(), static_cast<size_t>(n));
+    if (text.size() > kMaxSummaryBytes) too_large(text.size());
   }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (!in.good() && !in.eof()) Missing("summary.json is unreadable", path);
+  // Parsers and serializers of JSON recurse once per level: refuse a hostile depth before any
+  // of them sees the text.
+  if (int depth = JsonNestingDepth(text); depth > kMaxJsonDepth) {
+    throw InvalidResult("summary.json is nested " + std::to_string(depth) +
+                            " levels deep, more than the " + std::to_string(kMaxJsonDepth) +
+                            " levels of arrays and objects a summary may have",
+                        {{"file", std::string(kSummary)},
+                         {"path", path.string()},
+                         {"depth", std::to_string(depth)}});
+  }
+  return text;
+}
 
+ParsedSummary ReadSummary(const fs::path& dir) {
+  fs::path path = dir / kSummary;
   ParsedSummary parsed;
-  parsed.text = buffer.str();
+  parsed.text = ReadSummaryText(dir);
   Json doc;
   try {
     // nlohmann's lexer also rejects ill-formed UTF-8 inside strings.

@@ -28,9 +28,17 @@ struct ParsedSummary {
   std::string text;
 };
 
+/// Read the text of `<dir>/summary.json` with the checks every reader of it applies (the one
+/// reader behind ReadSummary and btstore::ReadSummaryText): a regular file of the bundle, at
+/// most kMaxSummaryBytes, nested at most kMaxJsonDepth deep. Throws
+/// MissingReproducibilityMetadata (missing, unreadable) or InvalidResult (a symbolic link or
+/// other non-regular file, too large, too deep).
+std::string ReadSummaryText(const std::filesystem::path& dir);
+
 /// Read and check `<dir>/summary.json`. Throws MissingReproducibilityMetadata (missing,
 /// unreadable, not JSON, not an object, snapshot_id / dataset_version_ids absent or of the
-/// wrong type) or InvalidResult (too large, a metric or the manifest of the wrong type).
+/// wrong type) or InvalidResult (as ReadSummaryText, a metric or the manifest of the wrong type,
+/// a manifest entry that is not a plain file name).
 ParsedSummary ReadSummary(const std::filesystem::path& dir);
 
 /// Encode the summary of `result` with its manifest, as the writer stores it.

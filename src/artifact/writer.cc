@@ -6,7 +6,7 @@
 #include <parquet/arrow/writer.h>
 #include <parquet/properties.h>
 #include <stdio.h>
-#include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -15,6 +15,7 @@
 #include <future>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 
 #include "artifact/io_internal.h"
@@ -205,6 +206,23 @@ std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
   if (result.snapshot_id.empty()) {
     Bad("a result needs a snapshot_id (the data snapshot it ran on)", {{"field", "snapshot_id"}});
   }
+  // summary.json is encoded as UTF-8 JSON: text that is not UTF-8 would fail deep inside the
+  // encoder, after the tables were written.
+  auto check_utf8 = [](const std::string& text, const char* field) {
+    if (!IsValidUtf8(text)) Bad(std::string(field) + " is not valid UTF-8", {{"field", field}});
+  };
+  check_utf8(result.alpha_name, "alpha_name");
+  check_utf8(result.weight_method, "weight_method");
+  check_utf8(result.config_hash, "config_hash");
+  check_utf8(result.snapshot_id, "snapshot_id");
+  for (const auto& [name, version] : result.dataset_version_ids) {
+    check_utf8(name, "dataset_version_ids");
+    check_utf8(version, "dataset_version_ids");
+  }
+  if (JsonNestingDepth(result.extra_summary_json) > kMaxJsonDepth) {
+    Bad("extra_summary_json is nested more than " + std::to_string(kMaxJsonDepth) + " levels deep",
+        {{"field", "extra_summary_json"}});
+  }
   nlohmann::json extra = nlohmann::json::parse(result.extra_summary_json, nullptr, false);
   if (extra.is_discarded() || !extra.is_object()) {
     Bad("extra_summary_json must be a JSON object", {{"field", "extra_summary_json"}});
@@ -295,7 +313,10 @@ class RemoveOnFailure {
   fs::path dir_;
 };
 
-// Make a new, uniquely named directory `<parent>/<prefix>-XXXXXX`.
+// Make a new, uniquely named directory `<parent>/<prefix>-<random>`. Its mode is what the
+// umask leaves of 0777 (0755 under umask 022), as for any directory a user creates: a staged
+// bundle is published by renaming this directory, and readers of other users must be able to
+// open it (mkdtemp would make it 0700).
 fs::path MakeUniqueDir(const fs::path& parent, const std::string& prefix) {
   std::error_code ec;
   fs::create_directories(parent, ec);
@@ -303,13 +324,22 @@ fs::path MakeUniqueDir(const fs::path& parent, const std::string& prefix) {
     throw InternalError("cannot create " + parent.string() + ": " + ec.message(),
                         {{"path", parent.string()}});
   }
-  std::string pattern = (parent / (prefix + "-XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    throw InternalError(
-        "cannot create a directory under " + parent.string() + ": " + std::strerror(errno),
-        {{"path", parent.string()}});
+  constexpr std::string_view kAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  constexpr int kSuffixLength = 10;
+  constexpr int kAttempts = 100;
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  int err = 0;
+  for (int attempt = 0; attempt < kAttempts; ++attempt) {
+    std::string name = prefix + "-";
+    for (int i = 0; i < kSuffixLength; ++i) name += kAlphabet[random() % kAlphabet.size()];
+    fs::path dir = parent / name;
+    if (::mkdir(dir.c_str(), 0777) == 0) return dir;
+    err = errno;
+    if (err != EEXIST) break;
   }
-  return pattern;
+  throw InternalError(
+      "cannot create a directory under " + parent.string() + ": " + std::strerror(err),
+      {{"path", parent.string()}});
 }
 
 }  // namespace

@@ -32,9 +32,10 @@ std::unique_ptr<Catalog> Catalog::Open(std::string_view url, const CatalogOption
       url.find('=') != std::string_view::npos) {
     return catalog_internal::OpenPostgresCatalog(std::string(url), options);
   }
-  throw InvalidArgument("unknown catalog URL '" + std::string(url) +
+  const std::string shown = RedactCredentials(url);
+  throw InvalidArgument("unknown catalog URL '" + shown +
                             "': use postgresql://..., a libpq connection string, or sqlite:PATH",
-                        {{"field", "catalog"}, {"value", std::string(url)}});
+                        {{"field", "catalog"}, {"value", shown}});
 }
 
 }  // namespace btstore

@@ -77,6 +77,8 @@ std::unique_ptr<Engine> MakeEngine(std::string_view config_json) {
 namespace internal {
 
 nlohmann::json ParseConfigObject(std::string_view config_json) {
+  // Also for configs read back from the catalog, which another tool may have written.
+  ValidateConfigJson(config_json);
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(config_json);
@@ -104,7 +106,8 @@ std::string EngineName(std::string_view config_json) {
 void ValidateEngineSpec(const JobSpec& spec) {
   std::unique_ptr<Engine> engine = MakeEngine(spec.config_json);
   if (EngineName(spec.config_json) != "synthetic") return;
-  SyntheticConfig::Parse(spec.config_json);
+  CheckSyntheticJobSize(spec.start_date, spec.end_date,
+                        SyntheticConfig::Parse(spec.config_json).symbols);
   if (!IsKnownWeightMethod(spec.weight_method)) {
     throw InvalidArgument("unknown weight method \"" + spec.weight_method +
                               "\" for the synthetic engine (known: equal, signal, rank)",

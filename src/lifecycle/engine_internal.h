@@ -36,6 +36,11 @@ void ThrowIfArrowError(const arrow::Status& status, std::string_view what);
 /// Return the synthetic engine.
 std::unique_ptr<Engine> MakeSyntheticEngine();
 
+/// Check that the synthetic engine can hold a run of `symbols` symbols over the business days
+/// from `start` to `end`: at most kMaxSyntheticCells (day, symbol) cells, the limit its
+/// in-memory state and tables fit in. Throws InvalidArgument that states the limit.
+void CheckSyntheticJobSize(Date start, Date end, int symbols);
+
 /// Return true if `method` is a weight method the synthetic engine knows.
 bool IsKnownWeightMethod(std::string_view method);
 

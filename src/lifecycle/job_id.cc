@@ -20,6 +20,8 @@ std::string DeriveJobId(const JobSpec& spec) {
                             {{"field", std::string(field)}});
     }
   }
+  // Bounded before it is parsed: dump() below recurses once per level of nesting.
+  ValidateConfigJson(spec.config_json);
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(spec.config_json);

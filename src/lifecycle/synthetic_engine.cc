@@ -30,6 +30,10 @@ constexpr int kDriftBlockDays = 28;  // calendar days over which a symbol's drif
 constexpr double kDriftScale = 0.002;
 constexpr double kNoiseScale = 0.02;
 constexpr int kMaxSymbols = 100000;
+// (business day, symbol) cells of one run: its state keeps two doubles per cell and its tables
+// about 40 bytes more, copied once while they are built, so about 2.5 GiB at the limit (e.g.
+// ten years of 10,000 symbols). Larger runs would die of std::bad_alloc.
+constexpr int64_t kMaxSyntheticCells = 25'000'000;
 constexpr int kMaxDelayMsPerDay = 60000;
 constexpr int kMaxSnapshotIdLength = 255;
 constexpr char kCheckpointMagic[8] = {'B', 'T', 'S', 'Y', 'N', 'C', 'K', '1'};
@@ -464,6 +468,7 @@ class SyntheticEngine : public Engine {
       throw InvalidArgument("unknown weight method \"" + job.weight_method + "\"",
                             {{"field", "weight_method"}, {"value", job.weight_method}});
     }
+    internal::CheckSyntheticJobSize(job.start_date, job.end_date, config.symbols);
     size_t total = 0;
     const std::vector<Date> dates =
         BusinessDays(job.start_date, job.end_date, kMaxDecayLag, &total);
@@ -574,10 +579,14 @@ SyntheticConfig SyntheticConfig::Parse(std::string_view config_json) {
     parsed.fail_at_day = ReadInt(config, "fail_at_day", 0, std::numeric_limits<int>::max(), 0);
   }
   if (auto it = config.find("snapshot_id"); it != config.end() && !it->is_null()) {
+    // It is shown to people (show, bundle inspect): no terminal control characters either.
     if (!it->is_string() || it->get<std::string>().empty() ||
-        it->get<std::string>().size() > kMaxSnapshotIdLength) {
-      throw InvalidArgument("config key \"snapshot_id\" must be a string of 1 to 255 characters",
-                            {{"field", "snapshot_id"}});
+        it->get<std::string>().size() > kMaxSnapshotIdLength ||
+        HasControlCharacter(it->get<std::string>())) {
+      throw InvalidArgument(
+          "config key \"snapshot_id\" must be a string of 1 to 255 characters without control "
+          "characters",
+          {{"field", "snapshot_id"}});
     }
     parsed.snapshot_id = it->get<std::string>();
   }
@@ -605,6 +614,26 @@ BacktestResult GenerateSyntheticResult(const JobSpec& spec) {
 }
 
 namespace internal {
+
+void CheckSyntheticJobSize(Date start, Date end, int symbols) {
+  if (end < start) return;  // an empty range holds nothing; the dates are checked elsewhere
+  // Whole weeks have five business days each; count the rest day by day.
+  const int64_t span = static_cast<int64_t>(end.days) - start.days + 1;
+  int64_t days = span / 7 * 5;
+  for (Date d{static_cast<int32_t>(start.days + span / 7 * 7)}; d <= end; d.days++) {
+    if (IsBusinessDay(d)) ++days;
+  }
+  if (days * symbols > kMaxSyntheticCells) {
+    throw InvalidArgument(
+        "the synthetic engine holds at most " + std::to_string(kMaxSyntheticCells) +
+            " (business day, symbol) cells; this job has " + std::to_string(days) +
+            " business days x " + std::to_string(symbols) + " symbols = " +
+            std::to_string(days * symbols) + ": shorten the date range or use fewer symbols",
+        {{"field", "symbols"},
+         {"limit", std::to_string(kMaxSyntheticCells)},
+         {"value", std::to_string(days * symbols)}});
+  }
+}
 
 std::unique_ptr<Engine> MakeSyntheticEngine() { return std::make_unique<SyntheticEngine>(); }
 

@@ -201,6 +201,7 @@ class Worker::Impl {
         root_(internal::PrepareArtifactRoot(artifact_root)),
         catalog_(Catalog::Open(catalog_url, catalog_options)) {
     if (options_.worker_id.empty()) options_.worker_id = DefaultWorkerId();
+    ValidateWorkerId(options_.worker_id);
     if (options_.concurrency < 1) {
       throw InvalidArgument(
           "worker concurrency must be at least 1",

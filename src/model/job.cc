@@ -46,19 +46,6 @@ size_t Utf8SequenceLength(std::string_view text, size_t i) {
   return length;
 }
 
-// C0 controls, DEL, and C1 controls (U+0080..U+009F, "\xc2\x80".."\xc2\x9f" in UTF-8), which
-// some terminals obey as they obey ESC.
-bool HasControlCharacter(std::string_view text) {
-  for (size_t i = 0; i < text.size(); ++i) {
-    auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c == 0x7f) return true;
-    if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
-      return true;
-    }
-  }
-  return false;
-}
-
 void CheckText(std::string_view value, std::string_view field, size_t max_length) {
   if (value.empty() || value.size() > max_length) {
     throw InvalidArgument(std::string(field) + " must be 1 to " + std::to_string(max_length) +
@@ -130,6 +117,18 @@ bool IsValidUtf8(std::string_view text) {
     i += length;
   }
   return true;
+}
+
+bool HasControlCharacter(std::string_view text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == 0x7f) return true;
+    // U+0080..U+009F are "\xc2\x80".."\xc2\x9f" in UTF-8.
+    if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+      return true;
+    }
+  }
+  return false;
 }
 
 int JsonNestingDepth(std::string_view text) {

@@ -49,6 +49,7 @@ bool IsConnectionLoss(PGconn* conn, std::string_view sqlstate) {
   std::string message = result ? PQresultErrorMessage(result) : "";
   if (message.empty()) message = PQerrorMessage(conn);
   while (!message.empty() && message.back() == '\n') message.pop_back();
+  message = RedactCredentials(message);
   ErrorDetails details = {{"sqlstate", sqlstate}, {"statement", std::string(what)}};
   if (IsConnectionLoss(conn, sqlstate)) {
     throw ConnectionLost("lost the connection to the PostgreSQL catalog: " + message,
@@ -89,6 +90,7 @@ class PgConnection : public SqlConnection {
     if (conn_ == nullptr || PQstatus(conn_) != CONNECTION_OK) {
       std::string message = conn_ ? PQerrorMessage(conn_) : "out of memory";
       while (!message.empty() && message.back() == '\n') message.pop_back();
+      message = RedactCredentials(message);
       PQfinish(conn_);
       conn_ = nullptr;
       throw CatalogUnavailable("cannot connect to the PostgreSQL catalog: " + message,
@@ -450,7 +452,8 @@ std::unique_ptr<Catalog> OpenPostgresCatalog(const std::string& conninfo,
   char* error = nullptr;
   PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &error);
   if (parsed == nullptr) {
-    std::string message = error ? error : "cannot parse it";
+    // libpq quotes the string it could not parse, password included.
+    std::string message = RedactCredentials(error ? error : "cannot parse it");
     PQfreemem(error);
     while (!message.empty() && message.back() == '\n') message.pop_back();
     throw InvalidArgument("malformed PostgreSQL connection string: " + message,

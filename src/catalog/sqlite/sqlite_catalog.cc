@@ -39,6 +39,7 @@ constexpr std::chrono::milliseconds kWalRetryPause{10};
       throw CatalogUnavailable("the SQLite catalog stayed locked by another writer: " + message,
                                std::move(details));
     case SQLITE_CANTOPEN:
+    case SQLITE_IOERR:
     case SQLITE_NOTADB:
     case SQLITE_PERM:
     case SQLITE_READONLY:
@@ -283,6 +284,17 @@ class SqliteCatalog : public SqlCatalog {
 
 std::unique_ptr<Catalog> OpenSqliteCatalog(const std::filesystem::path& path,
                                            const CatalogOptions& options) {
+  // SQLite opens a device or a FIFO as if it were a database file and fails later with an I/O
+  // error; such a path can never hold a catalog.
+  std::error_code status_error;
+  std::filesystem::file_status status = std::filesystem::status(path, status_error);
+  if (path != ":memory:" && std::filesystem::exists(status) &&
+      !std::filesystem::is_regular_file(status)) {
+    throw InvalidArgument("the SQLite catalog path " + path.string() +
+                              " is not a regular file: give the path of a database file "
+                              "(it is created when missing)",
+                          {{"field", "catalog"}, {"path", path.string()}});
+  }
   if (path.has_parent_path() && path != ":memory:") {
     std::error_code error;
     std::filesystem::create_directories(path.parent_path(), error);
