@@ -329,6 +329,25 @@ TEST_F(BundleTest, HugeSummaryIsInvalidResult) {
   EXPECT_EQ(e.details().at("file"), "summary.json");
 }
 
+TEST_F(BundleTest, RewritingASummaryThatWasReadKeepsItReadable) {
+  // 400 KB nested 60 deep: accepted by a reader, but 25 MB once indented.
+  fs::path dir = Written("b");
+  nlohmann::json doc = ReadSummaryJson(dir);
+  doc.erase("artifacts");
+  std::string text = doc.dump();
+  text.pop_back();
+  text += ", \"wide\": " + std::string(60, '[') + "0";
+  for (int i = 0; i < 200000; ++i) text += ",0";
+  text += std::string(60, ']') + "}";
+  WriteText(dir / "summary.json", text);
+  BacktestResult read = ReadBundle(dir);
+
+  WriteBundle(read, Dir("rewritten"));
+  BacktestResult again = ReadBundle(Dir("rewritten"));
+  EXPECT_EQ(nlohmann::json::parse(again.extra_summary_json),
+            nlohmann::json::parse(read.extra_summary_json));
+}
+
 TEST_F(BundleTest, PythonNanAndInfinityTokensAreAccepted) {
   fs::path dir = WrittenWithoutManifest("b");
   WriteText(dir / "summary.json", R"({
@@ -561,6 +580,12 @@ TEST_F(BadInputTest, UnsafeExtraTableNamesAreRejected) {
   BacktestResult result = MakeResult(2, 2, 1);
   result.extra_tables["../evil"] = result.daily_ic;
   ExpectRejected(result, "extra_tables");
+}
+
+TEST_F(BadInputTest, ExtraSummaryTooLargeForAnyReaderIsRejected) {
+  BacktestResult result = MakeResult(2, 2, 1);
+  result.extra_summary_json = R"({"pad": ")" + std::string(17u << 20, 'x') + "\"}";
+  ExpectRejected(result, "extra_summary_json");
 }
 
 TEST_F(BundleTest, PublishingOntoAnExistingDirectoryIsInvalidTransition) {
