@@ -12,8 +12,9 @@
 // 0x20 tables daily_signals and daily_ic only; 0x40 table daily_portfolio_returns (too).
 //
 // Findings: a crash; an error other than InvalidResult or MissingReproducibilityMetadata
-// (InvalidArgument too when columns are asked for: none may exist); a result whose tables are
-// not valid Arrow data, miss a table or a required column, or hold rows outside the date range.
+// (InvalidArgument too when columns or daily_portfolio_returns are asked for: the bundle may
+// have none of them); a result whose tables are not valid Arrow data, miss a table or a required
+// column, or hold rows outside the date range.
 
 #include <arrow/api.h>
 
@@ -159,7 +160,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   std::initializer_list<ErrorCode> expected = {ErrorCode::kInvalidResult,
                                                ErrorCode::kMissingReproducibilityMetadata};
-  std::initializer_list<ErrorCode> expected_with_columns = {
+  std::initializer_list<ErrorCode> expected_or_bad_request = {
       ErrorCode::kInvalidResult, ErrorCode::kMissingReproducibilityMetadata,
       ErrorCode::kInvalidArgument};
   if (options_byte & kInspect) {
@@ -170,7 +171,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   std::optional<BacktestResult> result;
-  if (fuzz::Expect("ReadBundle", options.columns.empty() ? expected : expected_with_columns,
+  if (fuzz::Expect("ReadBundle",
+                   options.columns.empty() && (options_byte & kWithPortfolio) == 0
+                       ? expected
+                       : expected_or_bad_request,
                    [&] { result = ReadBundle(dir, options); })) {
     CheckResult(*result, options);
   }
