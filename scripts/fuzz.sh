@@ -77,7 +77,8 @@ for name in "${run[@]}"; do
   echo "fuzz: running $name for $seconds s (log: $build/logs/$name.log)"
   set +e
   $build/tests/fuzz/${name}_fuzz $build/corpus/$name tests/fuzz/corpus/$name \
-      -max_total_time="$seconds" -timeout=30 -rss_limit_mb=2048 -print_final_stats=1 \
+      -max_total_time="$seconds" -max_len=65536 -timeout=30 -rss_limit_mb=2048 \
+      -print_final_stats=1 \
       -artifact_prefix=$build/findings/$name/ "${dict[@]}" "$@" > $build/logs/$name.log 2>&1
   rc=$?
   set -e
