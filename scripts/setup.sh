@@ -2,6 +2,7 @@
 # Install everything btstore needs on a Debian 12 machine, then configure and build it.
 #
 #   scripts/setup.sh            install (if needed) and build into build/
+#   scripts/setup.sh --no-build install (if needed) only; scripts/fuzz.sh and sanitize.sh use it
 #
 # Idempotent: packages already present are not reinstalled, the venv is rebuilt only when
 # requirements-dev.txt changes, and the build is incremental.
@@ -39,6 +40,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 fi
 
 # --- Configure and build --------------------------------------------------------------------
+[ "${1:-}" = "--no-build" ] && exit 0
 build_type=${BTSTORE_BUILD_TYPE:-Release}
 if [ ! -f build/build.ninja ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type" \

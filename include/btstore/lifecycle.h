@@ -38,7 +38,7 @@ class SystemClock : public Clock {
 /// `[alpha_name, start_date, end_date, weight_method, config, created_by]`
 /// (dates ISO, config with object keys sorted, no whitespace, UTF-8 unescaped), so any language
 /// derives the same id (docs/DESIGN.md shows it in Python). Throws InvalidArgument when the
-/// config is not valid JSON.
+/// config is not valid JSON or a text field is not valid UTF-8.
 std::string DeriveJobId(const JobSpec& spec);
 
 /// The storage API readers and submitters use. Every method that reaches the catalog also

@@ -219,7 +219,8 @@ nlohmann::json ParseConfigObject(std::string_view config_json) {
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(config_json);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // Not only parse_error: a number too large for a double is an out_of_range error.
     throw InvalidArgument(std::string("config is not valid JSON: ") + e.what(),
                           {{"field", "config_json"}});
   }
