@@ -192,7 +192,7 @@ void AddRewrite(CLI::App& bundle, Action& action) {
       WriteOptions options;
       options.compression = ParseCompression(flags->compression);
       BacktestResult result = ReadBundle(flags->source);
-      auto manifest = WriteBundle(result, flags->target, options);
+      auto manifest = WriteBundleCopy(result, flags->source, flags->target, options);
       if (ctx.json) {
         PrintJson({{"source", fs::absolute(flags->source).string()},
                    {"path", fs::absolute(flags->target).string()},
