@@ -344,7 +344,12 @@ TEST_P(WorkerHardeningTest, ItemSixATimedOutLastAttemptFailsSayingSo) {
   std::thread runner([&] { worker->Run(); });
   ASSERT_TRUE(PollUntil([&] { return Job("timed-out").status == JobStatus::kRunning; }));
   clock.Set(TestNow() + std::chrono::seconds(451));
-  runner.join();  // a minute per simulated day: returning at all shows the engine was stopped
+  // A minute per simulated day: only the timeout can end the attempt within the wait.
+  const bool ended = PollUntil([&] { return Job("timed-out").status == JobStatus::kFailed; },
+                               std::chrono::seconds(30));
+  worker->Stop();
+  runner.join();
+  ASSERT_TRUE(ended) << "still " << ToString(Job("timed-out").status);
   JobRecord job = Job("timed-out");
   EXPECT_EQ(job.status, JobStatus::kFailed);
   EXPECT_NE(job.error_message.value_or("").find("exceeded job_timeout of 450 s"), std::string::npos)
