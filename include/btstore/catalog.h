@@ -125,8 +125,9 @@ class Catalog {
                                     std::chrono::seconds lease, Timestamp now) = 0;
 
   /// Complete a running attempt: status, result_path, metrics, snapshot_id,
-  /// dataset_version_ids, progress 100 and completed_at in one transaction, only if the job is
-  /// running in this attempt and no cancel was requested. Throws CatalogUnavailable.
+  /// dataset_version_ids, progress 100 and completed_at in one transaction, and clear the
+  /// error_message an earlier attempt left, only if the job is running in this attempt and no
+  /// cancel was requested. Throws CatalogUnavailable.
   virtual TransitionResult Complete(std::string_view job_id, int attempt,
                                     const CompletionRecord& record, Timestamp now) = 0;
 
@@ -141,6 +142,13 @@ class Catalog {
   /// Throws CatalogUnavailable.
   virtual TransitionResult AcknowledgeCancel(std::string_view job_id, int attempt,
                                              Timestamp now) = 0;
+
+  /// Give a running attempt's job back without spending a retry (its worker is shutting down):
+  /// pending at once, retry_count unchanged, checkpoint kept, lease and worker cleared,
+  /// error_message set to `reason`. A requested cancel wins: the job becomes cancelled. Only if
+  /// the job is running in this attempt.
+  virtual TransitionResult Release(std::string_view job_id, int attempt, std::string_view reason,
+                                   Timestamp now) = 0;
 
   // --- User moves ------------------------------------------------------------------------------
 

@@ -96,8 +96,9 @@ class JobService {
 
 /// What a worker reports as it goes (for progress output); called on worker threads.
 struct WorkerEvent {
+  /// kReleased: the worker shut down and gave the job back (pending, no retry spent).
   enum class Kind { kClaimed, kProgress, kCompleted, kFailed, kRetrying, kCancelled, kLostLease,
-                    kRescued };
+                    kRescued, kReleased };
   Kind kind;
   /// Empty for an event of the worker itself rather than of a job: kRetrying while the catalog
   /// is unavailable (the worker backs off and retries), and once it is available again.
@@ -137,7 +138,10 @@ struct WorkerOptions {
 std::string DefaultWorkerId();
 
 /// Runs jobs: claims, drives the engine with heartbeats, checkpoints and cancellation,
-/// publishes the bundle and completes the job; rescues jobs of dead workers.
+/// publishes the bundle and completes the job; rescues jobs of dead workers. An attempt running
+/// longer than its job's job_timeout (measured on the worker's Clock from the claim) is stopped
+/// and failed with "exceeded job_timeout of N s" (retried per policy, from its checkpoint); any
+/// error while an attempt runs or ends fails it with that error's message.
 class Worker {
  public:
   /// Run the jobs of `catalog` (called from the worker's threads at once, as every Catalog
@@ -155,13 +159,27 @@ class Worker {
   /// and retries; running jobs keep their attempts. Other errors (InternalError from the disk,
   /// InvalidArgument from a catalog without the schema) end Run() with that exception.
   int Run();
-  /// Ask Run() to return: running jobs are stopped (left to be rescued or resumed). Thread-safe
-  /// and async-signal-safe.
+  /// Ask Run() to return: running jobs are stopped and given back at once (pending, checkpoint
+  /// recorded, no retry spent; a job whose cancel was requested ends cancelled). A job whose
+  /// bundle is already being published completes first. Thread-safe and async-signal-safe.
   void Stop();
 
  private:
   class Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+/// While it lives, SIGINT and SIGTERM stop `worker` (Worker::Stop: its jobs are given back at
+/// once); a second signal ends the process at once by that signal's default action, for a worker
+/// stuck in its shutdown (an engine that does not stop, an unreachable catalog). Destroying it
+/// restores the previous handlers. Only one may live at a time in a process (signal handlers
+/// are per process); a second one throws InvalidArgument.
+class StopOnSignals {
+ public:
+  explicit StopOnSignals(Worker& worker);
+  ~StopOnSignals();
+  StopOnSignals(const StopOnSignals&) = delete;
+  StopOnSignals& operator=(const StopOnSignals&) = delete;
 };
 
 // ---------------------------------------------------------------------------------------------

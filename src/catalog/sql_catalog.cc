@@ -446,8 +446,9 @@ TransitionResult SqlCatalog::WorkerMove(std::string_view job_id, const std::stri
 TransitionResult SqlCatalog::Complete(std::string_view job_id, int attempt,
                                       const CompletionRecord& record, Timestamp now) {
   SqlParams p;
+  // The error_message of an earlier attempt (or of a rescue) does not describe a completed job.
   std::string set = "status = 'completed', progress_pct = 100, lease_expires_at = NULL, " +
-                    std::string("completed_at = ") + p.Add(now) +
+                    std::string("error_message = NULL, completed_at = ") + p.Add(now) +
                     ", result_path = " + p.Add(record.result_path) +
                     ", snapshot_id = " + p.Add(record.snapshot_id) +
                     ", dataset_version_ids = " + p.Add(record.dataset_version_ids_json);
@@ -470,6 +471,24 @@ TransitionResult SqlCatalog::AcknowledgeCancel(std::string_view job_id, int atte
   SqlParams p;
   std::string set = "status = 'cancelled', lease_expires_at = NULL, completed_at = " + p.Add(now);
   return WorkerMove(job_id, set, " AND cancel_requested", std::move(p), attempt);
+}
+
+TransitionResult SqlCatalog::Release(std::string_view job_id, int attempt, std::string_view reason,
+                                     Timestamp now) {
+  SqlParams p;
+  const std::string now_p = p.Add(now);
+  // No retry_count + 1 and no run_after: the attempt did not fail, its worker went away, so the
+  // job is claimable at once by any live worker, from its checkpoint. worker_id stays, as after a
+  // failure, naming the worker that gave the job back.
+  std::string set =
+      "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
+      // COALESCE types the parameter as the column (see RetryOrEndAssignments).
+      "completed_at = CASE WHEN cancel_requested THEN COALESCE(" +
+      now_p +
+      ", completed_at) ELSE NULL END, "
+      "error_message = " +
+      p.Add(reason) + ", lease_expires_at = NULL, run_after = NULL";
+  return WorkerMove(job_id, set, "", std::move(p), attempt);
 }
 
 JobRecord SqlCatalog::RequestCancel(std::string_view job_id, Timestamp now) {

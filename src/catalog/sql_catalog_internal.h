@@ -81,6 +81,8 @@ class SqlCatalog : public Catalog {
   TransitionResult Fail(std::string_view job_id, int attempt, std::string_view error,
                         std::chrono::milliseconds retry_delay, Timestamp now) override;
   TransitionResult AcknowledgeCancel(std::string_view job_id, int attempt, Timestamp now) override;
+  TransitionResult Release(std::string_view job_id, int attempt, std::string_view reason,
+                           Timestamp now) override;
   JobRecord RequestCancel(std::string_view job_id, Timestamp now) override;
   JobRecord Resume(std::string_view job_id, Timestamp now) override;
   std::vector<JobRecord> RescueExpired(Timestamp now, std::chrono::milliseconds retry_delay,

@@ -199,7 +199,7 @@ void AddRewrite(CLI::App& bundle, Action& action) {
       }
       RequireNewDirectory(flags->target, "DST");
       BacktestResult result = ReadBundle(flags->source);
-      auto manifest = WriteBundle(result, flags->target, options);
+      auto manifest = WriteBundleCopy(result, flags->source, flags->target, options);
       if (ctx.json) {
         PrintJson({{"source", fs::absolute(flags->source).string()},
                    {"path", fs::absolute(flags->target).string()},

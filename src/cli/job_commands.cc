@@ -302,7 +302,9 @@ void AddResult(CLI::App& app, Action& action) {
       BacktestResult result = service->jobs().GetResult(flags->job_id, options, &stats);
       nlohmann::json doc = wire::ResultJson(flags->job_id, result, options, stats);
       if (!flags->export_dir.empty()) {
-        WriteBundle(result, flags->export_dir);
+        const std::string source =
+            service->jobs().ResolveResultPath(service->jobs().GetJob(flags->job_id));
+        WriteBundleCopy(result, source, flags->export_dir);
         doc["exported_to"] = fs::absolute(flags->export_dir).string();
       }
       if (ctx.json) {

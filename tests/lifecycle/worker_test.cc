@@ -323,17 +323,29 @@ TEST_P(WorkerTest, AStaleAttemptCannotWriteOverTheRescuedJob) {
   EXPECT_NO_THROW(ReadBundle(*job.result_path));
 }
 
-TEST_P(WorkerTest, StopLeavesARunningJobToBeRescued) {
-  service_->Submit(Spec("w-stop", R"({"symbols":5,"delay_ms_per_day":60000})"));
+// Contract section 3: a worker that is shut down stops its engines and gives its jobs back at
+// once (pending, checkpoint kept, no retry spent), not left running for a rescue.
+TEST_P(WorkerTest, StopGivesARunningJobBackAsPendingWithItsCheckpointAndNoRetrySpent) {
+  // 65 days at 200 ms: 13 s of work, checkpointed every day.
+  service_->Submit(Spec("w-stop", R"({"symbols":5,"delay_ms_per_day":200,
+                                      "checkpoint_every_days":1})"));
+  EventLog log;
   {
-    BackgroundWorker worker(url_, root_, FastOptions());
-    ASSERT_TRUE(PollUntil([&] { return Job("w-stop").status == JobStatus::kRunning; }));
-    // Join() calls Stop(): with a minute per simulated day, returning at all shows the engine
-    // was interrupted.
+    BackgroundWorker worker(url_, root_, FastOptions(&log));
+    ASSERT_TRUE(PollUntil([&] { return Job("w-stop").checkpoint_path.has_value(); }));
+    // Join() calls Stop(). A released attempt is not a finished one.
     EXPECT_EQ(worker.Join(), 0);
   }
-  EXPECT_EQ(Job("w-stop").status, JobStatus::kRunning);
+  JobRecord job = Job("w-stop");
+  EXPECT_EQ(job.status, JobStatus::kPending);
+  EXPECT_EQ(job.attempt, 1);
+  EXPECT_EQ(job.retry_count, 0);
+  ASSERT_TRUE(job.checkpoint_path);
+  EXPECT_TRUE(fs::exists(*job.checkpoint_path));
+  EXPECT_NE(job.error_message.value_or("").find("shut down"), std::string::npos);
+  EXPECT_EQ(log.Of(WorkerEvent::Kind::kReleased).size(), 1u);
   EXPECT_FALSE(fs::exists(root_ / "w-stop"));
+  EXPECT_EQ(FilesUnder(root_ / ".staging"), 0);
 }
 
 TEST(WorkerOptions, RejectsNoEnginesNoConcurrencyAndLeasesUnderASecond) {
