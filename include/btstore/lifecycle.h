@@ -95,8 +95,13 @@ class JobService {
 
 /// What a worker reports as it goes (for progress output); called on worker threads.
 struct WorkerEvent {
-  enum class Kind { kClaimed, kProgress, kCompleted, kFailed, kRetrying, kCancelled, kLostLease,
-                    kRescued };
+  /// kPublished: the attempt's bundle is in its final place and durable, and the completion is
+  /// about to be recorded; should the completion then lose (to a cancel or another attempt),
+  /// the bundle is removed again and kCancelled or kLostLease follows. The event is emitted on
+  /// the job's thread before the completion starts, so it can also serve as a precise point in
+  /// the protocol for observers (a test that cancels inside the window).
+  enum class Kind { kClaimed, kProgress, kPublished, kCompleted, kFailed, kRetrying, kCancelled,
+                    kLostLease, kRescued };
   Kind kind;
   /// Empty for an event of the worker itself rather than of a job: kRetrying while the catalog
   /// is unavailable (the worker backs off and retries), and once it is available again.

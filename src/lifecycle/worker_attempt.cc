@@ -104,6 +104,7 @@ void Worker::Impl::FinishAfterRun(RunningJob& job, BacktestResult result) {
       // The store first moves away what an earlier, stale attempt of this job left (the row is
       // running in this attempt, so it is not a completed job's bundle).
       result_path = store_.Publish(staged, record.job_id);
+      Emit(WorkerEvent::Kind::kPublished, record, "published: " + result_path);
       CompletionRecord completion;
       completion.result_path = result_path;
       completion.metrics = result.metrics;
