@@ -178,6 +178,10 @@ struct RetentionOptions {
   int batch_size = 1000;    ///< jobs marked, swept and deleted per transaction (at least 1)
   /// Called after each batch with the number of jobs removed so far; may be empty.
   std::function<void(int64_t done)> on_progress;
+  /// Called once a batch is marked expiring, before its files and rows are removed, with the
+  /// batch's job_ids (to log what is about to go); may be empty. An exception thrown from it
+  /// ends the run with the batch marked, which the next run finishes.
+  std::function<void(const std::vector<std::string>& job_ids)> on_marked;
 };
 
 struct RetentionReport {
