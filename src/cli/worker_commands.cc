@@ -104,15 +104,18 @@ class EventLog {
     } else if (event.kind != WorkerEvent::Kind::kRescued) {
       running_.erase(event.job_id);
     }
+    // An attempt's message can hold an engine's or a database's words: no passwords, and no
+    // control characters on the terminal.
+    const std::string message = RedactCredentials(event.message);
     if (event.kind != WorkerEvent::Kind::kClaimed && event.kind != WorkerEvent::Kind::kRescued) {
       jobs_.push_back({{"job_id", event.job_id},
                        {"event", KindName(event.kind)},
                        {"attempt", event.attempt},
-                       {"message", event.message}});
+                       {"message", message}});
     }
     ClearProgressLine();
     out << KindName(event.kind) << " " << event.job_id << " (attempt " << event.attempt << ")";
-    if (!event.message.empty()) out << ": " << event.message;
+    if (!message.empty()) out << ": " << Printable(message);
     out << std::endl;
     if (interactive_) DrawProgressLine();
   }

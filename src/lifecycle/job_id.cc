@@ -16,8 +16,16 @@ constexpr size_t kDerivedIdHexDigits = 32;
 }  // namespace
 
 std::string DeriveJobId(const JobSpec& spec) {
-  // Bounded before it is parsed: dump() below recurses once per level of nesting.
+  // Bounded before it is parsed: dump() below recurses once per level of nesting, and fails on
+  // text that is not UTF-8.
   ValidateConfigJson(spec.config_json);
+  for (const auto& [field, value] :
+       {std::pair{"alpha_name", &spec.alpha_name}, std::pair{"weight_method", &spec.weight_method},
+        std::pair{"created_by", &spec.created_by}}) {
+    if (!IsValidUtf8(*value)) {
+      throw InvalidArgument(std::string(field) + " is not valid UTF-8", {{"field", field}});
+    }
+  }
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(spec.config_json);
