@@ -96,9 +96,14 @@ class JobService {
 
 /// What a worker reports as it goes (for progress output); called on worker threads.
 struct WorkerEvent {
+  /// kPublished: the attempt's bundle is in its final place and durable, and the completion is
+  /// about to be recorded; should the completion then lose (to a cancel or another attempt),
+  /// the bundle is removed again and kCancelled or kLostLease follows. The event is emitted on
+  /// the job's thread before the completion starts, so it can also serve as a precise point in
+  /// the protocol for observers (a test that cancels inside the window).
   /// kReleased: the worker shut down and gave the job back (pending, no retry spent).
-  enum class Kind { kClaimed, kProgress, kCompleted, kFailed, kRetrying, kCancelled, kLostLease,
-                    kRescued, kReleased };
+  enum class Kind { kClaimed, kProgress, kPublished, kCompleted, kFailed, kRetrying, kCancelled,
+                    kLostLease, kRescued, kReleased };
   Kind kind;
   /// Empty for an event of the worker itself rather than of a job: kRetrying while the catalog
   /// is unavailable (the worker backs off and retries), and once it is available again.
@@ -192,6 +197,10 @@ struct RetentionOptions {
   int batch_size = 1000;    ///< jobs marked, swept and deleted per transaction (at least 1)
   /// Called after each batch with the number of jobs removed so far; may be empty.
   std::function<void(int64_t done)> on_progress;
+  /// Called once a batch is marked expiring, before its files and rows are removed, with the
+  /// batch's job_ids (to log what is about to go); may be empty. An exception thrown from it
+  /// ends the run with the batch marked, which the next run finishes.
+  std::function<void(const std::vector<std::string>& job_ids)> on_marked;
 };
 
 struct RetentionReport {

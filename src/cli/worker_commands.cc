@@ -28,6 +28,8 @@ std::string_view KindName(WorkerEvent::Kind kind) {
       return "claimed";
     case WorkerEvent::Kind::kProgress:
       return "progress";
+    case WorkerEvent::Kind::kPublished:
+      return "published";
     case WorkerEvent::Kind::kCompleted:
       return "completed";
     case WorkerEvent::Kind::kFailed:
@@ -60,6 +62,8 @@ class EventLog {
       if (interactive_) DrawProgressLine();
       return;
     }
+    // A step inside the completion: people see the completion (or the cancel that undid it).
+    if (event.kind == WorkerEvent::Kind::kPublished) return;
     ++counts_[std::string(KindName(event.kind))];
     if (event.kind == WorkerEvent::Kind::kClaimed) {
       running_[event.job_id] = 0;

@@ -145,6 +145,7 @@ std::string Worker::Impl::PublishAndComplete(RunningJob& job, const BacktestResu
     return std::string("cannot publish the bundle: ") + e.what();
   }
   guard.Published();
+  Emit(WorkerEvent::Kind::kPublished, record, "published: " + published);
   CompletionRecord completion;
   completion.result_path = published;
   completion.metrics = result.metrics;
