@@ -69,6 +69,7 @@ bool IsTerminal(JobStatus status);
 
 /// Scheduling priority: within a priority, oldest first.
 enum class Priority { kHigh = 0, kNormal = 1, kLow = 2 };
+/// Return "high", "normal" or "low".
 std::string_view ToString(Priority priority);
 /// Parse "high", "normal" or "low". Throws InvalidArgument otherwise.
 Priority ParsePriority(std::string_view text);
@@ -89,7 +90,9 @@ struct Metrics {
   double average_turnover = kMissing;
   double decay_half_life = kMissing;
 
+  /// Return the metric named kNames[i] (i below kNames.size()).
   double& At(size_t i);
+  /// Return the metric named kNames[i] (i below kNames.size()).
   double At(size_t i) const;
 };
 
@@ -176,6 +179,22 @@ struct JobSpec {
 /// characters, dates in order, the config as ValidateConfigJson does, timeout range). Throws
 /// InvalidArgument naming the field.
 void ValidateJobSpec(const JobSpec& spec);
+
+/// The columns of `backtest_jobs` that JobRecord holds: the contract's in its order, then
+/// btstore's own (migrations 0001, 0003). The catalog selects them in this order; front ends
+/// name the fields of a job by them.
+inline constexpr std::array<std::string_view, 38> kJobColumns = {
+    // clang-format off
+    "id", "job_id", "status", "alpha_name", "start_date", "end_date", "weight_method",
+    "config_json", "created_at", "started_at", "completed_at", "worker_id", "progress_pct",
+    "job_timeout", "result_path", "mean_ic", "icir", "hit_rate", "coverage", "long_short_spread",
+    "average_turnover", "decay_half_life", "snapshot_id", "dataset_version_ids", "error_message",
+    "retry_count", "created_by",
+    // btstore's own
+    "priority", "max_retries", "attempt", "cancel_requested", "heartbeat_at", "lease_expires_at",
+    "run_after", "checkpoint_path", "pinned", "expiring_at", "engine",
+    // clang-format on
+};
 
 /// One row of `backtest_jobs`: the contract's columns, then btstore's own.
 struct JobRecord {

@@ -175,13 +175,15 @@ class Worker::Impl {
   void ListenerLoop();
   void Heartbeat(RunningJob& job);
   void FlushCheckpoint(RunningJob& job);
+  void CheckTimeout(RunningJob& job);
   void RunJob(RunningJob& job);
   void FinishAfterRun(RunningJob& job, BacktestResult result);
+  std::string PublishAndComplete(RunningJob& job, const BacktestResult& result,
+                                 const StagedBundle& staged, std::string& result_path);
   void FailAttempt(RunningJob& job, const std::string& error);
   void EndStopped(RunningJob& job);
   void Rescue();
   bool CatalogIdle();
-  void StopTimedOut(RunningJob& job);
   int ReapFinished();
   bool Step(std::chrono::steady_clock::time_point& next_rescue);
   void WaitOutage(std::chrono::milliseconds delay);

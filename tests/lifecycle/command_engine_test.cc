@@ -91,7 +91,7 @@ TEST_P(CommandEngineTest, JobTimeoutStopsAHangingProgramAndItsGroup) {
   ASSERT_TRUE(PollUntil([&] { return Job("hangs").status == JobStatus::kFailed; }));
   const JobRecord job = Job("hangs");
   ASSERT_TRUE(job.error_message);
-  EXPECT_NE(job.error_message->find("exceeded its job_timeout of 300 s"), std::string::npos)
+  EXPECT_NE(job.error_message->find("exceeded job_timeout of 300 s"), std::string::npos)
       << *job.error_message;
   EXPECT_TRUE(ProcessGone(program));
   EXPECT_TRUE(PollUntil([&] { return ProcessGone(grandchild); }));
