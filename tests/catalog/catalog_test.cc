@@ -637,12 +637,13 @@ TEST_P(CatalogTest, AMigrationThatFailsHalfWayLeavesTheSchemaAsItWasAndTheNextMi
   EXPECT_THROW(catalog->FindJob("job-1"), InvalidArgument);  // still asks for a migration
 
   // Once the cause is gone, the next migrate (same catalog: nothing of the failure is held)
-  // applies the whole migration.
+  // applies the whole migration, and the ones after it.
   operator_session.Execute("DROP TABLE backtest_jobs_expiring_idx");
-  ASSERT_EQ(catalog->Migrate(), 1);
+  ASSERT_EQ(catalog->Migrate(), MigrationCount(GetParam()));
   EXPECT_EQ(Catalog::Open(url)->Migrate(), 0);
   EXPECT_TRUE(catalog->Submit(Spec("job-1"), At(0)).created);
-  EXPECT_EQ(operator_session.Query("SELECT count(*) FROM btstore_migrations").at(0).at(0), "1");
+  EXPECT_EQ(operator_session.Query("SELECT count(*) FROM btstore_migrations").at(0).at(0),
+            std::to_string(MigrationCount(GetParam())));
 }
 
 TEST_P(CatalogTest, AnUnmigratedCatalogAsksForAMigration) {
