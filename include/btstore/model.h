@@ -188,6 +188,10 @@ struct JobRecord {
   std::optional<std::string> error_message;
   int retry_count = 0;
   std::string created_by;
+  /// The platform's cost model blocks (migration 0002): JSON text as stored, copied from the
+  /// result's summary.json on completion; nullopt when the result has none.
+  std::optional<std::string> cost_config_json;
+  std::optional<std::string> cost_summary_json;
 
   // btstore's columns (migration 0001).
   Priority priority = Priority::kNormal;

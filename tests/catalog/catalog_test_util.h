@@ -17,6 +17,9 @@
 
 namespace btstore::testing {
 
+/// The number of migrations of each backend (0001 the table, 0002 the cost columns).
+inline constexpr int kMigrations = 2;
+
 /// A fresh catalog of the backend under test, migrated.
 class CatalogTest : public ::testing::TestWithParam<Backend> {
  protected:
@@ -24,7 +27,7 @@ class CatalogTest : public ::testing::TestWithParam<Backend> {
     if (auto why = SkipReason(GetParam())) GTEST_SKIP() << *why;
     url_ = NewCatalogUrl(GetParam(), dir_.path());
     catalog_ = Catalog::Open(url_);
-    ASSERT_EQ(catalog_->Migrate(), 1);
+    ASSERT_EQ(catalog_->Migrate(), kMigrations);
   }
 
  public:
@@ -104,6 +107,8 @@ inline void ExpectSameJob(const JobRecord& a, const JobRecord& b) {
   EXPECT_EQ(a.checkpoint_path, b.checkpoint_path);
   EXPECT_EQ(a.pinned, b.pinned);
   EXPECT_EQ(a.expiring_at, b.expiring_at);
+  EXPECT_EQ(a.cost_config_json, b.cost_config_json);
+  EXPECT_EQ(a.cost_summary_json, b.cost_summary_json);
 }
 
 }  // namespace btstore::testing
