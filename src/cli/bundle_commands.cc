@@ -192,6 +192,7 @@ void AddRewrite(CLI::App& bundle, Action& action) {
       WriteOptions options;
       options.compression = ParseCompression(flags->compression);
       BacktestResult result = ReadBundle(flags->source);
+      RequireNothingUnavailable(result, "rewrite the bundle");
       auto manifest = WriteBundle(result, flags->target, options);
       if (ctx.json) {
         PrintJson({{"source", fs::absolute(flags->source).string()},

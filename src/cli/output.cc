@@ -5,11 +5,19 @@
 #include <cstdio>
 #include <iostream>
 
+#include "btstore/errors.h"
 #include "cli/cli.h"
 
 namespace btstore::cli {
 std::unique_ptr<Service> Context::OpenService() const {
   return Service::Open(catalog_url, artifact_root.string());
+}
+
+void RequireNothingUnavailable(const BacktestResult& result, std::string_view what) {
+  if (result.unavailable.empty()) return;
+  const auto& [file, message] = *result.unavailable.begin();
+  throw InvalidResult("cannot " + std::string(what) + " without " + file + ": " + message,
+                      {{"file", file}});
 }
 
 void PrintJson(const nlohmann::json& doc) {

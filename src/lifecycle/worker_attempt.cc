@@ -5,8 +5,8 @@
 // a stop acknowledge the cancel or leave the job to its new owner.
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
+#include "lifecycle/completion_internal.h"
 #include "lifecycle/worker_internal.h"
 
 namespace btstore {
@@ -104,11 +104,7 @@ void Worker::Impl::FinishAfterRun(RunningJob& job, BacktestResult result) {
       // The store first moves away what an earlier, stale attempt of this job left (the row is
       // running in this attempt, so it is not a completed job's bundle).
       result_path = store_.Publish(staged, record.job_id);
-      CompletionRecord completion;
-      completion.result_path = result_path;
-      completion.metrics = result.metrics;
-      completion.snapshot_id = result.snapshot_id;
-      completion.dataset_version_ids_json = nlohmann::json(result.dataset_version_ids).dump();
+      const CompletionRecord completion = internal::CompletionFor(result, result_path);
       // A Complete that failed with the catalog unavailable may or may not have committed: it
       // is tried again (a CAS fenced by the attempt). If an earlier try had committed, the
       // repeat finds the job completed by this very attempt, which is a win. Should the
