@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -31,7 +30,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PG_BINDIR = os.environ.get("BTSTORE_PG_BINDIR", "/usr/lib/postgresql/15/bin")
+sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
+from btstore_testing import PgCluster, PgClusterError  # noqa: E402
 MIB = 1024 * 1024
 
 # Result shapes: (name, trading days, permnos). The first one of a mode spans ten years and is
@@ -132,55 +132,6 @@ class Bench:
 # ---------------------------------------------------------------------------------------------
 # A private PostgreSQL cluster, as the tests start one (tests/support/pg_cluster.cc), but with
 # PostgreSQL's durable defaults (fsync on): the benchmark measures what production pays.
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PgCluster:
-    def __init__(self, work_dir):
-        self.dir = tempfile.mkdtemp(prefix="pg-", dir=work_dir)
-        self.as_root = os.geteuid() == 0
-        if self.as_root:
-            shutil.chown(self.dir, "postgres", "postgres")
-            os.chmod(work_dir, 0o755)
-        self.log = os.path.join(self.dir, "server.log")
-        self._run("initdb", "-D", f"{self.dir}/data", "-U", "postgres", "--auth=trust",
-                  "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
-        self.port = free_port()
-        options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
-                   f"-c unix_socket_directories={self.dir} -c max_connections=100")
-        self._run("pg_ctl", "-D", f"{self.dir}/data", "-l", self.log, "-w", "-t", "60",
-                  "-o", options, "start")
-        self.databases = 0
-
-    def _run(self, program, *args):
-        cmd = [os.path.join(PG_BINDIR, program), *args]
-        if self.as_root:
-            cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        result = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise StepFailed(f"{program} failed: {result.stdout}{result.stderr}")
-
-    def url(self, database):
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def new_database(self):
-        import psycopg
-        self.databases += 1
-        name = f"bench{self.databases}"
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        return self.url(name)
-
-    def stop(self):
-        try:
-            self._run("pg_ctl", "-D", f"{self.dir}/data", "-m", "fast", "-w", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -547,8 +498,13 @@ class CatalogCases:
         """A new, migrated, empty catalog of `backend`; returns its URL."""
         if backend == "postgresql":
             if self.pg is None:
-                self.pg = PgCluster(self.work)
-            url = self.pg.new_database()
+                try:
+                    # fsync on: the benchmark measures durable commits.
+                    self.pg = PgCluster(parent=self.work, fsync=True, max_connections=100,
+                                        stop_mode="fast", prefix="pg-")
+                except PgClusterError as error:
+                    raise StepFailed(str(error)) from error
+            url = self.pg.new_database(prefix="bench_")
         else:
             self.sqlite_files += 1
             url = f"sqlite:{self.work}/catalog{self.sqlite_files}.db"

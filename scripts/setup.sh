@@ -2,6 +2,7 @@
 # Install everything btstore needs on a Debian 12 machine, then configure and build it.
 #
 #   scripts/setup.sh            install (if needed) and build into build/
+#   scripts/setup.sh --no-build install (if needed) only; scripts/fuzz.sh and sanitize.sh use it
 #
 # Idempotent: packages already present are not reinstalled, the venv is rebuilt only when
 # requirements-dev.txt changes, and the build is incremental.
@@ -13,7 +14,7 @@ root=$(pwd)
 debs=(build-essential cmake ninja-build pkg-config git
       libpq-dev libsqlite3-dev libssl-dev libxxhash-dev
       libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
-      postgresql clang-format clang-tidy)
+      postgresql clang-format clang-tidy strace)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -39,6 +40,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
 fi
 
 # --- Configure and build --------------------------------------------------------------------
+[ "${1:-}" = "--no-build" ] && exit 0
 build_type=${BTSTORE_BUILD_TYPE:-Release}
 if [ ! -f build/build.ninja ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$build_type" \

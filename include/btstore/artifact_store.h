@@ -96,13 +96,16 @@ class ArtifactStore {
   /// Throws InvalidArgument for an invalid result (nothing is left behind), InternalError for
   /// I/O failures.
   virtual StagedBundle Stage(const BacktestResult& result, const WriteOptions& options) = 0;
-  /// Remove a staged bundle that will not be published. Throws InternalError.
+  /// Remove a staged bundle that will not be published (also on a full disk). Throws
+  /// InternalError.
   virtual void Discard(const StagedBundle& staged) = 0;
   /// Take the publish lock of `job_id`, waiting for its holder. Throws InternalError.
   virtual std::unique_ptr<JobLock> LockJob(std::string_view job_id) = 0;
-  /// Publish `staged` as the bundle of `job_id` atomically and durably, first moving away what
-  /// an earlier, stale attempt left in its place; return the result_path to record in the
-  /// catalog. Call it holding LockJob(job_id). Throws InternalError.
+  /// Publish `staged` as the bundle of `job_id` atomically and durably, first moving away the
+  /// bundle an earlier, stale attempt of this job left in its place; return the result_path to
+  /// record in the catalog. Call it holding LockJob(job_id). Throws InvalidTransition when
+  /// something btstore did not write for this job is in that place (it is left alone),
+  /// InternalError for I/O failures; `staged` stays for Discard.
   virtual std::string Publish(const StagedBundle& staged, std::string_view job_id) = 0;
   /// Remove the published bundle of `job_id` (an attempt that lost its completion). Missing is
   /// fine. Throws InternalError.

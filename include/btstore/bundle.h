@@ -42,6 +42,7 @@ inline constexpr std::string_view kParamSearchArtifact = "param_search";
 inline constexpr std::string_view kJsonArtifactVersion = "1.0";
 
 /// Return the exact schema of a required table (date32/int64/float64 as in the contract).
+/// Throws InvalidArgument for a name that is not a required table.
 std::shared_ptr<arrow::Schema> RequiredSchema(std::string_view table_name);
 
 /// Return the columns an optional table of the platform must start with, in order and with
@@ -116,16 +117,26 @@ struct ArtifactInfo {
 
 /// Write `result` as a bundle in the new directory `final_dir` atomically: validate the tables
 /// (exact schema and column order, signals and weights sorted by (date, permno) with no
-/// duplicate key), write every file into a staging directory beside it
-/// (`<parent>/.staging/`), flush files and directories, then rename into place. A reader never
-/// sees a partial bundle; a crash leaves only staging debris (removed by
-/// ArtifactStore::RemoveDebris when `final_dir` lies in an artifact root).
+/// duplicate key), write every file into a hidden staging directory next to it
+/// (`<parent>/.<name>.staging-XXXXXXXXXX/`, removed afterwards, also on failure), flush files
+/// and directories, then rename into place. A reader never sees a partial bundle; a crash leaves
+/// only that hidden directory.
 /// Throws InvalidArgument for bad input (nothing is written), InvalidTransition when
 /// `final_dir` already exists, InternalError for I/O failures.
 /// Returns the manifest written.
 std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
                                                 const std::filesystem::path& final_dir,
                                                 const WriteOptions& options = {});
+
+/// Write `result`, read from the bundle at `source_dir`, as a new bundle at `target_dir` (as
+/// WriteBundle: `result --export`, `bundle rewrite`), refusing a target inside the source, which
+/// would write into the bundle being copied. Throws InvalidArgument when `target_dir` is
+/// `source_dir` or lies inside it (symlinks and `..` resolved) or a path cannot be resolved,
+/// and what WriteBundle throws.
+std::map<std::string, ArtifactInfo> WriteBundleCopy(const BacktestResult& result,
+                                                    const std::filesystem::path& source_dir,
+                                                    const std::filesystem::path& target_dir,
+                                                    const WriteOptions& options = {});
 
 /// What to read.
 struct ReadOptions {

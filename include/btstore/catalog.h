@@ -15,7 +15,7 @@
 
 namespace btstore {
 
-/// How to connect.
+/// How to connect. The defaults are the command line's.
 struct CatalogOptions {
   /// PostgreSQL: connections kept in the pool shared by the threads of a process.
   int pool_size = 4;
@@ -69,6 +69,7 @@ class CancelListener {
   virtual ~CancelListener() = default;
   /// Wait up to `timeout` for a cancel notification; return the job_id, or nullopt on timeout.
   /// After a lost connection it reconnects and returns "" so the caller re-reads its rows.
+  /// Throws CatalogUnavailable while the database cannot be reached.
   virtual std::optional<std::string> Wait(std::chrono::milliseconds timeout) = 0;
 };
 
@@ -87,33 +88,34 @@ class Catalog {
 
   /// Apply the pending numbered migrations in order, each in its own transaction, recorded in
   /// `btstore_migrations`; safe when several processes migrate at once. Returns how many were
-  /// applied (0 when up to date).
+  /// applied (0 when up to date). Throws CatalogUnavailable, InternalError (a migration failed:
+  /// nothing of it is applied).
   virtual int Migrate() = 0;
 
   // --- Jobs ------------------------------------------------------------------------------------
 
   /// Insert the job unless its job_id exists (then return the existing row, created=false).
-  /// `spec.job_id` must be set and valid. Throws InvalidArgument.
+  /// `spec.job_id` must be set and valid. Throws InvalidArgument, CatalogUnavailable.
   virtual SubmitResult Submit(const JobSpec& spec, Timestamp now) = 0;
 
   /// Insert `spec` as a job that is already completed with `record` (an imported result): status
   /// completed, started_at and completed_at `now`, progress 100, attempt 0, unless its job_id
   /// exists (then return the existing row, created=false, and write nothing). `spec.job_id` must
-  /// be set and valid. Throws InvalidArgument.
+  /// be set and valid. Throws InvalidArgument, CatalogUnavailable.
   virtual SubmitResult InsertCompleted(const JobSpec& spec, const CompletionRecord& record,
                                        Timestamp now) = 0;
 
-  /// Return the job, or nullopt.
+  /// Return the job, or nullopt. Throws CatalogUnavailable.
   virtual std::optional<JobRecord> FindJob(std::string_view job_id) = 0;
 
-  /// Return the job. Throws JobNotFound.
+  /// Return the job. Throws JobNotFound, CatalogUnavailable.
   JobRecord GetJob(std::string_view job_id);
 
   /// List jobs newest first (created_at DESC, id DESC), filtered, one page. Every filter value
-  /// is a bound parameter. Throws InvalidArgument (see ValidateListRequest).
+  /// is a bound parameter. Throws InvalidArgument (see ValidateListRequest), CatalogUnavailable.
   virtual JobPage ListJobs(const JobFilter& filter, const PageRequest& page) = 0;
 
-  /// Exempt a job from retention, or lift that. Throws JobNotFound.
+  /// Exempt a job from retention, or lift that. Throws JobNotFound, CatalogUnavailable.
   virtual void SetPinned(std::string_view job_id, bool pinned) = 0;
 
   // --- Worker moves (fenced by attempt) --------------------------------------------------------
@@ -121,71 +123,86 @@ class Catalog {
   /// Claim up to `max_jobs` pending jobs whose run_after has passed, highest priority then
   /// oldest first: each becomes running with attempt+1, worker_id, started_at, a lease until
   /// now+lease, cancel_requested cleared. Concurrent claimers never get the same job.
+  /// Throws CatalogUnavailable.
   virtual std::vector<JobRecord> ClaimJobs(std::string_view worker_id, int max_jobs,
                                            std::chrono::seconds lease, Timestamp now) = 0;
 
   /// Renew the lease of a running attempt and record progress (0..100) and, when given, the
   /// attempt's newest checkpoint. Does nothing and returns owned=false when the job is no longer
-  /// running in this attempt.
+  /// running in this attempt. Throws CatalogUnavailable.
   virtual HeartbeatResult Heartbeat(std::string_view job_id, int attempt, int progress_pct,
                                     const std::optional<std::string>& checkpoint_path,
                                     std::chrono::seconds lease, Timestamp now) = 0;
 
   /// Complete a running attempt: status, result_path, metrics, snapshot_id,
-  /// dataset_version_ids, the cost blocks, progress 100 and completed_at in one transaction, only if the job is
-  /// running in this attempt and no cancel was requested.
+  /// dataset_version_ids, the cost blocks, progress 100 and completed_at in one transaction, and
+  /// clear the error_message an earlier attempt left, only if the job is running in this attempt
+  /// and no cancel was requested. Throws CatalogUnavailable.
   virtual TransitionResult Complete(std::string_view job_id, int attempt,
                                     const CompletionRecord& record, Timestamp now) = 0;
 
   /// Fail a running attempt with `error`: back to pending with retry_count+1 and run_after =
   /// now+retry_delay while retry_count < max_retries, else failed (completed_at set). Only if
   /// the job is running in this attempt. A requested cancel wins: the job becomes cancelled.
+  /// Throws CatalogUnavailable.
   virtual TransitionResult Fail(std::string_view job_id, int attempt, std::string_view error,
                                 std::chrono::milliseconds retry_delay, Timestamp now) = 0;
 
   /// End a running attempt whose cancel was requested: cancelled, completed_at set.
+  /// Throws CatalogUnavailable.
   virtual TransitionResult AcknowledgeCancel(std::string_view job_id, int attempt,
                                              Timestamp now) = 0;
+
+  /// Give a running attempt's job back without spending a retry (its worker is shutting down):
+  /// pending at once, retry_count unchanged, checkpoint kept, lease and worker cleared,
+  /// error_message set to `reason`. A requested cancel wins: the job becomes cancelled. Only if
+  /// the job is running in this attempt.
+  virtual TransitionResult Release(std::string_view job_id, int attempt, std::string_view reason,
+                                   Timestamp now) = 0;
 
   // --- User moves ------------------------------------------------------------------------------
 
   /// Cancel a job: pending becomes cancelled at once; running gets cancel_requested (and, on
   /// PostgreSQL, a NOTIFY on channel `btstore_cancel` with the job_id). Idempotent for a running
   /// job already asked to cancel. Returns the row after the move.
-  /// Throws JobNotFound, InvalidTransition for a terminal job.
+  /// Throws JobNotFound, InvalidTransition for a terminal job, CatalogUnavailable.
   virtual JobRecord RequestCancel(std::string_view job_id, Timestamp now) = 0;
 
   /// Resume a failed or cancelled job: pending again, retry_count+1, cancel_requested cleared,
   /// error and completed_at cleared, checkpoint kept. Returns the row after the move.
-  /// Throws JobNotFound, InvalidTransition (other statuses, or a job retention is removing).
+  /// Throws JobNotFound, InvalidTransition (other statuses, or a job retention is removing),
+  /// CatalogUnavailable.
   virtual JobRecord Resume(std::string_view job_id, Timestamp now) = 0;
 
   /// Rescue running jobs whose lease expired before `now` (their worker died): each is retried
   /// (pending, retry_count+1, run_after = now+retry_delay) while retry_count < max_retries, else
   /// failed with an error_message naming the worker and its last heartbeat; a job whose cancel
   /// was requested becomes cancelled. One rescuer at a time (advisory lock on PostgreSQL).
-  /// Returns the rows after the move.
+  /// Returns the rows after the move. Throws CatalogUnavailable.
   virtual std::vector<JobRecord> RescueExpired(Timestamp now, std::chrono::milliseconds retry_delay,
                                                int max_jobs) = 0;
 
   /// Return a listener for cancel notifications, or nullptr where the backend has none (SQLite).
+  /// Throws CatalogUnavailable.
   virtual std::unique_ptr<CancelListener> ListenForCancels() = 0;
 
   // --- Retention -------------------------------------------------------------------------------
 
   /// Return up to `limit` jobs that retention would remove: terminal, not pinned, aged before
   /// `cutoff`, plus jobs already marked expiring. Ordered by job_id; starts after
-  /// `after_job_id` when given. Writes nothing.
+  /// `after_job_id` when given. Writes nothing. Throws CatalogUnavailable.
   virtual std::vector<RetentionCandidate> FindExpired(Timestamp cutoff, int limit,
                                                       const std::optional<std::string>& after_job_id) = 0;
 
   /// Mark up to `limit` expired jobs (as FindExpired) expiring at `now`, in one transaction, and
   /// return every marked job (including ones a crashed run marked earlier).
+  /// Throws CatalogUnavailable.
   virtual std::vector<RetentionCandidate> MarkExpiring(Timestamp cutoff, int limit,
                                                        Timestamp now) = 0;
 
   /// Delete the rows of these jobs that are still marked expiring and terminal. Returns the
   /// job_ids of the rows this call deleted (a concurrent cleaner may have deleted others).
+  /// Throws CatalogUnavailable.
   virtual std::vector<std::string> DeleteExpiring(const std::vector<std::string>& job_ids) = 0;
 };
 

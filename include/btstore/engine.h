@@ -30,10 +30,11 @@ class EngineContext {
   virtual ~EngineContext() = default;
   /// Record progress (0..100); the worker sends it with the next heartbeat.
   virtual void ReportProgress(int pct) = 0;
-  /// Save a checkpoint durably (under the artifact root) before returning; the next attempt of
-  /// this job gets it from LoadCheckpoint().
+  /// Save a checkpoint durably (in the artifact store) before returning; the next attempt of
+  /// this job gets it from LoadCheckpoint(). Throws InternalError when it cannot be written.
   virtual void SaveCheckpoint(std::string_view bytes) = 0;
-  /// Return the checkpoint a previous attempt saved, if any.
+  /// Return the checkpoint a previous attempt saved, if any. Throws InternalError when it exists
+  /// but cannot be read.
   virtual std::optional<std::string> LoadCheckpoint() = 0;
   /// Return true once the engine should stop (cancel requested, lease lost, shutdown).
   virtual bool StopRequested() = 0;
@@ -134,6 +135,11 @@ std::string EngineReportJson(const EngineReport& report);
 /// function through which callers read it. Returns nullopt when there is none or it is not an
 /// object with a string name; fields of the wrong type read as absent. Never throws.
 std::optional<EngineReport> ReadEngineReport(std::string_view summary_json);
+
+/// Return a result with no tables yet that carries the job's identity, as every engine's result
+/// does: job_id, alpha_name, dates, weight method and ConfigHash(config). Throws InvalidArgument
+/// for a config that is not a JSON object.
+BacktestResult ResultFor(const JobRecord& job);
 
 /// Return "sha256:<64 hex digits>" of the config with sorted keys and no whitespace, so the same
 /// configuration always has the same hash (BacktestResult::config_hash). Throws InvalidArgument

@@ -38,7 +38,8 @@ class SystemClock : public Clock {
 /// digits of SHA-256 over the canonical JSON array
 /// `[alpha_name, start_date, end_date, weight_method, config, created_by]`
 /// (dates ISO, config with object keys sorted, no whitespace, UTF-8 unescaped), so any language
-/// derives the same id (docs/DESIGN.md shows it in Python).
+/// derives the same id (docs/DESIGN.md shows it in Python). Throws InvalidArgument when the
+/// config is not valid JSON or a text field is not valid UTF-8.
 std::string DeriveJobId(const JobSpec& spec);
 
 /// The storage API readers and submitters use. Every method that reaches the catalog also
@@ -119,16 +120,14 @@ class JobService {
 
 /// What a worker reports as it goes (for progress output); called on worker threads.
 struct WorkerEvent {
-  enum class Kind {
-    kClaimed,
-    kProgress,
-    kCompleted,
-    kFailed,
-    kRetrying,
-    kCancelled,
-    kLostLease,
-    kRescued
-  };
+  /// kPublished: the attempt's bundle is in its final place and durable, and the completion is
+  /// about to be recorded; should the completion then lose (to a cancel or another attempt),
+  /// the bundle is removed again and kCancelled or kLostLease follows. The event is emitted on
+  /// the job's thread before the completion starts, so it can also serve as a precise point in
+  /// the protocol for observers (a test that cancels inside the window).
+  /// kReleased: the worker shut down and gave the job back (pending, no retry spent).
+  enum class Kind { kClaimed, kProgress, kPublished, kCompleted, kFailed, kRetrying, kCancelled,
+                    kLostLease, kRescued, kReleased };
   Kind kind;
   /// Empty for an event of the worker itself rather than of a job: kRetrying while the catalog
   /// is unavailable (the worker backs off and retries), and once it is available again.
@@ -168,7 +167,10 @@ struct WorkerOptions {
 std::string DefaultWorkerId();
 
 /// Runs jobs: claims, drives the engine with heartbeats, checkpoints and cancellation,
-/// publishes the bundle and completes the job; rescues jobs of dead workers.
+/// publishes the bundle and completes the job; rescues jobs of dead workers. An attempt running
+/// longer than its job's job_timeout (measured on the worker's Clock from the claim) is stopped
+/// and failed with "exceeded job_timeout of N s" (retried per policy, from its checkpoint); any
+/// error while an attempt runs or ends fails it with that error's message.
 class Worker {
  public:
   /// Run the jobs of `catalog` (called from the worker's threads at once, as every Catalog
@@ -186,13 +188,27 @@ class Worker {
   /// and retries; running jobs keep their attempts. Other errors (InternalError from the disk,
   /// InvalidArgument from a catalog without the schema) end Run() with that exception.
   int Run();
-  /// Ask Run() to return: running jobs are stopped (left to be rescued or resumed). Thread-safe
-  /// and async-signal-safe.
+  /// Ask Run() to return: running jobs are stopped and given back at once (pending, checkpoint
+  /// recorded, no retry spent; a job whose cancel was requested ends cancelled). A job whose
+  /// bundle is already being published completes first. Thread-safe and async-signal-safe.
   void Stop();
 
  private:
   class Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+/// While it lives, SIGINT and SIGTERM stop `worker` (Worker::Stop: its jobs are given back at
+/// once); a second signal ends the process at once by that signal's default action, for a worker
+/// stuck in its shutdown (an engine that does not stop, an unreachable catalog). Destroying it
+/// restores the previous handlers. Only one may live at a time in a process (signal handlers
+/// are per process); a second one throws InvalidArgument.
+class StopOnSignals {
+ public:
+  explicit StopOnSignals(Worker& worker);
+  ~StopOnSignals();
+  StopOnSignals(const StopOnSignals&) = delete;
+  StopOnSignals& operator=(const StopOnSignals&) = delete;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -205,6 +221,10 @@ struct RetentionOptions {
   int batch_size = 1000;    ///< jobs marked, swept and deleted per transaction (at least 1)
   /// Called after each batch with the number of jobs removed so far; may be empty.
   std::function<void(int64_t done)> on_progress;
+  /// Called once a batch is marked expiring, before its files and rows are removed, with the
+  /// batch's job_ids (to log what is about to go); may be empty. An exception thrown from it
+  /// ends the run with the batch marked, which the next run finishes.
+  std::function<void(const std::vector<std::string>& job_ids)> on_marked;
 };
 
 struct RetentionReport {

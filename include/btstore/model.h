@@ -69,6 +69,7 @@ bool IsTerminal(JobStatus status);
 
 /// Scheduling priority: within a priority, oldest first.
 enum class Priority { kHigh = 0, kNormal = 1, kLow = 2 };
+/// Return "high", "normal" or "low".
 std::string_view ToString(Priority priority);
 /// Parse "high", "normal" or "low". Throws InvalidArgument otherwise.
 Priority ParsePriority(std::string_view text);
@@ -89,7 +90,9 @@ struct Metrics {
   double average_turnover = kMissing;
   double decay_half_life = kMissing;
 
+  /// Return the metric named kNames[i] (i below kNames.size()).
   double& At(size_t i);
+  /// Return the metric named kNames[i] (i below kNames.size()).
   double At(size_t i) const;
 };
 
@@ -165,6 +168,24 @@ struct JobSpec {
 /// InvalidArgument naming the field.
 void ValidateJobSpec(const JobSpec& spec);
 
+/// The columns of `backtest_jobs` that JobRecord holds: the contract's in its order, then
+/// btstore's own (migration 0001), then the platform's cost blocks (migration 0002). The catalog
+/// selects them in this order; front ends name the fields of a job by them.
+inline constexpr std::array<std::string_view, 39> kJobColumns = {
+    // clang-format off
+    "id", "job_id", "status", "alpha_name", "start_date", "end_date", "weight_method",
+    "config_json", "created_at", "started_at", "completed_at", "worker_id", "progress_pct",
+    "job_timeout", "result_path", "mean_ic", "icir", "hit_rate", "coverage", "long_short_spread",
+    "average_turnover", "decay_half_life", "snapshot_id", "dataset_version_ids", "error_message",
+    "retry_count", "created_by",
+    // btstore's own
+    "priority", "max_retries", "attempt", "cancel_requested", "heartbeat_at", "lease_expires_at",
+    "run_after", "checkpoint_path", "pinned", "expiring_at",
+    // the platform's cost blocks (migration 0002)
+    "cost_config", "cost_summary",
+    // clang-format on
+};
+
 /// One row of `backtest_jobs`: the contract's columns, then btstore's own.
 struct JobRecord {
   std::string id;  ///< UUID
@@ -202,8 +223,8 @@ struct JobRecord {
   std::optional<Timestamp> lease_expires_at;
   std::optional<Timestamp> run_after;  ///< a retried job is not claimed before this
   std::optional<std::string> checkpoint_path;
-  bool pinned = false;                       ///< exempt from retention
-  std::optional<Timestamp> expiring_at;      ///< marked for removal by retention
+  bool pinned = false;                   ///< exempt from retention
+  std::optional<Timestamp> expiring_at;  ///< marked for removal by retention
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -216,11 +237,11 @@ inline constexpr int kMaxListLimit = 1000;
 struct JobFilter {
   std::optional<std::string> created_by;
   std::optional<std::string> alpha_name;
-  std::vector<JobStatus> statuses;  ///< any of them; empty = all
+  std::vector<JobStatus> statuses;        ///< any of them; empty = all
   std::optional<Timestamp> created_from;  ///< created_at >= created_from
   std::optional<Timestamp> created_to;    ///< created_at <= created_to
-  std::optional<Date> range_from;  ///< backtest range overlaps [range_from, range_to]:
-  std::optional<Date> range_to;    ///< end_date >= range_from and start_date <= range_to
+  std::optional<Date> range_from;         ///< backtest range overlaps [range_from, range_to]:
+  std::optional<Date> range_to;           ///< end_date >= range_from and start_date <= range_to
   std::optional<double> min_mean_ic;
   std::optional<double> min_icir;
   std::optional<double> min_hit_rate;

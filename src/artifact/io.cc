@@ -187,23 +187,19 @@ class AnonymousBuffer : public arrow::Buffer {
 }  // namespace
 
 WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file) {
-  XXH3_state_t* state = XXH3_createState();
-  XXH3_128bits_reset(state);
-  auto digest = [&] {
-    std::string checksum = Hex(XXH3_128bits_digest(state));
-    XXH3_freeState(state);
-    return checksum;
-  };
-  if (size == 0) return {std::make_shared<arrow::Buffer>(nullptr, 0), digest()};
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
+                                                                 &XXH3_freeState);
+  XXH3_128bits_reset(state.get());
+  if (size == 0) {
+    return {std::make_shared<arrow::Buffer>(nullptr, 0), Hex(XXH3_128bits_digest(state.get()))};
+  }
   // MAP_POPULATE provides every page in one call rather than one fault per page as pread
   // fills them.
   void* memory = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   if (memory == MAP_FAILED) {
-    int err = errno;
-    XXH3_freeState(state);
     throw InternalError("cannot allocate " + std::to_string(size) + " bytes to read " + file +
-                            ": " + std::strerror(err),
+                            ": " + std::strerror(errno),
                         {{"file", file}});
   }
   auto buffer = std::make_shared<AnonymousBuffer>(static_cast<uint8_t*>(memory), size);
@@ -218,14 +214,13 @@ WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file) {
                                         std::to_string(done) + " of " + std::to_string(size) +
                                         " bytes)"
                                   : std::string("cannot read: ") + std::strerror(errno);
-      XXH3_freeState(state);
       throw InvalidResult(file + " is corrupt or unreadable: " + reason,
                           {{"file", file}, {"reason", reason}});
     }
-    XXH3_128bits_update(state, data + done, static_cast<size_t>(n));
+    XXH3_128bits_update(state.get(), data + done, static_cast<size_t>(n));
     done += n;
   }
-  return {std::move(buffer), digest()};
+  return {std::move(buffer), Hex(XXH3_128bits_digest(state.get()))};
 }
 
 void ReleasePages(const arrow::Buffer& whole, int64_t offset, int64_t length) {

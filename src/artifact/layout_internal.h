@@ -7,6 +7,7 @@
 //   <root>/.trash/<name>-XXXXXX/<name>/   a directory being removed
 //   <root>/.checkpoints/<job_id>/attempt-N.ckpt
 //   <root>/.locks/<job_id>.lock           the publish lock of a job
+//   <root>/.<name>.staging-XXXXXXXXXX/    WriteBundle's staging of <root>/<name> (e.g. an export)
 //
 // Job ids never start with a dot, so nothing of a job's can be taken for one of these.
 
@@ -23,6 +24,8 @@ inline constexpr std::string_view kStagingDir = ".staging";
 inline constexpr std::string_view kTrashDir = ".trash";
 inline constexpr std::string_view kCheckpointsDir = ".checkpoints";
 inline constexpr std::string_view kLocksDir = ".locks";
+/// WriteBundle stages `<parent>/<name>` in `<parent>/.<name><kCopyStagingSuffix>-XXXXXXXXXX/`.
+inline constexpr std::string_view kCopyStagingSuffix = ".staging";
 
 /// Write `result` into a fresh staging directory under `staging_root` and flush it, without
 /// publishing. Returns the staging directory. Same validation and errors as WriteBundle.
@@ -40,8 +43,9 @@ void PublishBundle(const std::filesystem::path& staged_dir, const std::filesyste
 /// one parent calls SyncDirectory(parent) once afterwards instead.
 void RemoveBundleDir(const std::filesystem::path& dir, bool flush_parent = true);
 
-/// Remove staging and trash debris older than `min_age` under `artifact_root`. Returns the
-/// number of directories removed.
+/// Remove staging and trash debris older than `min_age` under `artifact_root` (entries of
+/// `.staging/` and `.trash/`, and WriteBundle's hidden staging directories in the root itself).
+/// Returns the number of directories removed.
 int RemoveStagingDebris(const std::filesystem::path& artifact_root, std::chrono::seconds min_age);
 
 }  // namespace btstore::internal

@@ -10,12 +10,14 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <system_error>
 
 #include "artifact/io_internal.h"
 #include "artifact/layout_internal.h"
+#include "artifact/summary_internal.h"
 #include "btstore/artifact_store.h"
 #include "btstore/errors.h"
 
@@ -43,25 +45,61 @@ void WriteAll(int fd, std::string_view bytes, const fs::path& path) {
 
 // Write `bytes` to `path` atomically and durably: a temporary file, fsync, rename, fsync of the
 // directory. A reader (the next attempt) sees the old checkpoint or the new one, never a part.
+// A failure (a full disk) removes the temporary file: nothing but the old checkpoint remains.
 void WriteFileAtomically(const fs::path& path, std::string_view bytes) {
   fs::path tmp = path;
   tmp += ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) ThrowIoError("cannot create", tmp, errno);
+  int err = 0;
+  std::string what;
   try {
     WriteAll(fd, bytes, tmp);
   } catch (const Error&) {
     ::close(fd);
+    ::unlink(tmp.c_str());
     throw;
   }
   if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    ThrowIoError("cannot flush", tmp, err);
+    err = errno;
+    what = "cannot flush";
   }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) ThrowIoError("cannot rename", tmp, errno);
+  // close(2) may report a deferred write error (NFS) that fsync did not.
+  if (::close(fd) != 0 && err == 0) {
+    err = errno;
+    what = "cannot close";
+  }
+  if (err == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) {
+    err = errno;
+    what = "cannot rename";
+  }
+  if (err != 0) {
+    ::unlink(tmp.c_str());
+    ThrowIoError(what, tmp, err);
+  }
   internal::SyncDirectory(path.parent_path());
+}
+
+// Whether `dir` holds a bundle that btstore wrote for `job_id`: a real directory (not a symlink)
+// whose summary.json is readable (a regular file, bounded) and names this job and btstore as
+// its writer. That is what a stale attempt of the job leaves; anything else there (an export, a
+// user's directory) is not btstore's to remove.
+bool IsOwnBundle(const fs::path& dir, std::string_view job_id) {
+  std::error_code ec;
+  if (!fs::is_directory(fs::symlink_status(dir, ec))) return false;
+  std::string text;
+  try {
+    text = internal::ReadSummaryText(dir);
+  } catch (const Error&) {
+    return false;
+  }
+  const nlohmann::json summary = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!summary.is_object()) return false;
+  const auto id = summary.find("job_id");
+  const auto writer = summary.find("writer");
+  return id != summary.end() && id->is_string() && id->get<std::string>() == job_id &&
+         writer != summary.end() && writer->is_object() && writer->contains("name") &&
+         (*writer)["name"] == "btstore";
 }
 
 // An exclusive flock on `<root>/.locks/<job_id>.lock`, released when the object dies. It makes
@@ -246,7 +284,13 @@ class LocalArtifactStore : public ArtifactStore {
     return {internal::StageBundle(result, root_ / internal::kStagingDir, options).string()};
   }
 
-  void Discard(const StagedBundle& staged) override { internal::RemoveBundleDir(staged.location); }
+  // A staged bundle is invisible to readers, so it goes directly (no trip through the trash,
+  // which needs a new directory: impossible on a full disk, the usual reason to discard).
+  void Discard(const StagedBundle& staged) override {
+    std::error_code ec;
+    fs::remove_all(staged.location, ec);
+    if (ec) ThrowIoError("cannot remove", staged.location, ec.value());
+  }
 
   std::unique_ptr<JobLock> LockJob(std::string_view job_id) override {
     return std::make_unique<JobFileLock>(root_, JobDirName(job_id));
@@ -254,10 +298,20 @@ class LocalArtifactStore : public ArtifactStore {
 
   std::string Publish(const StagedBundle& staged, std::string_view job_id) override {
     const fs::path final_dir = root_ / JobDirName(job_id);
-    // A directory left by an earlier, stale attempt of this job (the caller holds the lock and
-    // owns the attempt, so it is not a completed job's bundle): move it away.
+    // A bundle left by an earlier, stale attempt of this job (the caller holds the lock and owns
+    // the attempt, so it is not a completed job's bundle) is moved away. Anything else in that
+    // place was not created by btstore for this job, and btstore never deletes that.
     std::error_code ec;
-    if (fs::exists(final_dir, ec)) internal::RemoveBundleDir(final_dir);
+    if (fs::exists(fs::symlink_status(final_dir, ec))) {
+      if (!IsOwnBundle(final_dir, job_id)) {
+        throw InvalidTransition(
+            final_dir.string() + " is in the place of job " + std::string(job_id) +
+                "'s bundle and was not written by btstore for this job; btstore does not "
+                "remove it: move it away, then resume the job",
+            {{"job_id", std::string(job_id)}, {"path", final_dir.string()}});
+      }
+      internal::RemoveBundleDir(final_dir);
+    }
     internal::PublishBundle(staged.location, final_dir);
     return final_dir.string();
   }

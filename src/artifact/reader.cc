@@ -192,11 +192,18 @@ std::shared_ptr<arrow::Table> ReadWholeInBatches(parquet::arrow::FileReader& rea
       if (chunk->has_dictionary_page() && chunk->dictionary_page_offset() > 0) {
         start = std::min(start, chunk->dictionary_page_offset());
       }
+      // Offsets and sizes come from the file's footer: a corrupt one must not overflow here
+      // (Arrow refuses such a chunk when it reads it).
+      int64_t chunk_end = 0;
+      if (start < 0 || __builtin_add_overflow(start, chunk->total_compressed_size(), &chunk_end)) {
+        continue;
+      }
       begin = std::min(begin, start);
-      end = std::max(end, start + chunk->total_compressed_size());
+      end = std::max(end, chunk_end);
     }
     batch.push_back(rg);
-    batch_bytes += group->total_compressed_size();
+    // Clamped for the same reason; any size from kBatchBytes up ends the batch all the same.
+    batch_bytes += std::clamp<int64_t>(group->total_compressed_size(), 0, kBatchBytes);
     if (batch_bytes >= kBatchBytes) flush();
   }
   if (!batch.empty()) flush();

@@ -309,7 +309,19 @@ std::string EncodeSummary(const BacktestResult& result,
   for (const auto& [key, value] : extra.items()) {
     if (!KnownKeys().contains(key)) doc[key] = value;
   }
-  return DumpJson(doc, 2) + "\n";
+  // A reader refuses a summary over kMaxJsonFileBytes, and indentation grows with nesting (a
+  // 400 KB summary nested 60 deep takes 25 MB indented): write compact JSON when the indented
+  // form would be refused, and refuse to write what no reader would read.
+  std::string text = DumpJson(doc, 2) + "\n";
+  if (text.size() > kMaxJsonFileBytes) text = DumpJson(doc, -1) + "\n";
+  if (text.size() > kMaxJsonFileBytes) {
+    throw InvalidArgument(
+        "summary.json would be " + std::to_string(text.size()) + " bytes, more than the " +
+            std::to_string(kMaxJsonFileBytes) +
+            " bytes a reader accepts: extra_summary_json is too large",
+        {{"field", "extra_summary_json"}, {"bytes", std::to_string(text.size())}});
+  }
+  return text;
 }
 
 }  // namespace btstore::internal

@@ -45,7 +45,9 @@ std::string ReadSummaryText(const std::filesystem::path& dir);
 /// a manifest entry that is not a plain file name).
 ParsedSummary ReadSummary(const std::filesystem::path& dir);
 
-/// Encode the summary of `result` with its manifest, as the writer stores it.
+/// Encode the summary of `result` with its manifest, as the writer stores it: indented, or
+/// compact when indented it would be larger than kMaxJsonFileBytes. Throws InvalidArgument when
+/// even the compact form is larger than that (no reader would accept it).
 std::string EncodeSummary(const BacktestResult& result,
                           const std::map<std::string, ArtifactInfo>& manifest);
 

@@ -462,19 +462,64 @@ std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
                                                 const fs::path& final_dir,
                                                 const WriteOptions& options) {
   FilesToWrite files = ValidateResult(result, options);
-  fs::path absolute = fs::absolute(final_dir);
-  if (fs::exists(absolute)) {
+  fs::path absolute = fs::absolute(final_dir).lexically_normal();
+  if (!absolute.has_filename()) absolute = absolute.parent_path();  // "dst/" names "dst"
+  if (fs::exists(fs::symlink_status(absolute))) {
     throw InvalidTransition("bundle directory " + absolute.string() +
                                 " already exists; a published bundle is never replaced",
                             {{"path", absolute.string()}});
   }
+  // Staged in a hidden directory of its own next to the destination (the same file system, so
+  // the rename is atomic), which goes afterwards whatever happens: nothing is left in the
+  // parent but the bundle, and nothing is written anywhere else.
+  const fs::path holder =
+      MakeUniqueDir(absolute.parent_path(),
+                    "." + absolute.filename().string() + std::string(internal::kCopyStagingSuffix));
   std::map<std::string, ArtifactInfo> manifest;
-  fs::path staged = StageValidated(
-      result, std::move(files), absolute.parent_path() / internal::kStagingDir, options, manifest);
-  RemoveOnFailure guard(staged);
-  internal::PublishBundle(staged, absolute);
-  guard.Release();
+  {
+    RemoveOnFailure remove_holder(holder);
+    fs::path staged = StageValidated(result, std::move(files), holder, options, manifest);
+    internal::PublishBundle(staged, absolute);
+  }
   return manifest;
+}
+
+std::map<std::string, ArtifactInfo> WriteBundleCopy(const BacktestResult& result,
+                                                    const fs::path& source_dir,
+                                                    const fs::path& target_dir,
+                                                    const WriteOptions& options) {
+  // Both resolved (symlinks and `..`) as far as they exist, so that neither an alias nor a
+  // relative spelling hides that the target lies inside the source.
+  std::error_code ec;
+  const fs::path source = fs::weakly_canonical(fs::absolute(source_dir), ec);
+  if (ec) {
+    throw InvalidArgument(
+        "cannot resolve the source bundle " + source_dir.string() + ": " + ec.message(),
+        {{"path", source_dir.string()}});
+  }
+  const fs::path target = fs::weakly_canonical(fs::absolute(target_dir), ec);
+  if (ec) {
+    throw InvalidArgument(
+        "cannot resolve the destination " + target_dir.string() + ": " + ec.message(),
+        {{"path", target_dir.string()}});
+  }
+  // Compared by non-empty components: a trailing separator does not make a path different.
+  auto parts = [](const fs::path& path) {
+    std::vector<std::string> names;
+    for (const fs::path& part : path) {
+      if (!part.empty()) names.push_back(part.string());
+    }
+    return names;
+  };
+  const std::vector<std::string> source_parts = parts(source);
+  const std::vector<std::string> target_parts = parts(target);
+  if (target_parts.size() >= source_parts.size() &&
+      std::equal(source_parts.begin(), source_parts.end(), target_parts.begin())) {
+    throw InvalidArgument("the destination " + target.string() + " lies inside the source bundle " +
+                              source.string() + "; choose a directory outside it",
+                          {{"path", target.string()}, {"source", source.string()}});
+  }
+  return WriteBundle(result, target_dir, options);
 }
 
 namespace internal {
@@ -503,21 +548,33 @@ void RemoveBundleDir(const fs::path& dir, bool flush_parent) {
 int RemoveStagingDebris(const fs::path& artifact_root, std::chrono::seconds min_age) {
   int removed = 0;
   auto now = fs::file_time_type::clock::now();
+  // Remove `entry` when it is older than min_age; count it.
+  auto remove_old = [&](const fs::directory_entry& entry) {
+    std::error_code entry_ec;
+    auto written = entry.last_write_time(entry_ec);
+    if (entry_ec) return;  // removed meanwhile by another cleaner
+    if (now - written < min_age) return;
+    fs::remove_all(entry.path(), entry_ec);
+    if (entry_ec) {
+      throw InternalError("cannot remove " + entry.path().string() + ": " + entry_ec.message(),
+                          {{"path", entry.path().string()}});
+    }
+    ++removed;
+  };
   for (std::string_view sub : {kStagingDir, kTrashDir}) {
     fs::path dir = artifact_root / sub;
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) continue;
-    for (const auto& entry : fs::directory_iterator(dir, ec)) {
-      std::error_code entry_ec;
-      auto written = entry.last_write_time(entry_ec);
-      if (entry_ec) continue;  // removed meanwhile by another cleaner
-      if (now - written < min_age) continue;
-      fs::remove_all(entry.path(), entry_ec);
-      if (entry_ec) {
-        throw InternalError("cannot remove " + entry.path().string() + ": " + entry_ec.message(),
-                            {{"path", entry.path().string()}});
-      }
-      ++removed;
+    for (const auto& entry : fs::directory_iterator(dir, ec)) remove_old(entry);
+  }
+  // WriteBundle's hidden staging directories (`.<name>.staging-XXXXXXXXXX`) of bundles written
+  // straight into the root, e.g. by `bundle sample` or `result --export`.
+  const std::string infix = std::string(kCopyStagingSuffix) + "-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(artifact_root, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with('.') && name.find(infix) != std::string::npos && entry.is_directory(ec)) {
+      remove_old(entry);
     }
   }
   return removed;

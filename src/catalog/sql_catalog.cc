@@ -11,52 +11,19 @@
 namespace btstore::internal {
 namespace {
 
-// The columns of backtest_jobs in the order DecodeJob reads them.
-struct Column {
-  std::string_view name;
-  ColumnKind kind;
+// How each column of kJobColumns (model.h) is stored, in that order: the order DecodeJob reads.
+constexpr std::array<ColumnKind, kJobColumns.size()> kJobColumnKinds = {
+    ColumnKind::kUuid,      ColumnKind::kText,      ColumnKind::kText,      ColumnKind::kText,
+    ColumnKind::kDate,      ColumnKind::kDate,      ColumnKind::kText,      ColumnKind::kJson,
+    ColumnKind::kTimestamp, ColumnKind::kTimestamp, ColumnKind::kTimestamp, ColumnKind::kText,
+    ColumnKind::kInt,       ColumnKind::kInt,       ColumnKind::kText,      ColumnKind::kDouble,
+    ColumnKind::kDouble,    ColumnKind::kDouble,    ColumnKind::kDouble,    ColumnKind::kDouble,
+    ColumnKind::kDouble,    ColumnKind::kDouble,    ColumnKind::kText,      ColumnKind::kJson,
+    ColumnKind::kText,      ColumnKind::kInt,       ColumnKind::kText,      ColumnKind::kInt,
+    ColumnKind::kInt,       ColumnKind::kInt,       ColumnKind::kBool,      ColumnKind::kTimestamp,
+    ColumnKind::kTimestamp, ColumnKind::kTimestamp, ColumnKind::kText,      ColumnKind::kBool,
+    ColumnKind::kTimestamp, ColumnKind::kJson,      ColumnKind::kJson,
 };
-constexpr std::array<Column, 39> kJobColumns = {{
-    {"id", ColumnKind::kUuid},
-    {"job_id", ColumnKind::kText},
-    {"status", ColumnKind::kText},
-    {"alpha_name", ColumnKind::kText},
-    {"start_date", ColumnKind::kDate},
-    {"end_date", ColumnKind::kDate},
-    {"weight_method", ColumnKind::kText},
-    {"config_json", ColumnKind::kJson},
-    {"created_at", ColumnKind::kTimestamp},
-    {"started_at", ColumnKind::kTimestamp},
-    {"completed_at", ColumnKind::kTimestamp},
-    {"worker_id", ColumnKind::kText},
-    {"progress_pct", ColumnKind::kInt},
-    {"job_timeout", ColumnKind::kInt},
-    {"result_path", ColumnKind::kText},
-    {"mean_ic", ColumnKind::kDouble},
-    {"icir", ColumnKind::kDouble},
-    {"hit_rate", ColumnKind::kDouble},
-    {"coverage", ColumnKind::kDouble},
-    {"long_short_spread", ColumnKind::kDouble},
-    {"average_turnover", ColumnKind::kDouble},
-    {"decay_half_life", ColumnKind::kDouble},
-    {"snapshot_id", ColumnKind::kText},
-    {"dataset_version_ids", ColumnKind::kJson},
-    {"error_message", ColumnKind::kText},
-    {"retry_count", ColumnKind::kInt},
-    {"created_by", ColumnKind::kText},
-    {"priority", ColumnKind::kInt},
-    {"max_retries", ColumnKind::kInt},
-    {"attempt", ColumnKind::kInt},
-    {"cancel_requested", ColumnKind::kBool},
-    {"heartbeat_at", ColumnKind::kTimestamp},
-    {"lease_expires_at", ColumnKind::kTimestamp},
-    {"run_after", ColumnKind::kTimestamp},
-    {"checkpoint_path", ColumnKind::kText},
-    {"pinned", ColumnKind::kBool},
-    {"expiring_at", ColumnKind::kTimestamp},
-    {"cost_config", ColumnKind::kJson},
-    {"cost_summary", ColumnKind::kJson},
-}};
 constexpr size_t kFirstMetricColumn = 15;
 
 constexpr std::string_view kTerminalStatuses = "('completed', 'failed', 'cancelled')";
@@ -72,7 +39,7 @@ constexpr size_t kDeleteBatch = 500;
 }
 
 const std::string& Required(const SqlRow& row, size_t i) {
-  if (i >= row.size() || !row[i]) BadValue(kJobColumns[i].name, "NULL");
+  if (i >= row.size() || !row[i]) BadValue(kJobColumns[i], "NULL");
   return *row[i];
 }
 
@@ -103,7 +70,7 @@ std::optional<Timestamp> ToTimestamp(const std::optional<std::string>& text) {
 }
 
 JobRecord DecodeJob(const SqlRow& row) {
-  auto name = [](size_t i) { return kJobColumns[i].name; };
+  auto name = [](size_t i) { return kJobColumns[i]; };
   JobRecord job;
   job.id = Required(row, 0);
   job.job_id = Required(row, 1);
@@ -251,11 +218,39 @@ std::string NewUuid() {
   return text;
 }
 
+// Each migration runs in its own transaction, under the backend's migration lock: a concurrent
+// migrator waits, then finds every version recorded, so a second run applies nothing and a
+// failed migration leaves nothing half-applied.
+int SqlCatalog::Migrate() {
+  int applied = 0;
+  WithMigrationLock([&](SqlConnection& conn) {
+    MigrationTransaction(conn, [&] { conn.Exec(std::string(MigrationsTableSql())); });
+    for (const Migration& migration : Migrations()) {
+      MigrationTransaction(conn, [&] {
+        SqlParams p;
+        const std::string version_p = p.Add(migration.version);
+        if (!conn.Query("SELECT 1 FROM btstore_migrations WHERE version = " + version_p, p.values())
+                 .empty()) {
+          return;
+        }
+        conn.Exec(std::string(migration.sql));
+        const std::string name_p = p.Add(migration.name);
+        const std::string now_p = p.Add(Now());
+        conn.Query("INSERT INTO btstore_migrations (version, name, applied_at) VALUES (" +
+                       version_p + ", " + name_p + ", " + now_p + ")",
+                   p.values());
+        ++applied;
+      });
+    }
+  });
+  return applied;
+}
+
 std::string SqlCatalog::JobColumns() const {
   std::string columns;
-  for (const Column& column : kJobColumns) {
+  for (size_t i = 0; i < kJobColumns.size(); ++i) {
     if (!columns.empty()) columns += ", ";
-    columns += ReadExpr(column.name, column.kind);
+    columns += ReadExpr(kJobColumns[i], kJobColumnKinds[i]);
   }
   return columns;
 }
@@ -485,8 +480,9 @@ TransitionResult SqlCatalog::WorkerMove(std::string_view job_id, const std::stri
 TransitionResult SqlCatalog::Complete(std::string_view job_id, int attempt,
                                       const CompletionRecord& record, Timestamp now) {
   SqlParams p;
+  // The error_message of an earlier attempt (or of a rescue) does not describe a completed job.
   std::string set = "status = 'completed', progress_pct = 100, lease_expires_at = NULL, " +
-                    std::string("completed_at = ") + p.Add(now) +
+                    std::string("error_message = NULL, completed_at = ") + p.Add(now) +
                     ", result_path = " + p.Add(record.result_path) +
                     ", snapshot_id = " + p.Add(record.snapshot_id) +
                     ", dataset_version_ids = " + p.Add(record.dataset_version_ids_json) +
@@ -511,6 +507,24 @@ TransitionResult SqlCatalog::AcknowledgeCancel(std::string_view job_id, int atte
   SqlParams p;
   std::string set = "status = 'cancelled', lease_expires_at = NULL, completed_at = " + p.Add(now);
   return WorkerMove(job_id, set, " AND cancel_requested", std::move(p), attempt);
+}
+
+TransitionResult SqlCatalog::Release(std::string_view job_id, int attempt, std::string_view reason,
+                                     Timestamp now) {
+  SqlParams p;
+  const std::string now_p = p.Add(now);
+  // No retry_count + 1 and no run_after: the attempt did not fail, its worker went away, so the
+  // job is claimable at once by any live worker, from its checkpoint. worker_id stays, as after a
+  // failure, naming the worker that gave the job back.
+  std::string set =
+      "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END, "
+      // COALESCE types the parameter as the column (see RetryOrEndAssignments).
+      "completed_at = CASE WHEN cancel_requested THEN COALESCE(" +
+      now_p +
+      ", completed_at) ELSE NULL END, "
+      "error_message = " +
+      p.Add(reason) + ", lease_expires_at = NULL, run_after = NULL";
+  return WorkerMove(job_id, set, "", std::move(p), attempt);
 }
 
 JobRecord SqlCatalog::RequestCancel(std::string_view job_id, Timestamp now) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "btstore/catalog.h"
+#include "catalog/migrations_internal.h"
 
 namespace btstore::internal {
 
@@ -30,6 +31,9 @@ class SqlConnection {
   /// Throws a btstore::Error translated from the database's error.
   virtual std::vector<SqlRow> Query(const std::string& sql,
                                     const std::vector<SqlValue>& params) = 0;
+  /// Run `sql`, which may hold several statements, without parameters.
+  /// Throws a btstore::Error translated from the database's error.
+  virtual void Exec(const std::string& sql) = 0;
 };
 
 /// Collects the parameters of one statement and returns their placeholders.
@@ -62,6 +66,7 @@ enum class ColumnKind { kText, kUuid, kDate, kTimestamp, kBool, kInt, kDouble, k
 /// The Catalog moves, written once over SqlConnection.
 class SqlCatalog : public Catalog {
  public:
+  int Migrate() final;
   SubmitResult Submit(const JobSpec& spec, Timestamp now) override;
   SubmitResult InsertCompleted(const JobSpec& spec, const CompletionRecord& record,
                                Timestamp now) override;
@@ -78,6 +83,8 @@ class SqlCatalog : public Catalog {
   TransitionResult Fail(std::string_view job_id, int attempt, std::string_view error,
                         std::chrono::milliseconds retry_delay, Timestamp now) override;
   TransitionResult AcknowledgeCancel(std::string_view job_id, int attempt, Timestamp now) override;
+  TransitionResult Release(std::string_view job_id, int attempt, std::string_view reason,
+                           Timestamp now) override;
   JobRecord RequestCancel(std::string_view job_id, Timestamp now) override;
   JobRecord Resume(std::string_view job_id, Timestamp now) override;
   std::vector<JobRecord> RescueExpired(Timestamp now, std::chrono::milliseconds retry_delay,
@@ -105,6 +112,16 @@ class SqlCatalog : public Catalog {
   virtual void OnCancelRequested(SqlConnection& /*conn*/, const std::string& /*job_id*/) {}
   /// Called first in a rescue transaction; false means another process is rescuing.
   virtual bool TryLockRescue(SqlConnection& /*conn*/) { return true; }
+  /// The backend's numbered migrations, in version order.
+  virtual const std::vector<Migration>& Migrations() const = 0;
+  /// The statement that creates the table recording applied migrations when it is missing.
+  virtual std::string_view MigrationsTableSql() const = 0;
+  /// Run `body` on one connection while holding the lock that makes concurrent migrators wait;
+  /// release it when `body` returns or throws.
+  virtual void WithMigrationLock(const std::function<void(SqlConnection&)>& body) = 0;
+  /// Run `body` in one write transaction on `conn` (from WithMigrationLock) and commit it; roll
+  /// back when it throws.
+  virtual void MigrationTransaction(SqlConnection& conn, const std::function<void()>& body) = 0;
 
  private:
   std::string JobColumns() const;

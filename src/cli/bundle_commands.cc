@@ -68,6 +68,7 @@ void AddSample(CLI::App& bundle, Action& action) {
     action = [flags](Context& ctx) {
       WriteOptions options;
       options.compression = ParseCompression(flags->compression);
+      RequireNewDirectory(flags->dir, "DIR");
       fs::path dir = flags->dir;
       JobSpec spec;
       std::string name = fs::absolute(dir).filename().string();
@@ -135,10 +136,12 @@ void AddInspect(CLI::App& bundle, Action& action) {
         return 0;
       }
       // Labels padded to the longest metric name, so the values line up.
+      // The values come from the bundle, which anyone may have written.
       auto line = [](const std::string& label, const std::string& value) {
-        std::cout << "  " << label << ":" << std::string(19 - label.size(), ' ') << value << "\n";
+        std::cout << "  " << label << ":" << std::string(19 - label.size(), ' ') << Printable(value)
+                  << "\n";
       };
-      std::cout << "bundle " << *dir << ": valid\n";
+      std::cout << "bundle " << Printable(*dir) << ": valid\n";
       line("job_id", s.job_id.empty() ? "-" : s.job_id);
       line("alpha_name", s.alpha_name.empty() ? "-" : s.alpha_name);
       line("range", (s.start_date ? s.start_date->ToString() : "-") + " .. " +
@@ -191,9 +194,13 @@ void AddRewrite(CLI::App& bundle, Action& action) {
     action = [flags](Context& ctx) {
       WriteOptions options;
       options.compression = ParseCompression(flags->compression);
+      if (flags->source.empty()) {
+        throw InvalidArgument("SRC must name a bundle directory", {{"field", "SRC"}});
+      }
+      RequireNewDirectory(flags->target, "DST");
       BacktestResult result = ReadBundle(flags->source);
       RequireNothingUnavailable(result, "rewrite the bundle");
-      auto manifest = WriteBundle(result, flags->target, options);
+      auto manifest = WriteBundleCopy(result, flags->source, flags->target, options);
       if (ctx.json) {
         PrintJson({{"source", fs::absolute(flags->source).string()},
                    {"path", fs::absolute(flags->target).string()},

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "btstore/bundle.h"
@@ -52,12 +53,23 @@ void RequireNothingUnavailable(const BacktestResult& result, std::string_view wh
 /// Print one JSON document on stdout (the only thing on stdout in --json mode).
 void PrintJson(const nlohmann::json& doc);
 
+/// Return `text` safe to print for people on a terminal: control characters (C0, DEL, C1)
+/// become escapes ("\n", "\t", "\x1b", "\u009b") and bytes that are not UTF-8 become "\xff",
+/// so that data (an alpha name, a snapshot id, an error message) can neither move the cursor nor
+/// change colours. JSON output needs none of this: its serializer escapes strings.
+std::string Printable(std::string_view text);
+
+/// Check the path of a directory that a command is to create (`what` names it in the message,
+/// e.g. "--export" or "DST"): given, and nothing there yet. Throws InvalidArgument, so that a
+/// user's slip is exit status 2, not the library's InvalidTransition for an existing bundle.
+void RequireNewDirectory(const std::string& dir, const std::string& what);
+
 /// Format a time for people: "2026-11-25 14:07:09 UTC".
 std::string HumanTime(Timestamp ts);
 /// Format a metric for people: 4 decimals, or "-" when not finite.
 std::string HumanMetric(double value);
 
-/// Print rows as a table with aligned columns under `headers`.
+/// Print rows as a table with aligned columns under `headers`; cells go through Printable.
 void PrintTable(std::ostream& out, const std::vector<std::string>& headers,
                 const std::vector<std::vector<std::string>>& rows);
 

@@ -238,12 +238,13 @@ nlohmann::json Demo::LoadResult(const std::string& job_id, const ReadOptions& op
 
 int Demo::Run() {
   const auto tour_start = std::chrono::steady_clock::now();
+  const std::string catalog_url = RedactCredentials(ctx_.catalog_url);
   nlohmann::json report = {{"run_id", run_id_},
-                           {"catalog", ctx_.catalog_url},
+                           {"catalog", catalog_url},
                            {"artifact_root", ctx_.artifact_root.string()}};
   out_ << "btstore demo " << run_id_ << ": a tour of the command line.\n"
        << "Every step shows the command that does the same. They use this catalog and root:\n"
-       << "  export BTSTORE_CATALOG=" << Quote(ctx_.catalog_url) << "\n"
+       << "  export BTSTORE_CATALOG=" << Quote(catalog_url) << "\n"
        << "  export BTSTORE_ARTIFACT_ROOT=" << Quote(ctx_.artifact_root.string()) << "\n";
 
   Step("Create or upgrade the catalog schema (every command also does this)");

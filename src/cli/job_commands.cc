@@ -3,8 +3,10 @@
 #include <arrow/table.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include "btstore/bundle.h"
@@ -40,13 +42,13 @@ void PrintJobLines(std::ostream& out, const nlohmann::json& doc, const std::stri
   }
   for (const std::string& key : keys) {
     const nlohmann::json& value = doc[key];
-    out << indent << key << ":" << std::string(width - key.size() + 1, ' ');
+    out << indent << Printable(key) << ":" << std::string(width - key.size() + 1, ' ');
     if (value.is_string()) {
-      out << value.get<std::string>();
+      out << Printable(value.get<std::string>());
     } else if (value.is_null()) {
       out << "-";
     } else {
-      out << value.dump();
+      out << Printable(value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     out << "\n";
   }
@@ -231,7 +233,7 @@ void AddList(CLI::App& app, Action& action) {
   add("status",
       "only jobs in these statuses, comma separated (pending,running,completed,failed,cancelled)");
   add("created_from", "created at or after: a date or an RFC 3339 timestamp (UTC without offset)");
-  add("created_to", "created at or before: a date or an RFC 3339 timestamp");
+  add("created_to", "created at or before: a date (that whole day, UTC) or an RFC 3339 timestamp");
   add("from", "backtest range overlaps [from, to] (YYYY-MM-DD)");
   add("to", "backtest range overlaps [from, to] (YYYY-MM-DD)");
   add("min_mean_ic", "only jobs with mean_ic >= this");
@@ -314,7 +316,9 @@ void AddShow(CLI::App& app, Action& action) {
         if (artifacts.is_object()) {
           std::cout << "  artifacts:\n";
           for (const auto& [name, info] : artifacts.items()) {
-            std::cout << "    " << name << ": " << info.dump() << "\n";
+            std::cout << "    " << Printable(name) << ": "
+                      << info.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                      << "\n";
           }
         }
       }
@@ -358,20 +362,24 @@ void AddResult(CLI::App& app, Action& action) {
           flags->table.empty() ? flags->tables : flags->tables + "," + flags->table;
       const ReadOptions options =
           wire::ParseReadRequest(flags->from, flags->to, flags->columns, tables, wire::FlagName);
+      if (!flags->export_dir.empty()) RequireNewDirectory(flags->export_dir, "--export");
       std::unique_ptr<Service> service = ctx.OpenService();
       ReadStats stats;
       BacktestResult result = service->jobs().GetResult(flags->job_id, options, &stats);
       nlohmann::json doc = wire::ResultJson(flags->job_id, result, options, stats);
       if (!flags->export_dir.empty()) {
         RequireNothingUnavailable(result, "export the result");
-        WriteBundle(result, flags->export_dir);
+        const std::string source =
+            service->jobs().ResolveResultPath(service->jobs().GetJob(flags->job_id));
+        WriteBundleCopy(result, source, flags->export_dir);
         doc["exported_to"] = fs::absolute(flags->export_dir).string();
       }
       if (ctx.json) {
         PrintJson(doc);
         return 0;
       }
-      std::cout << "job " << flags->job_id << "  snapshot " << result.snapshot_id << "\n";
+      std::cout << "job " << flags->job_id << "  snapshot " << Printable(result.snapshot_id)
+                << "\n";
       for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
         std::cout << "  " << Metrics::kNames[i] << std::string(18 - Metrics::kNames[i].size(), ' ')
                   << HumanMetric(result.metrics.At(i)) << "\n";

@@ -14,14 +14,16 @@
 namespace btstore::cli {
 namespace {
 
-// Print the failure and return its exit status.
+// Print the failure and return its exit status. People's output is escaped: control characters
+// in a message cannot reach a terminal (the wire layer has already hidden passwords).
 int ReportError(const Context& ctx, const wire::Failure& failure) {
   if (ctx.json) {
     PrintJson(wire::ErrorJson(failure));
   } else {
-    std::cerr << "error: " << ErrorCodeName(failure.code) << ": " << failure.message << "\n";
+    std::cerr << "error: " << ErrorCodeName(failure.code) << ": " << Printable(failure.message)
+              << "\n";
     for (const auto& [key, value] : failure.details) {
-      std::cerr << "  " << key << ": " << value << "\n";
+      std::cerr << "  " << key << ": " << Printable(value) << "\n";
     }
   }
   return failure.exit_status;

@@ -9,6 +9,19 @@
 #include "cli/cli.h"
 
 namespace btstore::cli {
+namespace {
+
+// The length of the UTF-8 sequence at text[i] if it is well formed, else 0.
+size_t Utf8Length(std::string_view text, size_t i) {
+  constexpr size_t kLongest = 4;
+  for (size_t length = 1; length <= kLongest && i + length <= text.size(); ++length) {
+    if (IsValidUtf8(text.substr(i, length))) return length;
+  }
+  return 0;
+}
+
+}  // namespace
+
 std::unique_ptr<Service> Context::OpenService() const {
   return Service::Open(catalog_url, artifact_root.string());
 }
@@ -22,6 +35,49 @@ void RequireNothingUnavailable(const BacktestResult& result, std::string_view wh
 
 void PrintJson(const nlohmann::json& doc) {
   std::cout << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+}
+
+std::string Printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  char escape[8];
+  for (size_t i = 0; i < text.size();) {
+    auto c = static_cast<unsigned char>(text[i]);
+    size_t length = Utf8Length(text, i);
+    if (length == 0) {
+      std::snprintf(escape, sizeof escape, "\\x%02x", c);
+      out += escape;
+      ++i;
+    } else if (c == '\n') {
+      out += "\\n";
+      ++i;
+    } else if (c == '\t') {
+      out += "\\t";
+      ++i;
+    } else if (c < 0x20 || c == 0x7f) {
+      std::snprintf(escape, sizeof escape, "\\x%02x", c);
+      out += escape;
+      ++i;
+    } else if (length == 2 && HasControlCharacter(text.substr(i, 2))) {
+      std::snprintf(escape, sizeof escape, "\\u%04x",
+                    static_cast<unsigned>(static_cast<unsigned char>(text[i + 1])));
+      out += escape;
+      i += 2;
+    } else {
+      out.append(text.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
+}
+
+void RequireNewDirectory(const std::string& dir, const std::string& what) {
+  if (dir.empty()) throw InvalidArgument(what + " must name a directory", {{"field", what}});
+  std::error_code ec;
+  if (std::filesystem::exists(std::filesystem::symlink_status(dir, ec))) {
+    throw InvalidArgument(what + " " + dir + " already exists: give the path of a new directory",
+                          {{"field", what}, {"path", dir}});
+  }
 }
 
 std::string HumanTime(Timestamp ts) {
@@ -38,7 +94,13 @@ std::string HumanMetric(double value) {
 }
 
 void PrintTable(std::ostream& out, const std::vector<std::string>& headers,
-                const std::vector<std::vector<std::string>>& rows) {
+                const std::vector<std::vector<std::string>>& raw_rows) {
+  std::vector<std::vector<std::string>> rows;
+  rows.reserve(raw_rows.size());
+  for (const auto& raw : raw_rows) {
+    std::vector<std::string>& row = rows.emplace_back();
+    for (const std::string& cell : raw) row.push_back(Printable(cell));
+  }
   std::vector<size_t> widths(headers.size());
   for (size_t i = 0; i < headers.size(); ++i) widths[i] = headers[i].size();
   for (const auto& row : rows) {

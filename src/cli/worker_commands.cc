@@ -1,9 +1,6 @@
-// The `worker` command: runs jobs with the built-in engines until stopped (SIGINT/SIGTERM) or,
-// with --until-idle, until nothing is left to do.
+// The `worker` command: runs jobs with the built-in engines until stopped (SIGINT/SIGTERM, see
+// StopOnSignals) or, with --until-idle, until nothing is left to do.
 
-#include <signal.h>
-
-#include <atomic>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -14,39 +11,6 @@
 
 namespace btstore::cli {
 namespace {
-
-// A signal handler can reach the running worker only through a global; Worker::Stop() is
-// async-signal-safe, so the handler does nothing else.
-std::atomic<Worker*> g_running_worker{nullptr};
-
-void StopOnSignal(int) {
-  Worker* worker = g_running_worker.load();
-  if (worker != nullptr) worker->Stop();
-}
-
-// Installs the handlers for the lifetime of one Run() and restores the previous ones.
-class SignalScope {
- public:
-  explicit SignalScope(Worker& worker) {
-    g_running_worker.store(&worker);
-    struct sigaction action {};
-    action.sa_handler = StopOnSignal;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGINT, &action, &old_int_);
-    sigaction(SIGTERM, &action, &old_term_);
-  }
-  ~SignalScope() {
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-    g_running_worker.store(nullptr);
-  }
-  SignalScope(const SignalScope&) = delete;
-  SignalScope& operator=(const SignalScope&) = delete;
-
- private:
-  struct sigaction old_int_ {};
-  struct sigaction old_term_ {};
-};
 
 // Defaults are the library's (WorkerOptions').
 struct WorkerFlags {
@@ -64,6 +28,8 @@ std::string_view KindName(WorkerEvent::Kind kind) {
       return "claimed";
     case WorkerEvent::Kind::kProgress:
       return "progress";
+    case WorkerEvent::Kind::kPublished:
+      return "published";
     case WorkerEvent::Kind::kCompleted:
       return "completed";
     case WorkerEvent::Kind::kFailed:
@@ -76,6 +42,8 @@ std::string_view KindName(WorkerEvent::Kind kind) {
       return "lost_lease";
     case WorkerEvent::Kind::kRescued:
       return "rescued";
+    case WorkerEvent::Kind::kReleased:
+      return "released";
   }
   return "unknown";
 }
@@ -94,21 +62,26 @@ class EventLog {
       if (interactive_) DrawProgressLine();
       return;
     }
+    // A step inside the completion: people see the completion (or the cancel that undid it).
+    if (event.kind == WorkerEvent::Kind::kPublished) return;
     ++counts_[std::string(KindName(event.kind))];
     if (event.kind == WorkerEvent::Kind::kClaimed) {
       running_[event.job_id] = 0;
     } else if (event.kind != WorkerEvent::Kind::kRescued) {
       running_.erase(event.job_id);
     }
+    // An attempt's message can hold an engine's or a database's words: no passwords, and no
+    // control characters on the terminal.
+    const std::string message = RedactCredentials(event.message);
     if (event.kind != WorkerEvent::Kind::kClaimed && event.kind != WorkerEvent::Kind::kRescued) {
       jobs_.push_back({{"job_id", event.job_id},
                        {"event", KindName(event.kind)},
                        {"attempt", event.attempt},
-                       {"message", event.message}});
+                       {"message", message}});
     }
     ClearProgressLine();
     out << KindName(event.kind) << " " << event.job_id << " (attempt " << event.attempt << ")";
-    if (!event.message.empty()) out << ": " << event.message;
+    if (!message.empty()) out << ": " << Printable(message);
     out << std::endl;
     if (interactive_) DrawProgressLine();
   }
@@ -117,8 +90,8 @@ class EventLog {
     std::lock_guard lock(mutex_);
     ClearProgressLine();
     nlohmann::json counts = nlohmann::json::object();
-    for (std::string_view kind :
-         {"claimed", "completed", "failed", "retrying", "cancelled", "lost_lease", "rescued"}) {
+    for (std::string_view kind : {"claimed", "completed", "failed", "retrying", "cancelled",
+                                  "lost_lease", "rescued", "released"}) {
       auto it = counts_.find(std::string(kind));
       counts[std::string(kind)] = it == counts_.end() ? 0 : it->second;
     }
@@ -175,9 +148,9 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
   SetExamples(cmd,
               "  btstore worker --until-idle                 # run what is pending, then exit\n"
               "  btstore worker --concurrency 2 --lease-seconds 30   # until Ctrl-C / SIGTERM\n"
-              "SIGINT or SIGTERM stops the worker; jobs it was running are rescued by another\n"
-              "worker after their lease, or resumed. --json prints a summary at the end and the\n"
-              "events on stderr.\n");
+              "SIGINT or SIGTERM stops the worker: it stops its engines and gives its jobs back\n"
+              "at once (pending, checkpoint kept, no retry spent); a second signal ends it at\n"
+              "once. --json prints a summary at the end and the events on stderr.\n");
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
       WorkerOptions options;
@@ -195,7 +168,7 @@ void RegisterWorkerCommands(CLI::App& app, Action& action) {
       std::unique_ptr<Worker> worker = service->NewWorker(options);
       int finished = 0;
       {
-        SignalScope signals(*worker);
+        StopOnSignals signals(*worker);
         if (!ctx.json) {
           std::cout << "worker started (concurrency " << flags->concurrency << ", lease "
                     << flags->lease_seconds << "s)"

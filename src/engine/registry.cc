@@ -36,13 +36,7 @@ class NoopEngine : public Engine {
  public:
   BacktestResult Run(const JobRecord& job, EngineContext& context) override {
     context.ThrowIfStopped();
-    BacktestResult result;
-    result.job_id = job.job_id;
-    result.alpha_name = job.alpha_name;
-    result.start_date = job.start_date;
-    result.end_date = job.end_date;
-    result.weight_method = job.weight_method;
-    result.config_hash = ConfigHash(job.config_json);
+    BacktestResult result = ResultFor(job);
     result.daily_signals = EmptyTable(kSignalsTable);
     result.daily_weights = EmptyTable(kWeightsTable);
     result.daily_ic = EmptyTable(kIcTable);
@@ -201,6 +195,17 @@ std::optional<EngineReport> ReadEngineReport(std::string_view summary_json) {
                       OptionalInt(engine, "resumed_at_day"), OptionalInt(engine, "computed_days")};
 }
 
+BacktestResult ResultFor(const JobRecord& job) {
+  BacktestResult result;
+  result.job_id = job.job_id;
+  result.alpha_name = job.alpha_name;
+  result.start_date = job.start_date;
+  result.end_date = job.end_date;
+  result.weight_method = job.weight_method;
+  result.config_hash = ConfigHash(job.config_json);
+  return result;
+}
+
 std::string ConfigHash(std::string_view config_json) {
   // nlohmann::json keeps object keys sorted and dump() writes no whitespace: a canonical text.
   return "sha256:" + internal::Sha256Hex(internal::ParseConfigObject(config_json).dump());
@@ -214,7 +219,8 @@ nlohmann::json ParseConfigObject(std::string_view config_json) {
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(config_json);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // Not only parse_error: a number too large for a double is an out_of_range error.
     throw InvalidArgument(std::string("config is not valid JSON: ") + e.what(),
                           {{"field", "config_json"}});
   }

@@ -494,13 +494,7 @@ class SyntheticEngine : public Engine {
       context.ReportProgress(static_cast<int>(state.days_done * 100 / days));
     }
 
-    BacktestResult result;
-    result.job_id = job.job_id;
-    result.alpha_name = job.alpha_name;
-    result.start_date = job.start_date;
-    result.end_date = job.end_date;
-    result.weight_method = job.weight_method;
-    result.config_hash = ConfigHash(job.config_json);
+    BacktestResult result = ResultFor(job);
     BuildTables(state, dates, days, &result);
     result.metrics = ComputeMetrics(state, days);
     result.snapshot_id = config.snapshot_id;

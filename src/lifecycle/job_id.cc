@@ -16,12 +16,30 @@ constexpr size_t kDerivedIdHexDigits = 32;
 }  // namespace
 
 std::string DeriveJobId(const JobSpec& spec) {
+  // The canonical JSON holds these as strings, and nlohmann refuses to write ill-formed UTF-8.
+  for (const auto& [field, value] :
+       {std::pair<std::string_view, const std::string&>{"alpha_name", spec.alpha_name},
+        {"weight_method", spec.weight_method},
+        {"created_by", spec.created_by}}) {
+    if (!IsValidUtf8(value)) {
+      throw InvalidArgument(std::string(field) + " is not valid UTF-8",
+                            {{"field", std::string(field)}});
+    }
+  }
   // Bounded before it is parsed: dump() below recurses once per level of nesting.
   ValidateConfigJson(spec.config_json);
+  for (const auto& [field, value] :
+       {std::pair{"alpha_name", &spec.alpha_name}, std::pair{"weight_method", &spec.weight_method},
+        std::pair{"created_by", &spec.created_by}}) {
+    if (!IsValidUtf8(*value)) {
+      throw InvalidArgument(std::string(field) + " is not valid UTF-8", {{"field", field}});
+    }
+  }
   nlohmann::json config;
   try {
     config = nlohmann::json::parse(spec.config_json);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // Not only parse_error: a number too large for a double is an out_of_range error.
     throw InvalidArgument(std::string("config is not valid JSON: ") + e.what(),
                           {{"field", "config_json"}});
   }

@@ -87,11 +87,10 @@ RetentionReport CleanupOldResults(Catalog& catalog, ArtifactStore& store, Clock&
         catalog.MarkExpiring(cutoff, options.batch_size, clock.Now());
     if (batch.empty()) break;
     std::vector<std::string> ids;
+    for (const RetentionCandidate& job : batch) ids.push_back(job.job_id);
+    if (options.on_marked) options.on_marked(ids);
     std::unique_ptr<RemovalBatch> removal = store.BeginRemoval();
-    for (const RetentionCandidate& job : batch) {
-      RemoveJobFiles(catalog, store, job, *removal);
-      ids.push_back(job.job_id);
-    }
+    for (const RetentionCandidate& job : batch) RemoveJobFiles(catalog, store, job, *removal);
     // Every removal above is durable before any row goes, so a crash never brings back a bundle
     // whose row was deleted.
     removal->Commit();

@@ -4,6 +4,7 @@
 // See docs/DESIGN.md, "The path of a job", steps 2-7.
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -30,7 +31,46 @@ constexpr int kRescueBatch = 100;
 // Staging directories older than this are debris of a crashed writer.
 constexpr std::chrono::seconds kStagingDebrisAge = std::chrono::hours(1);
 
+// A signal handler can reach the worker only through a global (signal dispositions are per
+// process, so there is one). The previous dispositions are restored by ~StopOnSignals.
+std::atomic<Worker*> g_signalled_worker{nullptr};
+struct sigaction g_previous_int {};
+struct sigaction g_previous_term {};
+
+void SetDisposition(int signal, void (*handler)(int), struct sigaction* previous) {
+  struct sigaction action {};
+  action.sa_handler = handler;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(signal, &action, previous);
+}
+
+// Only sigaction(2), an atomic load and Worker::Stop (an atomic store and a write(2)): all
+// async-signal-safe. Back to the default dispositions first, so that a second signal ends the
+// process even while the shutdown hangs.
+extern "C" void StopWorkerOnSignal(int) {
+  SetDisposition(SIGINT, SIG_DFL, nullptr);
+  SetDisposition(SIGTERM, SIG_DFL, nullptr);
+  Worker* worker = g_signalled_worker.load();
+  if (worker != nullptr) worker->Stop();
+}
+
 }  // namespace
+
+StopOnSignals::StopOnSignals(Worker& worker) {
+  Worker* expected = nullptr;
+  if (!g_signalled_worker.compare_exchange_strong(expected, &worker)) {
+    throw InvalidArgument("another worker already stops on signals in this process",
+                          {{"field", "signals"}});
+  }
+  SetDisposition(SIGINT, StopWorkerOnSignal, &g_previous_int);
+  SetDisposition(SIGTERM, StopWorkerOnSignal, &g_previous_term);
+}
+
+StopOnSignals::~StopOnSignals() {
+  ::sigaction(SIGINT, &g_previous_int, nullptr);
+  ::sigaction(SIGTERM, &g_previous_term, nullptr);
+  g_signalled_worker.store(nullptr);
+}
 
 std::string DefaultWorkerId() {
   char host[256] = {};
@@ -97,6 +137,7 @@ void Worker::Impl::HeartbeatLoop() {
     lock.unlock();
     for (const std::shared_ptr<RunningJob>& job : Snapshot()) {
       if (job->done.load()) continue;
+      CheckTimeout(*job);
       try {
         Heartbeat(*job);
       } catch (const Error&) {
@@ -111,6 +152,15 @@ void Worker::Impl::HeartbeatLoop() {
       }
     }
     lock.lock();
+  }
+}
+
+// The timeout counts from the claim (started_at, from this worker's clock), so each attempt
+// has the whole job_timeout and a retry continues from its checkpoint.
+void Worker::Impl::CheckTimeout(RunningJob& job) {
+  if (!job.job.started_at) return;
+  if (clock_.Now() - *job.job.started_at > std::chrono::seconds(job.job.job_timeout_seconds)) {
+    job.RequestStop(StopReason::kTimeout);
   }
 }
 

@@ -2,7 +2,8 @@
 // attempt: run the engine; on a result stage the bundle, take the job's publish lock, re-check
 // ownership with a fenced heartbeat, publish, complete (a compare-and-set fenced by the attempt)
 // or unpublish when the completion lost; on an error fail the attempt (retried per policy); on
-// a stop acknowledge the cancel or leave the job to its new owner.
+// a stop acknowledge the cancel, give the job back (shutdown), fail it (job_timeout) or leave it
+// to its new owner (lost lease).
 
 #include <algorithm>
 
@@ -14,6 +15,30 @@ namespace btstore {
 namespace {
 
 constexpr std::chrono::milliseconds kMaxRetryDelay = std::chrono::minutes(5);
+
+// Discards a staged bundle on every way out that does not publish it (a cancel, a lost lease, a
+// failed publication, an exception), so that no attempt leaves staging behind.
+class StagedGuard {
+ public:
+  StagedGuard(ArtifactStore& store, const StagedBundle& staged) : store_(store), staged_(staged) {}
+  ~StagedGuard() {
+    if (published_) return;
+    try {
+      store_.Discard(staged_);
+    } catch (const Error&) {
+      // A destructor must not throw: what remains is staging debris, which RemoveDebris removes
+      // when a worker starts.
+    }
+  }
+  StagedGuard(const StagedGuard&) = delete;
+  StagedGuard& operator=(const StagedGuard&) = delete;
+  void Published() { published_ = true; }
+
+ private:
+  ArtifactStore& store_;
+  const StagedBundle& staged_;
+  bool published_ = false;
+};
 
 }  // namespace
 
@@ -70,11 +95,89 @@ void Worker::Impl::EndStopped(RunningJob& job) {
       Emit(WorkerEvent::Kind::kLostLease, record,
            "the attempt lost its lease; another attempt owns the job");
       break;
-    case StopReason::kShutdown:
-    case StopReason::kNone:
-      // Left running: its lease expires and the rescue loop of a live worker retries it.
+    case StopReason::kShutdown: {
+      // The job did nothing wrong: it goes back to pending at once for any live worker, from
+      // the checkpoint recorded here, without spending a retry (contract section 3).
+      RetryWhileUnavailable(job, "recording the checkpoint", [&] { FlushCheckpoint(job); });
+      const std::string reason = "worker " + options_.worker_id +
+                                 " shut down; the job was given back to run again from its "
+                                 "checkpoint (no retry spent)";
+      TransitionResult result = RetryWhileUnavailable(job, "giving the job back", [&] {
+        return catalog_.Release(record.job_id, record.attempt, reason, clock_.Now());
+      });
+      if (result.applied) {
+        Emit(WorkerEvent::Kind::kReleased, record,
+             "given back at shutdown; now " + std::string(ToString(result.status)));
+      } else {
+        Emit(WorkerEvent::Kind::kLostLease, record,
+             "stopped for a shutdown, but the job is " + std::string(ToString(result.status)));
+      }
       break;
+    }
+    case StopReason::kTimeout:
+      FailAttempt(job, "the attempt exceeded job_timeout of " +
+                           std::to_string(record.job_timeout_seconds) + " s and was stopped");
+      break;
+    case StopReason::kNone:
+      break;  // never: a stop always has a reason
   }
+}
+
+std::string Worker::Impl::PublishAndComplete(RunningJob& job, const BacktestResult& result,
+                                             const StagedBundle& staged, std::string& result_path) {
+  const JobRecord& record = job.job;
+  StagedGuard guard(store_, staged);
+  std::unique_ptr<JobLock> lock = store_.LockJob(record.job_id);
+  // Re-check ownership inside the critical section: a rescued or cancelled attempt must not
+  // publish over the job's current state.
+  RetryWhileUnavailable(job, "checking ownership before publishing", [&] { Heartbeat(job); });
+  const StopReason reason = job.reason.load();
+  // A shutdown or a timeout that arrives now does not discard finished work: only a cancel or a
+  // lost lease stops the publication.
+  if (reason == StopReason::kCancel || reason == StopReason::kLostLease) return "";
+  std::string published;
+  try {
+    // The store first moves away what an earlier, stale attempt of this job left (the row is
+    // running in this attempt, so it is not a completed job's bundle), and refuses to touch a
+    // directory btstore did not write there.
+    published = store_.Publish(staged, record.job_id);
+  } catch (const Error& e) {
+    return std::string("cannot publish the bundle: ") + e.what();
+  }
+  guard.Published();
+  Emit(WorkerEvent::Kind::kPublished, record, "published: " + published);
+  const CompletionRecord completion = internal::CompletionFor(result, published);
+  TransitionResult done;
+  try {
+    // A Complete that failed with the catalog unavailable may or may not have committed: it is
+    // tried again (a CAS fenced by the attempt). If an earlier try had committed, the repeat
+    // finds the job completed by this very attempt, which is a win.
+    done = RetryWhileUnavailable(job, "completing", [&] {
+      return catalog_.Complete(record.job_id, record.attempt, completion, clock_.Now());
+    });
+  } catch (const CatalogUnavailable&) {
+    // Only during a shutdown: the completion may have committed, and a completed row must
+    // never lose its bundle, so the bundle stays; a later attempt moves it away if the job
+    // was not completed.
+    throw;
+  } catch (const Error& e) {
+    // Any other error rolled the completion back: the bundle must not outlive it.
+    store_.Unpublish(record.job_id);
+    return std::string("cannot complete the job: ") + e.what();
+  }
+  if (done.applied || (done.status == JobStatus::kCompleted && done.attempt == record.attempt)) {
+    result_path = published;
+    return "";
+  }
+  store_.Unpublish(record.job_id);
+  // The CAS loses to a cancel request on this attempt, or to another attempt.
+  std::optional<JobRecord> row =
+      RetryWhileUnavailable(job, "reading the job after a lost completion",
+                            [&] { return catalog_.FindJob(record.job_id); });
+  bool cancel = row && row->status == JobStatus::kRunning && row->attempt == record.attempt &&
+                row->cancel_requested;
+  job.RequestStop(cancel ? StopReason::kCancel : StopReason::kLostLease);
+  return "";
 }
 
 void Worker::Impl::FinishAfterRun(RunningJob& job, BacktestResult result) {
@@ -86,49 +189,19 @@ void Worker::Impl::FinishAfterRun(RunningJob& job, BacktestResult result) {
     // The engine produced an invalid result (e.g. unsorted rows): a failed attempt.
     FailAttempt(job, std::string("invalid result: ") + e.what());
     return;
+  } catch (const std::exception& e) {
+    // The disk refused the bundle (ENOSPC, EIO) or its summary could not be encoded; Stage left
+    // nothing behind. The attempt fails with the real cause and is retried per policy.
+    FailAttempt(job, std::string("cannot write the bundle: ") + e.what());
+    return;
   }
   std::string result_path;
-  std::string outcome;
-  {
-    std::unique_ptr<JobLock> lock = store_.LockJob(record.job_id);
-    // Re-check ownership inside the critical section: a rescued or cancelled attempt must not
-    // publish over the job's current state.
-    RetryWhileUnavailable(job, "checking ownership before publishing", [&] { Heartbeat(job); });
-    StopReason reason = job.reason.load();
-    // A shutdown that arrives now does not discard finished work: only a cancel or a lost lease
-    // stops the publication.
-    if (reason == StopReason::kCancel || reason == StopReason::kLostLease) {
-      store_.Discard(staged);
-      // Fall through to the stop path below, outside the lock.
-    } else {
-      // The store first moves away what an earlier, stale attempt of this job left (the row is
-      // running in this attempt, so it is not a completed job's bundle).
-      result_path = store_.Publish(staged, record.job_id);
-      const CompletionRecord completion = internal::CompletionFor(result, result_path);
-      // A Complete that failed with the catalog unavailable may or may not have committed: it
-      // is tried again (a CAS fenced by the attempt). If an earlier try had committed, the
-      // repeat finds the job completed by this very attempt, which is a win. Should the
-      // worker shut down meanwhile, the bundle stays (a completed row must never lose it); a
-      // later attempt moves it away if the job was not completed.
-      TransitionResult done = RetryWhileUnavailable(job, "completing", [&] {
-        return catalog_.Complete(record.job_id, record.attempt, completion, clock_.Now());
-      });
-      if (done.applied ||
-          (done.status == JobStatus::kCompleted && done.attempt == record.attempt)) {
-        outcome = "completed";
-      } else {
-        store_.Unpublish(record.job_id);
-        // The CAS loses to a cancel request on this attempt, or to another attempt.
-        std::optional<JobRecord> row =
-            RetryWhileUnavailable(job, "reading the job after a lost completion",
-                                  [&] { return catalog_.FindJob(record.job_id); });
-        bool cancel = row && row->status == JobStatus::kRunning && row->attempt == record.attempt &&
-                      row->cancel_requested;
-        job.RequestStop(cancel ? StopReason::kCancel : StopReason::kLostLease);
-      }
-    }
+  const std::string failure = PublishAndComplete(job, result, staged, result_path);
+  if (!failure.empty()) {
+    FailAttempt(job, failure);
+    return;
   }
-  if (outcome.empty()) {
+  if (result_path.empty()) {
     EndStopped(job);
     return;
   }
@@ -150,9 +223,12 @@ void Worker::Impl::RunJob(RunningJob& job) {
   const JobRecord& record = job.job;
   Emit(WorkerEvent::Kind::kClaimed, record,
        "attempt " + std::to_string(record.attempt) + " on " + options_.worker_id);
+  // An exception must not escape the job's thread, and none may leave the row running with its
+  // cause lost: whatever is thrown while ending the attempt fails it with that message.
+  std::string failure;
   try {
     std::optional<BacktestResult> result;
-    std::string failure;
+    std::string engine_failure;
     try {
       std::unique_ptr<Engine> engine = options_.engines->MakeFor(record.config_json);
       Context context(*this, job);
@@ -161,20 +237,30 @@ void Worker::Impl::RunJob(RunningJob& job) {
       // Handled below from the stop reason.
     } catch (const std::exception& e) {
       // Any error of the engine fails the attempt (and is retried while retries remain).
-      failure = e.what();
+      engine_failure = e.what();
     }
     if (job.stop.load()) {
       EndStopped(job);
-    } else if (!failure.empty() || !result) {
-      FailAttempt(job, failure.empty() ? "the engine stopped without a result" : failure);
+    } else if (!engine_failure.empty() || !result) {
+      FailAttempt(job,
+                  engine_failure.empty() ? "the engine stopped without a result" : engine_failure);
     } else {
       FinishAfterRun(job, *std::move(result));
     }
-  } catch (const std::exception& e) {
-    // The catalog or the disk failed while ending the attempt: nothing more can be written
-    // safely. The lease expires and a rescue retries the job. (Caught here because an
-    // exception must not escape the job's thread.)
+  } catch (const CatalogUnavailable& e) {
+    // The catalog is gone and the worker is shutting down: nothing can be recorded. The lease
+    // expires and a rescue retries the job.
     Emit(WorkerEvent::Kind::kLostLease, record, std::string("abandoned the attempt: ") + e.what());
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
+  if (!failure.empty()) {
+    try {
+      FailAttempt(job, failure);
+    } catch (const std::exception& e) {
+      Emit(WorkerEvent::Kind::kLostLease, record,
+           "abandoned the attempt (" + failure + "): its failure cannot be recorded: " + e.what());
+    }
   }
   job.done.store(true);
   Wake();

@@ -50,7 +50,7 @@ class OutageBackoff {
 };
 
 // Why a running attempt was asked to stop.
-enum class StopReason { kNone, kCancel, kLostLease, kShutdown };
+enum class StopReason { kNone, kCancel, kLostLease, kShutdown, kTimeout };
 
 // The shared state of one running attempt: written by the heartbeat and listener threads, read
 // by the job thread and its engine.
@@ -175,8 +175,11 @@ class Worker::Impl {
   void ListenerLoop();
   void Heartbeat(RunningJob& job);
   void FlushCheckpoint(RunningJob& job);
+  void CheckTimeout(RunningJob& job);
   void RunJob(RunningJob& job);
   void FinishAfterRun(RunningJob& job, BacktestResult result);
+  std::string PublishAndComplete(RunningJob& job, const BacktestResult& result,
+                                 const StagedBundle& staged, std::string& result_path);
   void FailAttempt(RunningJob& job, const std::string& error);
   void EndStopped(RunningJob& job);
   void Rescue();

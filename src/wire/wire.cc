@@ -22,10 +22,11 @@ Json OptionalText(const std::optional<std::string>& text) {
   return text ? Json(*text) : Json(nullptr);
 }
 
-// A JSON column is shown parsed; text that does not parse (written by another tool) is shown
-// as it is rather than hidden.
+// A JSON column is shown parsed; text that does not parse (written by another tool), or that
+// is nested deeper than JSON code may recurse, is shown as it is rather than hidden.
 Json JsonColumn(const std::optional<std::string>& text) {
   if (!text) return nullptr;
+  if (JsonNestingDepth(*text) > kMaxJsonDepth) return *text;
   Json parsed = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
   return parsed.is_discarded() ? Json(*text) : parsed;
 }
@@ -107,18 +108,11 @@ Json JobJson(const JobRecord& job) {
 }
 
 const std::vector<std::string>& JobFieldOrder() {
+  // The catalog's columns in their order, with the job_id first: it names the job for people.
   static const std::vector<std::string> kOrder = [] {
-    // The contract's columns in its order, job_id first for people; then btstore's.
-    std::vector<std::string> order = {"job_id",     "id",           "status",        "alpha_name",
-                                      "start_date", "end_date",     "weight_method", "config_json",
-                                      "created_by", "created_at",   "started_at",    "completed_at",
-                                      "worker_id",  "progress_pct", "job_timeout",   "result_path"};
-    for (std::string_view metric : Metrics::kNames) order.emplace_back(metric);
-    for (const char* name :
-         {"snapshot_id", "dataset_version_ids", "error_message", "retry_count", "cost_config",
-          "cost_summary", "priority", "max_retries", "attempt", "cancel_requested", "heartbeat_at",
-          "lease_expires_at", "run_after", "checkpoint_path", "pinned", "expiring_at"}) {
-      order.emplace_back(name);
+    std::vector<std::string> order = {"job_id"};
+    for (std::string_view column : kJobColumns) {
+      if (column != "job_id") order.emplace_back(column);
     }
     return order;
   }();
@@ -259,8 +253,12 @@ Json VerifyJson(const VerifyReport& report) {
   return {{"checked", report.checked}, {"ok", report.problems.empty()}, {"problems", problems}};
 }
 
+// Every error a front end reports passes here: passwords of connection strings are hidden
+// whichever layer put them in the message or the details.
 Failure MakeFailure(ErrorCode code, std::string message, ErrorDetails details) {
-  return {code, std::move(message), std::move(details), ExitStatus(code), HttpStatus(code)};
+  for (auto& [key, value] : details) value = RedactCredentials(value);
+  return {code, RedactCredentials(message), std::move(details), ExitStatus(code),
+          HttpStatus(code)};
 }
 
 Failure Classify(const std::exception& error) {
@@ -280,6 +278,11 @@ Json ErrorJson(const Failure& failure) {
 }
 
 Json ParseLenientJson(const std::string& text, const std::string& what) {
+  if (JsonNestingDepth(text) > kMaxJsonDepth) {
+    throw InvalidArgument(
+        what + " is nested more than " + std::to_string(kMaxJsonDepth) + " levels deep",
+        {{"what", what}});
+  }
   Json doc = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!doc.is_discarded()) return doc;
   // Python's json module writes NaN/Infinity/-Infinity as bare tokens; outside strings they
@@ -290,6 +293,8 @@ Json ParseLenientJson(const std::string& text, const std::string& what) {
 }
 
 std::string ParseConfigText(const std::string& text, const std::string& what) {
+  // Size, encoding and depth are checked before the text is parsed and written out again.
+  ValidateConfigJson(text);
   Json config = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (config.is_discarded() || !config.is_object()) {
     throw InvalidArgument(what + " must be a JSON object", {{"flag", what}, {"value", text}});
@@ -335,7 +340,7 @@ ListRequest ParseListRequest(const std::map<std::string, std::string>& fields,
     } else if (field == "created_from") {
       filter.created_from = ParseTimestamp(value, name);
     } else if (field == "created_to") {
-      filter.created_to = ParseTimestamp(value, name);
+      filter.created_to = ParseTimestampUpperBound(value, name);
     } else if (field == "from") {
       filter.range_from = Date::Parse(value, name);
     } else if (field == "to") {

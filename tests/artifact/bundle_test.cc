@@ -4,8 +4,11 @@
 
 #include <arrow/api.h>
 #include <arrow/io/file.h>
+#include <arrow/io/memory.h>
 #include <gtest/gtest.h>
 #include <parquet/arrow/writer.h>
+#include <parquet/file_reader.h>
+#include <parquet/metadata.h>
 
 #include <cmath>
 #include <cstring>
@@ -331,6 +334,25 @@ TEST_F(BundleTest, HugeSummaryIsInvalidResult) {
   EXPECT_EQ(e.details().at("file"), "summary.json");
 }
 
+TEST_F(BundleTest, RewritingASummaryThatWasReadKeepsItReadable) {
+  // 400 KB nested 60 deep: accepted by a reader, but 25 MB once indented.
+  fs::path dir = Written("b");
+  nlohmann::json doc = ReadSummaryJson(dir);
+  doc.erase("artifacts");
+  std::string text = doc.dump();
+  text.pop_back();
+  text += ", \"wide\": " + std::string(60, '[') + "0";
+  for (int i = 0; i < 200000; ++i) text += ",0";
+  text += std::string(60, ']') + "}";
+  WriteText(dir / "summary.json", text);
+  BacktestResult read = ReadBundle(dir);
+
+  WriteBundle(read, Dir("rewritten"));
+  BacktestResult again = ReadBundle(Dir("rewritten"));
+  EXPECT_EQ(nlohmann::json::parse(again.extra_summary_json),
+            nlohmann::json::parse(read.extra_summary_json));
+}
+
 TEST_F(BundleTest, PythonNanAndInfinityTokensAreAccepted) {
   fs::path dir = WrittenWithoutManifest("b");
   WriteText(dir / "summary.json", R"({
@@ -431,6 +453,49 @@ TEST_F(BundleTest, TruncatedParquetIsInvalidResult) {
                   fs::file_size(bare / "daily_signals.parquet") / 2);
   e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(bare); });
   EXPECT_EQ(e.details().at("file"), "daily_signals.parquet");
+}
+
+// A value as thrift's compact protocol writes an i64: zigzag, then a little-endian varint.
+std::string CompactI64(int64_t value) {
+  uint64_t n = (static_cast<uint64_t>(value) << 1) ^ static_cast<uint64_t>(value >> 63);
+  std::string out;
+  do {
+    auto byte = static_cast<uint8_t>(n & 0x7f);
+    n >>= 7;
+    out.push_back(static_cast<char>(n != 0 ? byte | 0x80 : byte));
+  } while (n != 0);
+  return out;
+}
+
+TEST_F(BundleTest, FooterOffsetsThatOverflowAreInvalidResult) {
+  // The footer of daily_ic.parquet says its first column chunk starts at 2^62 and is 2^62 bytes
+  // long. The reader's sum of the two overflowed: undefined behaviour, which the sanitizer build
+  // (scripts/sanitize.sh) reports; tests/fuzz/corpus/bundle/regression-footer-offset-overflow
+  // holds the same case for the bundle fuzz target.
+  fs::path dir = WrittenWithoutManifest("b");
+  fs::path file = dir / "daily_ic.parquet";
+  std::string bytes = ReadText(file);
+  auto metadata = parquet::ReadMetaData(
+      std::make_shared<arrow::io::BufferReader>(std::make_shared<arrow::Buffer>(bytes)));
+  auto chunk = metadata->RowGroup(0)->ColumnChunk(0);
+  uint32_t footer_length = 0;
+  std::memcpy(&footer_length, bytes.data() + bytes.size() - 8, sizeof footer_length);
+  size_t footer_start = bytes.size() - 8 - footer_length;
+  std::string footer = bytes.substr(footer_start, footer_length);
+  // ColumnMetaData fields 7 (total_compressed_size) and 9 (data_page_offset), both i64.
+  std::string sizes = "\x16" + CompactI64(chunk->total_compressed_size()) + "\x26" +
+                      CompactI64(chunk->data_page_offset());
+  size_t at = footer.find(sizes);
+  ASSERT_NE(at, std::string::npos);
+  const int64_t huge = int64_t{1} << 62;
+  footer.replace(at, sizes.size(), "\x16" + CompactI64(huge) + "\x26" + CompactI64(huge));
+  footer_length = static_cast<uint32_t>(footer.size());
+  std::string length(sizeof footer_length, '\0');
+  std::memcpy(length.data(), &footer_length, sizeof footer_length);
+  WriteText(file, bytes.substr(0, footer_start) + footer + length + "PAR1");
+
+  Error e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(dir); });
+  EXPECT_EQ(e.details().at("file"), "daily_ic.parquet");
 }
 
 TEST_F(BundleTest, ChecksumMismatchIsInvalidResult) {
@@ -563,6 +628,12 @@ TEST_F(BadInputTest, UnsafeExtraTableNamesAreRejected) {
   BacktestResult result = MakeResult(2, 2, 1);
   result.extra_tables["../evil"] = result.daily_ic;
   ExpectRejected(result, "extra_tables");
+}
+
+TEST_F(BadInputTest, ExtraSummaryTooLargeForAnyReaderIsRejected) {
+  BacktestResult result = MakeResult(2, 2, 1);
+  result.extra_summary_json = R"({"pad": ")" + std::string(17u << 20, 'x') + "\"}";
+  ExpectRejected(result, "extra_summary_json");
 }
 
 TEST_F(BundleTest, PublishingOntoAnExistingDirectoryIsInvalidTransition) {

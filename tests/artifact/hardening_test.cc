@@ -1,6 +1,7 @@
 // Hostile and careless bundles found by trying to break btstore (issue 10): deep summaries,
 // files truncated while read, symbolic links out of the bundle, manifest entries that are
-// paths, unknown table names, text that is not UTF-8, and the mode of published bundles.
+// paths, unknown table names, text that is not UTF-8, the mode of published bundles, and where
+// copies of a bundle are staged.
 
 #include <arrow/api.h>
 #include <arrow/io/file.h>
@@ -300,6 +301,48 @@ TEST_F(HardeningTest, PublishedBundleDirectoriesFollowTheUmask) {
     ASSERT_EQ(::stat((dir / "summary.json").c_str(), &info), 0);
     EXPECT_EQ(info.st_mode & 07777, 0644 & ~mask) << "umask " << std::oct << mask;
   }
+}
+
+std::vector<std::string> EntryNames(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Item 14: `result --export DIR` and `bundle rewrite SRC DST` staged in DST's parent and left
+// `.staging` there. They stage in a hidden directory next to DST that goes afterwards.
+TEST_F(HardeningTest, WriteBundleLeavesNothingButTheBundleInTheParent) {
+  const fs::path out = tmp_.path() / "out";
+  fs::create_directories(out);
+  WriteBundle(MakeResult(3, 2, 1), out / "copy");
+  WriteBundle(MakeResult(3, 2, 1), out / "trailing/");
+  EXPECT_EQ(EntryNames(out), (std::vector<std::string>{"copy", "trailing"}));
+  // A refused write leaves nothing either.
+  EXPECT_THROW(WriteBundle(MakeResult(3, 2, 1), out / "copy"), InvalidTransition);
+  EXPECT_EQ(EntryNames(out), (std::vector<std::string>{"copy", "trailing"}));
+}
+
+// Item 14: `bundle rewrite base base/inner` wrote into the source bundle. A destination that is
+// the source or lies inside it (also through a symlink or `..`) is InvalidArgument, and
+// nothing is written anywhere.
+TEST_F(HardeningTest, CopyIntoItsOwnSourceIsInvalidArgumentAndWritesNothing) {
+  const fs::path base = Written("base", 3, 2);
+  const BacktestResult result = ReadBundle(base);
+  const std::vector<std::string> before = EntryNames(base);
+  fs::create_symlink(base, tmp_.path() / "alias");
+  for (const fs::path& target :
+       {base, base / "inner", base / "inner" / "deeper", tmp_.path() / "alias" / "inner",
+        tmp_.path() / "elsewhere" / ".." / "base" / "inner", fs::path(base.string() + "/")}) {
+    ExpectError(ErrorCode::kInvalidArgument, [&] { WriteBundleCopy(result, base, target); });
+  }
+  EXPECT_EQ(EntryNames(base), before);
+  EXPECT_EQ(EntryNames(tmp_.path()), (std::vector<std::string>{"alias", "base"}));
+  // A sibling whose name merely starts with the source's is outside it.
+  WriteBundleCopy(result, base, tmp_.path() / "base-2");
+  EXPECT_EQ(EntryNames(tmp_.path()), (std::vector<std::string>{"alias", "base", "base-2"}));
 }
 
 }  // namespace

@@ -77,6 +77,31 @@ TEST_F(LocalStoreTest, PublishMovesAStaleAttemptsBundleAway) {
   EXPECT_EQ(Entries(root_ / ".trash"), 0);
 }
 
+// Issue 10, item 13: the worker silently deleted a directory it had not written that sat where
+// a job's bundle goes. Only a stale attempt's bundle of the same job is moved away; anything
+// else is refused and left as it was.
+TEST_F(LocalStoreTest, PublishNeverRemovesWhatBtstoreDidNotWriteForTheJob) {
+  BacktestResult other = MakeResult(3, 2, 1);
+  other.job_id = "other-job";
+  WriteBundle(other, root_ / "job-e");  // an export of another job's result
+  fs::create_directories(root_ / "job-f");
+  std::ofstream(root_ / "job-f" / "notes.txt") << "mine";
+  fs::create_symlink(root_ / "job-f", root_ / "job-g");
+  for (const std::string job_id : {"job-e", "job-f", "job-g"}) {
+    BacktestResult result = MakeResult(3, 2, 2);
+    result.job_id = job_id;
+    StagedBundle staged = store_->Stage(result, {});
+    EXPECT_THROW(store_->Publish(staged, job_id), InvalidTransition) << job_id;
+    EXPECT_TRUE(fs::exists(staged.location));
+    store_->Discard(staged);
+  }
+  EXPECT_EQ(ReadBundle(root_ / "job-e").job_id, "other-job");
+  EXPECT_TRUE(fs::exists(root_ / "job-f" / "notes.txt"));
+  EXPECT_TRUE(fs::is_symlink(root_ / "job-g"));
+  EXPECT_EQ(Entries(root_ / ".trash"), 0);
+  EXPECT_EQ(Entries(root_ / ".staging"), 0);
+}
+
 TEST_F(LocalStoreTest, DiscardAndUnpublishLeaveNothing) {
   BacktestResult result = MakeResult(3, 2, 1);
   StagedBundle staged = store_->Stage(result, {});

@@ -17,6 +17,7 @@
 
 #include "btstore/errors.h"
 #include "catalog/catalog_test_util.h"
+#include "support/sql_session.h"
 
 namespace btstore::testing {
 namespace {
@@ -637,6 +638,39 @@ TEST_P(CatalogTest, ConcurrentMigrationsOfAFreshDatabaseApplyEachVersionOnce) {
   std::unique_ptr<Catalog> catalog = Catalog::Open(url);
   EXPECT_EQ(catalog->Migrate(), 0);
   EXPECT_TRUE(catalog->Submit(Spec("job-1"), At(0)).created);
+}
+
+TEST_P(CatalogTest, AMigrationThatFailsHalfWayLeavesTheSchemaAsItWasAndTheNextMigrateFinishesIt) {
+  std::string url = NewCatalogUrl(GetParam(), dir_.path());
+  // On PostgreSQL, a lock the failed migration left behind (its advisory lock) makes the next
+  // migrate fail after 10 s instead of waiting for ever.
+  if (GetParam() == Backend::kPostgres) url += "?options=-c%20lock_timeout%3D10s";
+  std::unique_ptr<Catalog> catalog = Catalog::Open(url);
+  SqlSession operator_session(url);
+  // A table named like an index that migration 0001 creates near its end: its CREATE TABLE
+  // backtest_jobs and the first indexes succeed, then CREATE INDEX backtest_jobs_expiring_idx
+  // fails.
+  operator_session.Execute("CREATE TABLE backtest_jobs_expiring_idx (x INTEGER)");
+  try {
+    catalog->Migrate();
+    FAIL() << "the migration did not fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("backtest_jobs_expiring_idx"), std::string::npos)
+        << e.what();
+  }
+  // Nothing of the failed migration remains, and it is not recorded as applied.
+  EXPECT_THROW(operator_session.Query("SELECT count(*) FROM backtest_jobs"), std::runtime_error);
+  EXPECT_EQ(operator_session.Query("SELECT count(*) FROM btstore_migrations").at(0).at(0), "0");
+  EXPECT_THROW(catalog->FindJob("job-1"), InvalidArgument);  // still asks for a migration
+
+  // Once the cause is gone, the next migrate (same catalog: nothing of the failure is held)
+  // applies the whole migration, and the ones after it.
+  operator_session.Execute("DROP TABLE backtest_jobs_expiring_idx");
+  ASSERT_EQ(catalog->Migrate(), kMigrations);
+  EXPECT_EQ(Catalog::Open(url)->Migrate(), 0);
+  EXPECT_TRUE(catalog->Submit(Spec("job-1"), At(0)).created);
+  EXPECT_EQ(operator_session.Query("SELECT count(*) FROM btstore_migrations").at(0).at(0),
+            std::to_string(kMigrations));
 }
 
 TEST_P(CatalogTest, AnUnmigratedCatalogAsksForAMigration) {

@@ -1,39 +1,31 @@
 """Fixtures of the command line's end-to-end tests.
 
-`pg_cluster` starts a private PostgreSQL cluster once per session (initdb + pg_ctl in a temporary
-directory, as the `postgres` user when run as root, on a free 127.0.0.1 port) and stops it at the
-end. `catalog` is parametrised over both backends and gives each test a fresh catalog and
-artifact root plus a helper that runs the real executable.
+`pg_cluster` starts a private PostgreSQL cluster once per session (the helper shared with
+tests/interop and the benchmark, tests/support/btstore_testing.py) and stops it at the end.
+`catalog` is parametrised over both backends and gives each test a fresh catalog and artifact
+root plus a helper that runs the real executable.
 """
 
 import json
 import os
-import pwd
-import shutil
-import socket
 import subprocess
-import tempfile
-import uuid
+import sys
 from pathlib import Path
 
 import pytest
 
-PG_BINDIR = Path(os.environ.get("BTSTORE_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
-RUNUSER = "/usr/sbin/runuser"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from btstore_testing import PgCluster, free_port, pg_missing_reason  # noqa: E402,F401
+from btstore_testing import btstore_bin as find_btstore  # noqa: E402
+
 IN_CI = os.environ.get("CI") == "true"
 
 
 def btstore_bin():
-    path = os.environ.get("BTSTORE_BIN")
+    path = find_btstore()
     if not path:
         pytest.fail("BTSTORE_BIN is not set (run the tests through ctest)")
     return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Result:
@@ -83,75 +75,6 @@ class Btstore:
                                 stderr=subprocess.PIPE, text=True)
 
 
-class PgCluster:
-    def __init__(self):
-        self.as_root = os.geteuid() == 0
-        self.dir = Path(tempfile.mkdtemp(prefix="btstore-cli-pg-"))
-        if self.as_root:
-            user = pwd.getpwnam("postgres")
-            os.chown(self.dir, user.pw_uid, user.pw_gid)
-        self.data = self.dir / "data"
-        self.log = self.dir / "server.log"
-        self.port = None
-        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                 "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
-        last_error = None
-        for _ in range(4):  # a free port can be taken before the server binds it
-            self.port = free_port()
-            options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
-                       f"-c unix_socket_directories={self.dir} -c fsync=off "
-                       f"-c max_connections=200")
-            try:
-                self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
-                         "-w", "-t", "60", "start")
-                return
-            except RuntimeError as e:
-                last_error = e
-        raise last_error
-
-    def _pg(self, program, *args):
-        cmd = [str(PG_BINDIR / program), *args]
-        if self.as_root:
-            cmd = [RUNUSER, "-u", "postgres", "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir,
-                              stdin=subprocess.DEVNULL, timeout=120)
-        if proc.returncode != 0:
-            log = self.log.read_text() if self.log.exists() else ""
-            raise RuntimeError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
-                               f"\n{log[-4000:]}")
-
-    def url(self, database="postgres"):
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
-
-    def new_database(self):
-        import psycopg
-
-        name = "btstore_cli_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-    def stop(self):
-        try:
-            self._pg("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def pg_missing_reason():
-    for program in ("initdb", "pg_ctl", "postgres"):
-        if not os.access(PG_BINDIR / program, os.X_OK):
-            return f"PostgreSQL not installed: {PG_BINDIR / program} missing"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return "running as root without a user named postgres"
-        if not os.access(RUNUSER, os.X_OK):
-            return f"{RUNUSER} missing"
-    return None
-
-
 @pytest.fixture(scope="session")
 def pg_cluster():
     reason = pg_missing_reason()
@@ -159,7 +82,7 @@ def pg_cluster():
         if IN_CI:
             pytest.fail(reason + " (CI=true: PostgreSQL tests may not skip)")
         pytest.skip(reason)
-    cluster = PgCluster()
+    cluster = PgCluster(prefix="btstore-cli-pg-")
     yield cluster
     cluster.stop()
 
@@ -169,7 +92,7 @@ def make_btstore(backend, request, tmp_path):
     if backend == "sqlite":
         return Btstore(backend, f"sqlite:{tmp_path / 'catalog.db'}", root)
     cluster = request.getfixturevalue("pg_cluster")
-    return Btstore(backend, cluster.new_database(), root)
+    return Btstore(backend, cluster.new_database(prefix="btstore_cli_"), root)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

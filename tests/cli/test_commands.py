@@ -458,3 +458,72 @@ def test_two_workers_and_a_cancel_from_a_third_process(pg_catalog):
         assert row["status"] == "completed" and row["attempt"] == 1
         assert Path(row["result_path"]).is_dir()
         assert row["summary"]["snapshot_id"]
+
+
+# --- environment variables and defaults (contract section 7) ------------------------------------
+
+def run_in(cwd, *args, env=None):
+    """Run `btstore --json ARGS` in `cwd` with neither BTSTORE_CATALOG nor BTSTORE_ARTIFACT_ROOT
+    inherited, plus `env`; expect success and return the parsed output."""
+    from conftest import btstore_bin
+
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("BTSTORE_CATALOG", "BTSTORE_ARTIFACT_ROOT")}
+    environment.update(env or {})
+    proc = subprocess.run([btstore_bin(), "--json", *[str(a) for a in args]], cwd=cwd,
+                          env=environment, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, f"{args}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def run_one_job(cwd, env=None):
+    """Migrate, submit and work one job in `cwd`; return the job as `show` prints it."""
+    run_in(cwd, "migrate", env=env)
+    run_in(cwd, "submit", "--job-id", "env-1", "--alpha", "momentum", "--start", "2020-01-01",
+           "--end", "2020-01-31", "--config", SMALL, env=env)
+    assert run_in(cwd, "worker", "--until-idle", "--poll-ms", "20", env=env)["finished"] == 1
+    job = run_in(cwd, "show", "env-1", env=env)
+    assert job["status"] == "completed", job
+    return job
+
+
+def test_defaults_in_an_empty_directory_are_the_embedded_catalog_and_btstore_data(tmp_path):
+    job = run_one_job(tmp_path)
+    assert (tmp_path / "btstore-data" / "catalog.db").is_file()
+    assert Path(job["result_path"]) == (tmp_path / "btstore-data" / "results" / "env-1").resolve()
+    assert (Path(job["result_path"]) / "summary.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["btstore-data"]
+
+
+def test_btstore_catalog_selects_the_catalog(catalog, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    job = run_one_job(work, env={"BTSTORE_CATALOG": catalog.url})
+    # The job is in the catalog the variable names (seen through --catalog), not in a default one.
+    assert catalog.ok("show", "env-1")["status"] == "completed"
+    assert not (work / "btstore-data" / "catalog.db").exists()
+    # The artifact root is still the default.
+    assert Path(job["result_path"]) == (work / "btstore-data" / "results" / "env-1").resolve()
+
+
+def test_btstore_artifact_root_selects_the_root(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    root = tmp_path / "elsewhere" / "results"
+    job = run_one_job(work, env={"BTSTORE_ARTIFACT_ROOT": str(root)})
+    assert Path(job["result_path"]) == (root / "env-1").resolve()
+    assert not (work / "btstore-data" / "results").exists()
+    # The catalog is still the default embedded one.
+    assert (work / "btstore-data" / "catalog.db").is_file()
+
+
+def test_flags_take_precedence_over_the_environment(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {"BTSTORE_CATALOG": f"sqlite:{tmp_path / 'env.db'}",
+           "BTSTORE_ARTIFACT_ROOT": str(tmp_path / "env-results")}
+    flags = ["--catalog", f"sqlite:{tmp_path / 'flag.db'}",
+             "--artifact-root", str(tmp_path / "flag-results")]
+    run_in(work, *flags, "migrate", env=env)
+    assert (tmp_path / "flag.db").is_file()
+    assert not (tmp_path / "env.db").exists()

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "btstore/engine.h"
@@ -199,18 +202,61 @@ TEST(NoopEngine, StopsWhenAsked) {
                JobStopped);
 }
 
+// A context whose stop flag another thread sets only once the sleep has begun: StopRequested()
+// counts its calls, and the stopper waits for the first (the sleep's own first check).
+class SleepingContext : public FlagContext {
+ public:
+  bool StopRequested() override {
+    // Counted after reading the flag, so a stop set once a check was counted is seen only by a
+    // later check.
+    const bool stopped = FlagContext::StopRequested();
+    {
+      std::lock_guard lock(mutex_);
+      ++checks_;
+    }
+    checked_.notify_all();
+    return stopped;
+  }
+  // Wait until StopRequested() was called at least `count` times.
+  void AwaitChecks(int count) {
+    std::unique_lock lock(mutex_);
+    checked_.wait(lock, [&] { return checks_ >= count; });
+  }
+  int checks() {
+    std::lock_guard lock(mutex_);
+    return checks_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable checked_;
+  int checks_ = 0;
+};
+
+// Long enough that returning before it proves a wake-up, short enough that a broken wake-up
+// fails the test instead of running into ctest's timeout.
+constexpr std::chrono::seconds kLongSleep{20};
+
 TEST(EngineContext, SleepUnlessStoppedReturnsAtOnceWhenStopped) {
   FlagContext context;
   context.stop = true;
-  // An hour-long wait must return immediately; the test would time out otherwise.
-  EXPECT_TRUE(context.SleepUnlessStopped(std::chrono::hours(1)));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(context.SleepUnlessStopped(kLongSleep));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kLongSleep / 2);
 }
 
-TEST(EngineContext, SleepUnlessStoppedWakesWhenAnotherThreadStops) {
-  FlagContext context;
-  std::thread stopper([&] { context.stop = true; });
-  EXPECT_TRUE(context.SleepUnlessStopped(std::chrono::hours(1)));
+TEST(EngineContext, SleepUnlessStoppedWakesWhenAnotherThreadStopsDuringTheSleep) {
+  SleepingContext context;
+  std::jthread stopper([&] {
+    context.AwaitChecks(1);  // the sleep has started and found no stop
+    context.stop = true;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(context.SleepUnlessStopped(kLongSleep));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kLongSleep / 2);
   stopper.join();
+  // The stop came after the sleep's first check had found none: it was seen by a later one.
+  EXPECT_GE(context.checks(), 2);
 }
 
 TEST(EngineContext, SleepUnlessStoppedWaitsTheFullDurationOtherwise) {

@@ -1,17 +1,20 @@
 """Fixtures of the interoperability tests: the btstore executable and a way to run it."""
 
 import json
-import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from btstore_testing import btstore_bin as find_btstore  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def btstore_bin() -> str:
-    path = os.environ.get("BTSTORE_BIN")
-    if not path or not Path(path).is_file():
+    path = find_btstore()
+    if not path:
         pytest.fail("BTSTORE_BIN must name the built btstore executable (ctest sets it)")
     return path
 

@@ -234,8 +234,9 @@ def test_missing_directory_bad_flags_and_existing_target(run, tmp_path, sample):
     assert status == 4 and doc["error"]["code"] == "ResultPathMissing"
     status, doc = run("bundle", "rewrite", sample, tmp_path / "x", "--compression", "gzip")
     assert status == 2 and doc["error"]["code"] == "InvalidArgument"
+    # An output directory that exists is the user's slip (issue 10, item 19), not a job's state.
     status, doc = run("bundle", "rewrite", sample, sample)
-    assert status == 4 and doc["error"]["code"] == "InvalidTransition"
+    assert status == 2 and doc["error"]["code"] == "InvalidArgument"
     status, doc = run("bundle", "sample", tmp_path / "y", "--days", 0)
     assert status == 2 and doc["error"]["code"] == "InvalidArgument"
 

@@ -27,6 +27,42 @@ TEST_P(JobServiceTest, SubmitDerivesTheJobIdAndIsIdempotent) {
   EXPECT_EQ(service_->Submit(Spec("explicit-1", "{}")).job.job_id, "explicit-1");
 }
 
+TEST(DeriveJobId, RejectsTextThatIsNotUtf8WithInvalidArgument) {
+  const std::pair<std::string, std::string JobSpec::*> fields[] = {
+      {"alpha_name", &JobSpec::alpha_name},
+      {"weight_method", &JobSpec::weight_method},
+      {"created_by", &JobSpec::created_by}};
+  for (const auto& [field, member] : fields) {
+    JobSpec spec;
+    spec.alpha_name = "momentum";
+    spec.start_date = Date::FromYmd(2020, 1, 1);
+    spec.end_date = Date::FromYmd(2020, 12, 31);
+    spec.created_by = "alice";
+    spec.*member = "bad\xff\xfe";
+    try {
+      DeriveJobId(spec);
+      ADD_FAILURE() << "derived a job_id from an ill-formed " << field;
+    } catch (const InvalidArgument& e) {
+      EXPECT_EQ(e.details().at("field"), field) << e.what();
+    }
+  }
+}
+
+TEST(DeriveJobId, RejectsAConfigNumberTooLargeForADoubleWithInvalidArgument) {
+  JobSpec spec;
+  spec.alpha_name = "momentum";
+  spec.created_by = "alice";
+  spec.config_json = R"({"seed": 3001e308})";
+  EXPECT_THROW(DeriveJobId(spec), InvalidArgument);
+}
+
+TEST_P(JobServiceTest, SubmitWithoutJobIdRejectsTextThatIsNotUtf8) {
+  JobSpec spec = Spec("", "{}");
+  spec.alpha_name = "bad\xff\xfe";
+  EXPECT_THROW(service_->Submit(spec), InvalidArgument);
+  EXPECT_TRUE(service_->ListJobs({}, {}).jobs.empty());
+}
+
 TEST_P(JobServiceTest, SubmitRejectsConfigsTheEngineCannotRun) {
   struct Case {
     std::string config, method, field;
@@ -34,6 +70,7 @@ TEST_P(JobServiceTest, SubmitRejectsConfigsTheEngineCannotRun) {
   for (const Case& c : std::vector<Case>{
            {"not json", "equal", "config_json"},
            {"[1]", "equal", "config_json"},
+           {R"({"seed": 3001e308})", "equal", "config_json"},
            {R"({"engine":"quantum"})", "equal", "engine"},
            {R"({"symbols":0})", "equal", "symbols"},
            {R"({"seed":"x"})", "equal", "seed"},

@@ -11,7 +11,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <fstream>
+#include <functional>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -19,6 +22,7 @@
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
 #include "lifecycle/retention_fixture.h"
+#include "support/sql_session.h"
 
 extern char** environ;
 
@@ -475,10 +479,90 @@ TEST_P(RetentionTest, SigkilledCleanupsLeaveAConsistentStateThatARerunFinishes) 
 // --- Two cleaners at once ---------------------------------------------------------------------
 
 TEST_P(RetentionTest, TwoCleanersAtOnceRemoveEachJobExactlyOnce) {
+  // The cleaners are interleaved through their on_marked callbacks, so both really work at
+  // once and each loses a batch it marked to the other:
+  //   A marks batch 1 and waits;
+  //   B marks (batch 1 again: marked rows are handed out until deleted), removes and deletes it,
+  //     marks batch 2 and waits;
+  //   A sweeps batch 1 (already gone: its DELETE removes nothing), goes on with batch 2 (marked by
+  //     B) and the rest, and ends;
+  //   B sweeps batch 2 (already gone), finds nothing more and ends.
   const std::vector<std::string> expired = MakeExpired("old", 60);
   MakeCompleted("recent", DaysAgo(2), DaysAgo(1));
   MakePending("ancient-pending", DaysAgo(1000));
+  constexpr int kBatch = 5;
 
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool a_marked = false, b_marked_second = false, a_done = false;
+  auto wait_for = [&](const bool& flag) {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(60), [&] { return flag; }));
+  };
+  auto set = [&](bool& flag) {
+    std::lock_guard lock(mutex);
+    flag = true;
+    changed.notify_all();
+  };
+  RetentionReport reports[2];
+  std::exception_ptr errors[2];
+  auto run = [&](int i, std::function<void(const std::vector<std::string>&)> on_marked) {
+    try {
+      std::unique_ptr<Catalog> catalog = OpenCatalog();
+      RetentionOptions options;
+      options.batch_size = kBatch;
+      options.on_marked = std::move(on_marked);
+      reports[i] = CleanupOldResults(*catalog, *store_, clock_, options);
+    } catch (const std::exception&) {
+      errors[i] = std::current_exception();
+    }
+  };
+  std::vector<std::vector<std::string>> marked_by[2];
+  {
+    std::jthread a([&] {
+      run(0, [&](const std::vector<std::string>& ids) {
+        marked_by[0].push_back(ids);
+        if (marked_by[0].size() != 1) return;
+        set(a_marked);
+        wait_for(b_marked_second);
+      });
+      set(a_done);
+    });
+    wait_for(a_marked);
+    std::jthread b([&] {
+      run(1, [&](const std::vector<std::string>& ids) {
+        marked_by[1].push_back(ids);
+        if (marked_by[1].size() != 2) return;
+        set(b_marked_second);
+        wait_for(a_done);
+      });
+    });
+  }
+  for (const std::exception_ptr& error : errors) {
+    if (error) std::rethrow_exception(error);
+  }
+  // Both marked the first batch; B's second batch is the one A went on with.
+  ASSERT_GE(marked_by[0].size(), 2u);
+  ASSERT_EQ(marked_by[1].size(), 2u);
+  EXPECT_EQ(marked_by[0][0], marked_by[1][0]);
+  EXPECT_EQ(marked_by[0][1], marked_by[1][1]);
+  // Each removed its share, and no job is counted twice.
+  EXPECT_EQ(reports[1].job_ids, marked_by[1][0]);
+  EXPECT_EQ(reports[1].removed, kBatch);
+  EXPECT_EQ(reports[0].removed, 60 - kBatch);
+  std::vector<std::string> all = reports[0].job_ids;
+  all.insert(all.end(), reports[1].job_ids.begin(), reports[1].job_ids.end());
+  EXPECT_EQ(all.size(), 60u);
+  EXPECT_EQ(AsSet(all), AsSet(expired));
+  for (const std::string& id : expired) ExpectRemoved(id);
+  ExpectKept("recent");
+  ExpectKept("ancient-pending");
+  ExpectConsistent();
+}
+
+TEST_P(RetentionTest, FreeRunningCleanersAtOnceRemoveEachJobExactlyOnce) {
+  // Without scripted turns: whatever the interleaving, the counts add up exactly.
+  const std::vector<std::string> expired = MakeExpired("old", 60);
   RetentionReport reports[2];
   std::exception_ptr errors[2];
   {
@@ -502,12 +586,46 @@ TEST_P(RetentionTest, TwoCleanersAtOnceRemoveEachJobExactlyOnce) {
   EXPECT_EQ(reports[0].removed + reports[1].removed, 60);
   std::vector<std::string> all = reports[0].job_ids;
   all.insert(all.end(), reports[1].job_ids.begin(), reports[1].job_ids.end());
-  EXPECT_EQ(all.size(), 60u);             // nobody claims a job twice
-  EXPECT_EQ(AsSet(all), AsSet(expired));  // and every expired job is someone's
+  EXPECT_EQ(all.size(), 60u);
+  EXPECT_EQ(AsSet(all), AsSet(expired));
   for (const std::string& id : expired) ExpectRemoved(id);
-  ExpectKept("recent");
-  ExpectKept("ancient-pending");
   ExpectConsistent();
+}
+
+// --- A job brought back to life between mark and delete ---------------------------------------
+
+TEST_P(RetentionTest, AJobReactivatedBetweenMarkAndDeleteSurvives) {
+  // Resume refuses a job that retention marked, so a marked row can only become active again
+  // through a writer outside btstore: the platform's own tools share `backtest_jobs` and re-run
+  // a job by setting it back to pending. The final DELETE re-checks the status for that case.
+  MakeFailed("old-failed", DaysAgo(200), DaysAgo(100));
+  MakeCancelled("old-cancelled", DaysAgo(200), DaysAgo(100));
+  MakeCompleted("old-completed", DaysAgo(200), DaysAgo(100));
+  SqlSession platform(url_);
+  bool checked = false;
+  RetentionOptions options;
+  options.on_marked = [&](const std::vector<std::string>& ids) {
+    ASSERT_EQ(ids, (std::vector<std::string>{"old-cancelled", "old-completed", "old-failed"}));
+    // btstore's own resume is refused while the job is being removed...
+    EXPECT_THROW(catalog_->Resume("old-cancelled", clock_.Now()), InvalidTransition);
+    // ...but another program re-runs the failed job.
+    EXPECT_EQ(platform.Execute("UPDATE backtest_jobs SET status = 'pending', completed_at = NULL "
+                               "WHERE job_id = 'old-failed'"),
+              1);
+    checked = true;
+  };
+  RetentionReport report = CleanupOldResults(*catalog_, *store_, clock_, options);
+  ASSERT_TRUE(checked);
+  EXPECT_EQ(AsSet(report.job_ids), (std::set<std::string>{"old-cancelled", "old-completed"}));
+  EXPECT_EQ(report.removed, 2);
+  const std::optional<JobRecord> survivor = catalog_->FindJob("old-failed");
+  ASSERT_TRUE(survivor.has_value());
+  EXPECT_EQ(survivor->status, JobStatus::kPending);
+  ExpectRemoved("old-cancelled");
+  ExpectRemoved("old-completed");
+  // A later run leaves the active job alone as well.
+  EXPECT_EQ(Cleanup().removed, 0);
+  EXPECT_TRUE(RowExists("old-failed"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RetentionTest, ::testing::ValuesIn(AllBackends()),

@@ -1,6 +1,7 @@
-// A worker survives a restart of its PostgreSQL catalog: while a job runs, the server is stopped
-// and started again; the worker backs off and retries instead of ending Run(), the job keeps its
-// attempt and still completes with a bundle identical to an uninterrupted run.
+// A worker survives a restart of its PostgreSQL catalog: while a job runs (or while the worker's
+// completion of a job is executing in the server), the server is stopped and started again; the
+// worker backs off and retries instead of ending Run(), the job keeps its attempt and still
+// completes with a bundle identical to an uninterrupted run.
 
 #include <gtest/gtest.h>
 
@@ -18,6 +19,7 @@
 #include "lifecycle/worker_test_util.h"
 #include "support/pg_cluster.h"
 #include "support/result_compare.h"
+#include "support/sql_session.h"
 #include "support/temp_dir.h"
 
 namespace btstore::testing {
@@ -129,6 +131,93 @@ TEST(WorkerOutageTest, ARunningJobCompletesAcrossARestartOfPostgres) {
   for (const WorkerEvent& e : log.Of(WorkerEvent::Kind::kRetrying)) {
     std::cout << "[outage] " << e.message.substr(0, 160) << "\n";
   }
+}
+
+TEST(WorkerOutageTest, ACompletionInFlightWhenPostgresIsKilledIsRetriedAfterTheRestart) {
+  if (auto why = PgCluster::SkipReason()) GTEST_SKIP() << *why;
+  PgCluster& cluster = PgCluster::Get();
+  RestartOnExit restart(cluster);
+  TempDir dir;
+  const std::string url = cluster.NewDatabaseUrl();
+  std::unique_ptr<Service> service = Service::Open(url, (dir.path() / "results").string());
+
+  JobSpec spec;
+  spec.job_id = "in-flight";
+  spec.alpha_name = "momentum";
+  spec.start_date = Date::Parse("2024-01-01");
+  spec.end_date = Date::Parse("2024-03-29");
+  spec.weight_method = "equal";
+  spec.config_json = R"({"engine":"synthetic","symbols":50,"checkpoint_every_days":10})";
+  spec.created_by = "alice";
+  service->jobs().Submit(spec);
+
+  // Between publishing and completing, a second session locks the job's row: the completion's
+  // UPDATE then waits for that lock inside the server, provably in flight.
+  SqlSession blocker(url);
+  EventLog log;
+  WorkerOptions options;
+  options.poll_interval = std::chrono::milliseconds(5);
+  options.rescue_interval = std::chrono::milliseconds(100);
+  options.until_idle = true;
+  options.on_event = [&, record = log.Recorder()](const WorkerEvent& event) {
+    record(event);
+    if (event.kind != WorkerEvent::Kind::kPublished) return;
+    blocker.Execute("BEGIN");
+    blocker.Query("SELECT 1 FROM backtest_jobs WHERE job_id = 'in-flight' FOR UPDATE");
+  };
+  std::unique_ptr<Worker> owned_worker = service->NewWorker(options);
+  Worker& worker = *owned_worker;
+  std::atomic<bool> returned{false};
+  std::optional<int> finished;
+  std::string error;
+  std::thread thread([&] {
+    try {
+      finished = worker.Run();
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    returned.store(true);
+  });
+  struct Joiner {
+    Worker& worker;
+    std::thread& thread;
+    ~Joiner() {
+      worker.Stop();
+      thread.join();
+    }
+  } joiner{worker, thread};
+
+  SqlSession admin(cluster.AdminUrl());
+  const std::string database = url.substr(url.rfind('/') + 1);
+  ASSERT_TRUE(PollUntil([&] {
+    return !admin
+                .Query(
+                    "SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = "
+                    "'Lock' AND query LIKE 'UPDATE backtest_jobs SET status = ''completed''%'",
+                    {database})
+                .empty();
+  })) << "the completion never waited on the row lock";
+  cluster.Stop(/*immediate=*/true);
+
+  // The completion's connection died under it: the worker retries it rather than giving up.
+  ASSERT_TRUE(PollUntil(
+      [&] { return WorkerOutageEvents(log, "the catalog is unavailable for completing") >= 2; },
+      std::chrono::seconds(20)));
+  EXPECT_FALSE(returned.load()) << error;
+  cluster.Start();
+
+  ASSERT_TRUE(PollUntil([&] { return returned.load(); }, std::chrono::seconds(40)));
+  ASSERT_EQ(error, "");
+  EXPECT_EQ(finished, 1);
+  std::unique_ptr<Catalog> catalog = Catalog::Open(url);
+  JobRecord job = catalog->GetJob("in-flight");
+  ASSERT_EQ(job.status, JobStatus::kCompleted) << job.error_message.value_or("");
+  EXPECT_EQ(job.attempt, 1);  // the attempt survived: no rescue, no retry
+  EXPECT_EQ(job.retry_count, 0);
+  ASSERT_TRUE(job.result_path);
+  ExpectSameResult(ReadBundle(*job.result_path), GenerateSyntheticResult(spec));
+  EXPECT_EQ(log.Of(WorkerEvent::Kind::kCompleted).size(), 1u);
+  EXPECT_TRUE(log.Of(WorkerEvent::Kind::kLostLease).empty());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -15,7 +16,9 @@
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
 #include "lifecycle/worker_test_util.h"
+#include "support/pg_cluster.h"
 #include "support/result_compare.h"
+#include "support/sql_session.h"
 
 namespace btstore::testing {
 namespace {
@@ -250,6 +253,47 @@ TEST_P(WorkerTest, CancelRacingCompletionEndsInExactlyOneStateEveryTime) {
   EXPECT_EQ(static_cast<int>(bundles.size()), outcomes[JobStatus::kCompleted]);
 }
 
+TEST_P(WorkerTest, ACancelBetweenPublishAndCompletionWinsAndRemovesTheBundle) {
+  // The worker announces kPublished on the job's thread after the bundle is in its final place
+  // and before the completion's compare-and-set: a cancel requested right there makes the
+  // completion lose every time, so the unpublish path runs deterministically.
+  service_->Submit(Spec("w-window", R"({"symbols":5,"checkpoint_every_days":10})"));
+  EventLog log;
+  WorkerOptions options = FastOptions(&log);
+  std::atomic<bool> bundle_was_published{false};
+  options.on_event = [&, record = options.on_event](const WorkerEvent& event) {
+    record(event);
+    if (event.kind != WorkerEvent::Kind::kPublished) return;
+    bundle_was_published = fs::exists(root_ / "w-window" / "summary.json");
+    EXPECT_EQ(service_->Cancel("w-window").status, JobStatus::kRunning);
+  };
+  // Bounded well below the lease (30 s), whose expiry would let a rescue cancel the job instead.
+  std::atomic<bool> idle{false};
+  std::thread worker([&] {
+    EXPECT_EQ(RunUntilIdle(url_, root_, options), 1);
+    idle = true;
+  });
+  const bool finished = PollUntil([&] { return idle.load(); }, std::chrono::seconds(20));
+  worker.join();
+  ASSERT_TRUE(finished);
+
+  EXPECT_TRUE(bundle_was_published.load());
+  JobRecord job = Job("w-window");
+  EXPECT_EQ(job.status, JobStatus::kCancelled);
+  EXPECT_EQ(job.attempt, 1);
+  EXPECT_FALSE(job.result_path.has_value());
+  EXPECT_FALSE(job.snapshot_id.has_value());
+  EXPECT_FALSE(fs::exists(fs::symlink_status(root_ / "w-window")));
+  EXPECT_EQ(FilesUnder(root_ / ".staging"), 0);
+  EXPECT_EQ(FilesUnder(root_ / ".trash"), 0);
+  EXPECT_EQ(log.Of(WorkerEvent::Kind::kPublished).size(), 1u);
+  EXPECT_TRUE(log.Of(WorkerEvent::Kind::kCompleted).empty());
+  // This worker acknowledged the cancel itself (a rescue after the lease would not say so).
+  ASSERT_EQ(log.Of(WorkerEvent::Kind::kCancelled).size(), 1u);
+  EXPECT_EQ(log.Of(WorkerEvent::Kind::kCancelled)[0].message,
+            "cancelled; checkpoint kept for resume");
+}
+
 TEST_P(WorkerTest, TwoWorkersNeverRunTheSameAttempt) {
   constexpr int kJobs = 40;
   for (int i = 0; i < kJobs; ++i) {
@@ -323,18 +367,190 @@ TEST_P(WorkerTest, AStaleAttemptCannotWriteOverTheRescuedJob) {
   EXPECT_NO_THROW(ReadBundle(*job.result_path));
 }
 
-TEST_P(WorkerTest, StopLeavesARunningJobToBeRescued) {
-  service_->Submit(Spec("w-stop", R"({"symbols":5,"delay_ms_per_day":60000})"));
+TEST_P(WorkerTest, AStaleAttemptCannotWriteWhileTheRescuedAttemptRuns) {
+  // As above, but the stalled attempt 1 wakes up while attempt 2 is still running: the row is
+  // `running` either way, so only the attempt fence can refuse attempt 1's writes.
+  service_->Submit(Spec("stale-live", R"({"symbols":5,"delay_ms_per_day":60000})"));
+  ASSERT_EQ(catalog_->ClaimJobs("stalled-worker", 1, std::chrono::seconds(1), clock_.Now()).size(),
+            1u);
+  EventLog log;
+  WorkerOptions options = FastOptions(&log);
+  options.lease = std::chrono::seconds(1);
+  BackgroundWorker live(url_, root_, options);
+  ASSERT_TRUE(PollUntil([&] {
+    for (const WorkerEvent& e : log.Of(WorkerEvent::Kind::kClaimed)) {
+      if (e.job_id == "stale-live" && e.attempt == 2) return true;
+    }
+    return false;
+  }));
+  const JobRecord before = Job("stale-live");
+  ASSERT_EQ(before.status, JobStatus::kRunning);
+  ASSERT_EQ(before.attempt, 2);
+
+  // The stalled attempt saves a checkpoint and tries to record it with a heartbeat, then to
+  // fail and to complete the job.
+  const std::string stale_checkpoint =
+      app_->store().SaveCheckpoint("stale-live", 1, "state of the stale attempt");
+  HeartbeatResult heartbeat = catalog_->Heartbeat("stale-live", 1, 77, stale_checkpoint,
+                                                  std::chrono::seconds(600), clock_.Now());
+  EXPECT_FALSE(heartbeat.owned);
+  TransitionResult failed =
+      catalog_->Fail("stale-live", 1, "late failure", std::chrono::milliseconds(0), clock_.Now());
+  EXPECT_FALSE(failed.applied);
+  EXPECT_EQ(failed.status, JobStatus::kRunning);
+  EXPECT_EQ(failed.attempt, 2);
+  CompletionRecord stale;
+  stale.result_path = (root_ / "stale-live").string();
+  stale.snapshot_id = "stale-snapshot";
+  stale.dataset_version_ids_json = "{}";
+  TransitionResult completed = catalog_->Complete("stale-live", 1, stale, clock_.Now());
+  EXPECT_FALSE(completed.applied);
+  EXPECT_EQ(completed.status, JobStatus::kRunning);
+  EXPECT_EQ(completed.attempt, 2);
+
+  const JobRecord after = Job("stale-live");
+  EXPECT_EQ(after.status, JobStatus::kRunning);
+  EXPECT_EQ(after.attempt, 2);
+  EXPECT_EQ(after.retry_count, before.retry_count);
+  EXPECT_NE(after.progress_pct, 77);
+  EXPECT_NE(after.checkpoint_path, std::optional<std::string>(stale_checkpoint));
+  EXPECT_FALSE(after.result_path.has_value());
+  EXPECT_FALSE(after.snapshot_id.has_value());
+  EXPECT_EQ(after.error_message, before.error_message);  // the rescue's, not "late failure"
+
+  // Attempt 2 is untouched: it still answers a cancel and ends it.
+  service_->Cancel("stale-live");
+  ASSERT_TRUE(PollUntil([&] { return Job("stale-live").status == JobStatus::kCancelled; }));
+  EXPECT_EQ(Job("stale-live").attempt, 2);
+  EXPECT_EQ(live.Join(), 1);
+}
+
+// Contract section 3: a worker that is shut down stops its engines and gives its jobs back at
+// once (pending, checkpoint kept, no retry spent), not left running for a rescue.
+TEST_P(WorkerTest, StopGivesARunningJobBackAsPendingWithItsCheckpointAndNoRetrySpent) {
+  // 65 days at 200 ms: 13 s of work, checkpointed every day.
+  service_->Submit(Spec("w-stop", R"({"symbols":5,"delay_ms_per_day":200,
+                                      "checkpoint_every_days":1})"));
+  EventLog log;
   {
-    BackgroundWorker worker(url_, root_, FastOptions());
-    ASSERT_TRUE(PollUntil([&] { return Job("w-stop").status == JobStatus::kRunning; }));
-    // Join() calls Stop(): with a minute per simulated day, returning at all shows the engine
-    // was interrupted.
+    BackgroundWorker worker(url_, root_, FastOptions(&log));
+    ASSERT_TRUE(PollUntil([&] { return Job("w-stop").checkpoint_path.has_value(); }));
+    // Join() calls Stop(). A released attempt is not a finished one.
     EXPECT_EQ(worker.Join(), 0);
   }
-  EXPECT_EQ(Job("w-stop").status, JobStatus::kRunning);
+  JobRecord job = Job("w-stop");
+  EXPECT_EQ(job.status, JobStatus::kPending);
+  EXPECT_EQ(job.attempt, 1);
+  EXPECT_EQ(job.retry_count, 0);
+  ASSERT_TRUE(job.checkpoint_path);
+  EXPECT_TRUE(fs::exists(*job.checkpoint_path));
+  EXPECT_NE(job.error_message.value_or("").find("shut down"), std::string::npos);
+  EXPECT_EQ(log.Of(WorkerEvent::Kind::kReleased).size(), 1u);
   EXPECT_FALSE(fs::exists(root_ / "w-stop"));
+  EXPECT_EQ(FilesUnder(root_ / ".staging"), 0);
 }
+
+// --- Cancels through PostgreSQL's NOTIFY --------------------------------------------------------
+
+// Workers whose heartbeats are so rare (5 minutes) that only the cancel listener can deliver a
+// cancel in time.
+class NotifyCancelTest : public LifecycleTest {
+ protected:
+  static constexpr const char* kJob = "w-notify";
+
+  static WorkerOptions SlowHeartbeats(EventLog* log) {
+    WorkerOptions options = FastOptions(log);
+    options.lease = std::chrono::seconds(600);
+    options.heartbeat_interval = std::chrono::seconds(300);
+    return options;
+  }
+
+  std::string DatabaseName() const { return url_.substr(url_.rfind('/') + 1); }
+
+  // Server processes of this test's database that run the worker's LISTEN (its cancel listener).
+  std::vector<std::string> ListenerPids(SqlSession& admin) {
+    std::vector<std::string> pids;
+    for (const auto& row : admin.Query(
+             "SELECT pid::text FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%'",
+             {DatabaseName()})) {
+      pids.push_back(row.at(0).value());
+    }
+    return pids;
+  }
+
+  // Submit a job that runs for minutes and wait until the worker runs it (its engine sleeping)
+  // and its listener is listening.
+  void StartLongJob(EventLog& log, SqlSession& admin) {
+    service_->Submit(Spec(kJob, R"({"symbols":5,"delay_ms_per_day":60000})"));
+    ASSERT_TRUE(PollUntil([&] { return !log.Of(WorkerEvent::Kind::kClaimed).empty(); }));
+    ASSERT_TRUE(PollUntil([&] { return !ListenerPids(admin).empty(); }));
+    ASSERT_EQ(Job(kJob).status, JobStatus::kRunning);
+  }
+
+  // Milliseconds until the job is cancelled (bounded by `timeout`), or nullopt.
+  std::optional<int64_t> MillisUntilCancelled(std::chrono::steady_clock::time_point since,
+                                              std::chrono::milliseconds timeout) {
+    if (!PollUntil([&] { return Job(kJob).status == JobStatus::kCancelled; }, timeout)) {
+      return std::nullopt;
+    }
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 since)
+        .count();
+  }
+};
+
+TEST_P(NotifyCancelTest, DeliversACancelWellUnderASecondWithoutAHeartbeat) {
+  SqlSession admin(PgCluster::Get().AdminUrl());
+  EventLog log;
+  BackgroundWorker worker(url_, root_, SlowHeartbeats(&log));
+  StartLongJob(log, admin);
+  const auto requested = std::chrono::steady_clock::now();
+  EXPECT_EQ(service_->Cancel(kJob).status, JobStatus::kRunning);
+  std::optional<int64_t> latency = MillisUntilCancelled(requested, std::chrono::seconds(5));
+  ASSERT_TRUE(latency) << "the cancel did not arrive within 5 s (heartbeats every 300 s)";
+  std::cout << "cancel latency through NOTIFY: " << *latency << " ms" << std::endl;
+  EXPECT_LT(*latency, 1000);
+  EXPECT_EQ(worker.Join(), 1);
+  EXPECT_EQ(log.Of(WorkerEvent::Kind::kCancelled).size(), 1u);
+}
+
+TEST_P(NotifyCancelTest, ACancelSentWhileTheListenerIsCutOffArrivesOnceItReconnects) {
+  SqlSession admin(PgCluster::Get().AdminUrl());
+  EventLog log;
+  BackgroundWorker worker(url_, root_, SlowHeartbeats(&log));
+  StartLongJob(log, admin);
+  const std::string database = "\"" + DatabaseName() + "\"";
+  // Let connections in again however the test ends (the worker and the test still need them).
+  struct AllowConnections {
+    SqlSession& admin;
+    std::string database;
+    ~AllowConnections() { admin.Execute("ALTER DATABASE " + database + " ALLOW_CONNECTIONS true"); }
+  } allow{admin, database};
+  // The server terminates the listener's backend and refuses its reconnection for now, so the
+  // cancel's NOTIFY below reaches nobody: only re-reading the row after reconnecting can
+  // deliver it. (The worker and this test keep their pooled connections meanwhile.)
+  admin.Execute("ALTER DATABASE " + database + " ALLOW_CONNECTIONS false");
+  const std::vector<std::string> listeners = ListenerPids(admin);
+  ASSERT_FALSE(listeners.empty());
+  for (const std::string& pid : listeners) {
+    admin.Query("SELECT pg_terminate_backend($1::int)", {pid});
+  }
+  ASSERT_TRUE(PollUntil([&] { return ListenerPids(admin).empty(); }));
+  EXPECT_EQ(service_->Cancel(kJob).status, JobStatus::kRunning);
+  EXPECT_EQ(Job(kJob).status, JobStatus::kRunning);
+
+  admin.Execute("ALTER DATABASE " + database + " ALLOW_CONNECTIONS true");
+  const auto reopened = std::chrono::steady_clock::now();
+  std::optional<int64_t> latency = MillisUntilCancelled(reopened, std::chrono::seconds(10));
+  ASSERT_TRUE(latency) << "the cancel did not arrive within 10 s of the listener reconnecting";
+  std::cout << "cancel latency after the listener reconnected: " << *latency << " ms" << std::endl;
+  EXPECT_LT(*latency, 5000);  // the listener retries within a second; heartbeats take 300 s
+  EXPECT_EQ(worker.Join(), 1);
+  EXPECT_EQ(log.Of(WorkerEvent::Kind::kCancelled).size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Postgres, NotifyCancelTest, ::testing::Values(Backend::kPostgres),
+                         BackendParamName());
 
 TEST(WorkerOptions, RejectsNoEnginesNoConcurrencyAndLeasesUnderASecond) {
   TempDir dir;

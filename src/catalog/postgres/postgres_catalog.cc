@@ -119,7 +119,7 @@ class PgConnection : public SqlConnection {
   bool Idle() const { return PQtransactionStatus(conn_) == PQTRANS_IDLE; }
 
   // Run statements without parameters (transaction control, migrations).
-  void Exec(const std::string& sql) {
+  void Exec(const std::string& sql) override {
     PGresult* result = PQexec(conn_, sql.c_str());
     Check(result, sql);
     PQclear(result);
@@ -340,46 +340,6 @@ class PostgresCatalog : public SqlCatalog {
 
   std::string_view Backend() const override { return "postgresql"; }
 
-  int Migrate() override {
-    PooledConnection conn(pool_, /*fresh=*/false);
-    // A session lock: concurrent migrators wait here, then find every version recorded. On an
-    // error the connection is closed instead of returned, which releases the lock.
-    struct Unlock {
-      PooledConnection& conn;
-      bool done = false;
-      ~Unlock() {
-        if (!done) conn.Discard();
-      }
-    } unlock{conn};
-    SqlParams lock_p;
-    std::string key_p = lock_p.AddValue(SqlValue(kMigrateLockKey));
-    conn->Query("SELECT pg_advisory_lock(" + key_p + ")", lock_p.values());
-    conn->Exec(
-        "CREATE TABLE IF NOT EXISTS btstore_migrations (version INTEGER PRIMARY KEY, "
-        "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
-    int applied = 0;
-    for (const Migration& migration : Migrations_postgres()) {
-      conn->Exec("BEGIN");
-      SqlParams p;
-      std::string version_p = p.Add(migration.version);
-      if (!conn->Query("SELECT 1 FROM btstore_migrations WHERE version = " + version_p, p.values())
-               .empty()) {
-        conn->Exec("COMMIT");
-        continue;
-      }
-      conn->Exec(std::string(migration.sql));
-      std::string name_p = p.Add(migration.name);
-      conn->Query("INSERT INTO btstore_migrations (version, name) VALUES (" + version_p + ", " +
-                      name_p + ")",
-                  p.values());
-      conn->Exec("COMMIT");
-      ++applied;
-    }
-    conn->Query("SELECT pg_advisory_unlock(" + key_p + ")", lock_p.values());
-    unlock.done = true;
-    return applied;
-  }
-
   std::unique_ptr<CancelListener> ListenForCancels() override {
     return std::make_unique<PgCancelListener>(pool_.conninfo(), pool_.timeout());
   }
@@ -400,6 +360,39 @@ class PostgresCatalog : public SqlCatalog {
     }
   }
   std::string_view LockClause() const override { return " FOR UPDATE SKIP LOCKED"; }
+
+  const std::vector<Migration>& Migrations() const override { return Migrations_postgres(); }
+  std::string_view MigrationsTableSql() const override {
+    return "CREATE TABLE IF NOT EXISTS btstore_migrations (version INTEGER PRIMARY KEY, "
+           "name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())";
+  }
+
+  void WithMigrationLock(const std::function<void(SqlConnection&)>& body) override {
+    PooledConnection conn(pool_, /*fresh=*/false);
+    // A session lock: concurrent migrators wait here, then find every version recorded. On an
+    // error the connection is closed instead of returned, which releases the lock (and rolls
+    // back the migration in progress).
+    struct Unlock {
+      PooledConnection& conn;
+      bool done = false;
+      ~Unlock() {
+        if (!done) conn.Discard();
+      }
+    } unlock{conn};
+    SqlParams lock_p;
+    std::string key_p = lock_p.AddValue(SqlValue(kMigrateLockKey));
+    conn->Query("SELECT pg_advisory_lock(" + key_p + ")", lock_p.values());
+    body(*conn);
+    conn->Query("SELECT pg_advisory_unlock(" + key_p + ")", lock_p.values());
+    unlock.done = true;
+  }
+
+  // A failure leaves the transaction open; WithMigrationLock then discards the connection.
+  void MigrationTransaction(SqlConnection& conn, const std::function<void()>& body) override {
+    conn.Exec("BEGIN");
+    body();
+    conn.Exec("COMMIT");
+  }
   std::string_view ByteOrder() const override { return " COLLATE \"C\""; }
 
   // A read is one statement in autocommit, so it is safe to run again after a lost

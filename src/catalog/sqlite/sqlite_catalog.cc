@@ -105,7 +105,7 @@ class SqliteConnection : public SqlConnection {
   }
 
   // Run statements without parameters or results (pragmas, transaction control, migrations).
-  void Exec(const std::string& sql) {
+  void Exec(const std::string& sql) override {
     int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr);
     if (rc != SQLITE_OK) ThrowSqlite(db_, rc, sql.substr(0, 60));
   }
@@ -225,37 +225,6 @@ class SqliteCatalog : public SqlCatalog {
 
   std::string_view Backend() const override { return "sqlite"; }
 
-  int Migrate() override {
-    std::lock_guard lock(mutex_);
-    {
-      SqliteTransaction tx(conn_, TxKind::kWrite);
-      conn_.Exec(
-          "CREATE TABLE IF NOT EXISTS btstore_migrations (version INTEGER PRIMARY KEY, "
-          "name TEXT NOT NULL, applied_at TEXT NOT NULL)");
-      tx.Commit();
-    }
-    int applied = 0;
-    for (const Migration& migration : Migrations_sqlite()) {
-      // BEGIN IMMEDIATE makes a concurrent migrator wait here, then see the version recorded.
-      SqliteTransaction tx(conn_, TxKind::kWrite);
-      SqlParams p;
-      std::string version_p = p.Add(migration.version);
-      if (!conn_.Query("SELECT 1 FROM btstore_migrations WHERE version = " + version_p, p.values())
-               .empty()) {
-        continue;
-      }
-      conn_.Exec(std::string(migration.sql));
-      const std::string name_p = p.Add(migration.name);
-      const std::string now_p = p.Add(Now());
-      conn_.Query("INSERT INTO btstore_migrations (version, name, applied_at) VALUES (" +
-                      version_p + ", " + name_p + ", " + now_p + ")",
-                  p.values());
-      tx.Commit();
-      ++applied;
-    }
-    return applied;
-  }
-
   std::unique_ptr<CancelListener> ListenForCancels() override { return nullptr; }
 
  protected:
@@ -265,6 +234,22 @@ class SqliteCatalog : public SqlCatalog {
   }
   // BEGIN IMMEDIATE already excludes every other writer.
   std::string_view LockClause() const override { return ""; }
+  const std::vector<Migration>& Migrations() const override { return Migrations_sqlite(); }
+  std::string_view MigrationsTableSql() const override {
+    return "CREATE TABLE IF NOT EXISTS btstore_migrations (version INTEGER PRIMARY KEY, "
+           "name TEXT NOT NULL, applied_at TEXT NOT NULL)";
+  }
+  // The process's migrators take turns on the mutex; other processes wait in BEGIN IMMEDIATE
+  // (each migration's transaction), then see the version recorded.
+  void WithMigrationLock(const std::function<void(SqlConnection&)>& body) override {
+    std::lock_guard lock(mutex_);
+    body(conn_);
+  }
+  void MigrationTransaction(SqlConnection& /*conn*/, const std::function<void()>& body) override {
+    SqliteTransaction tx(conn_, TxKind::kWrite);
+    body();
+    tx.Commit();
+  }
   // SQLite compares text with memcmp (BINARY) by default.
   std::string_view ByteOrder() const override { return ""; }
 
@@ -285,15 +270,15 @@ class SqliteCatalog : public SqlCatalog {
 std::unique_ptr<Catalog> OpenSqliteCatalog(const std::filesystem::path& path,
                                            const CatalogOptions& options) {
   // SQLite opens a device or a FIFO as if it were a database file and fails later with an I/O
-  // error; such a path can never hold a catalog.
+  // error: refuse any path that is there but is not a file, as a directory is refused.
   std::error_code status_error;
   std::filesystem::file_status status = std::filesystem::status(path, status_error);
   if (path != ":memory:" && std::filesystem::exists(status) &&
       !std::filesystem::is_regular_file(status)) {
-    throw InvalidArgument("the SQLite catalog path " + path.string() +
-                              " is not a regular file: give the path of a database file "
-                              "(it is created when missing)",
-                          {{"field", "catalog"}, {"path", path.string()}});
+    throw CatalogUnavailable("cannot use the SQLite catalog " + path.string() +
+                                 ": it is not a regular file; give the path of a database file "
+                                 "(it is created when missing)",
+                             {{"path", path.string()}});
   }
   if (path.has_parent_path() && path != ":memory:") {
     std::error_code error;

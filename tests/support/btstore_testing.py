@@ -1,0 +1,120 @@
+"""Helpers shared by the Python tests (tests/cli, tests/interop) and the benchmark driver
+(bench/run_bench.py): the btstore executable under test, and a private PostgreSQL cluster.
+
+PgCluster runs initdb + pg_ctl in a temporary directory (as the `postgres` user when run as
+root) on a free 127.0.0.1 port, never a server that happens to be running, and removes it all
+on stop(). It is the Python twin of tests/support/pg_cluster.cc.
+"""
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+PG_BINDIR = Path(os.environ.get("BTSTORE_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
+RUNUSER = "/usr/sbin/runuser"
+# A free port can be taken by another process before the server binds it: try a few.
+START_ATTEMPTS = 4
+
+
+class PgClusterError(RuntimeError):
+    """initdb, pg_ctl or the server failed; the message holds their output and log."""
+
+
+def btstore_bin():
+    """The btstore executable under test (ctest sets BTSTORE_BIN), or None when unset."""
+    path = os.environ.get("BTSTORE_BIN")
+    return path if path and Path(path).is_file() else None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pg_missing_reason():
+    """Why a private cluster cannot be started here, or None when it can."""
+    for program in ("initdb", "pg_ctl", "postgres"):
+        if not os.access(PG_BINDIR / program, os.X_OK):
+            return f"PostgreSQL not installed: {PG_BINDIR / program} missing"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root without a user named postgres"
+        if not os.access(RUNUSER, os.X_OK):
+            return f"{RUNUSER} missing"
+    return None
+
+
+class PgCluster:
+    """A private PostgreSQL server.
+
+    parent: directory to create the cluster's directory in (default: the system's temporary
+    directory). fsync: keep the server's fsync on (benchmarks measure durable commits; tests turn
+    it off for speed). stop_mode: pg_ctl's shutdown mode in stop().
+    """
+
+    def __init__(self, parent=None, fsync=False, max_connections=200, stop_mode="immediate",
+                 prefix="btstore-pg-"):
+        self.as_root = os.geteuid() == 0
+        self.stop_mode = stop_mode
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        if self.as_root:
+            user = pwd.getpwnam("postgres")
+            os.chown(self.dir, user.pw_uid, user.pw_gid)
+            if parent is not None:
+                os.chmod(parent, 0o755)  # the postgres user must reach its directory
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.port = None
+        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                 "--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
+        last_error = None
+        for _ in range(START_ATTEMPTS):
+            self.port = free_port()
+            options = (f"-c port={self.port} -c listen_addresses=127.0.0.1 "
+                       f"-c unix_socket_directories={self.dir} "
+                       f"-c max_connections={max_connections}"
+                       + ("" if fsync else " -c fsync=off"))
+            try:
+                self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options,
+                         "-w", "-t", "60", "start")
+                return
+            except PgClusterError as e:
+                last_error = e
+        raise last_error
+
+    def _pg(self, program, *args):
+        cmd = [str(PG_BINDIR / program), *args]
+        if self.as_root:
+            cmd = [RUNUSER, "-u", "postgres", "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=self.dir,
+                              stdin=subprocess.DEVNULL, timeout=120)
+        if proc.returncode != 0:
+            log = self.log.read_text() if self.log.exists() else ""
+            raise PgClusterError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+                                 f"\n{log[-4000:]}")
+
+    def url(self, database="postgres"):
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, prefix="btstore_"):
+        """Create an empty database with a fresh name; return its URL."""
+        import psycopg
+
+        name = prefix + uuid.uuid4().hex[:12]
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def stop(self):
+        try:
+            self._pg("pg_ctl", "-D", str(self.data), "-m", self.stop_mode, "-w", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
