@@ -126,8 +126,8 @@ struct WorkerEvent {
   /// the job's thread before the completion starts, so it can also serve as a precise point in
   /// the protocol for observers (a test that cancels inside the window).
   /// kReleased: the worker shut down and gave the job back (pending, no retry spent).
-  enum class Kind { kClaimed, kProgress, kPublished, kCompleted, kFailed, kRetrying, kCancelled,
-                    kLostLease, kRescued, kReleased };
+  enum class Kind { kClaimed, kProgress, kCompleted, kFailed, kRetrying, kCancelled, kLostLease,
+                    kRescued, kReleased, kPublished };
   Kind kind;
   /// Empty for an event of the worker itself rather than of a job: kRetrying while the catalog
   /// is unavailable (the worker backs off and retries), and once it is available again.

@@ -75,11 +75,11 @@ Json VerifyJson(const VerifyReport& report);
 
 /// An error as every front end reports it.
 struct Failure {
-  ErrorCode code = ErrorCode::kInternal;
-  std::string message;
-  ErrorDetails details;
-  int exit_status = 1;    ///< the command line's exit status (contract section 6)
-  int http_status = 500;  ///< the HTTP status (contract section 6)
+  ErrorCode code = ErrorCode::kInternal;  ///< the contract's name (ErrorCodeName)
+  std::string message;                    ///< what happened and what to do
+  ErrorDetails details;                   ///< structured facts (job_id, path, field, ...)
+  int exit_status = 1;                    ///< the command line's exit status (contract section 6)
+  int http_status = 500;                  ///< the HTTP status (contract section 6)
 };
 
 /// Return the failure of `code` with `message` and `details`.

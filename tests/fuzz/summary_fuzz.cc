@@ -1,5 +1,5 @@
 // Fuzz target: summary.json and its `artifacts` manifest as a reader parses them
-// (artifact::ReadSummary, which runs artifact::ReplaceNonFiniteTokens first).
+// (internal::ReadSummary, which runs internal::ReplaceNonFiniteTokens first).
 //
 // Input: the bytes of a summary.json. Findings: a crash; an error other than InvalidResult or
 // MissingReproducibilityMetadata (contract section 4); a summary that reads but, encoded by the
@@ -37,7 +37,7 @@ bool SameManifest(const std::map<std::string, ArtifactInfo>& a,
 }
 
 // Return the first field in which two summaries differ, or "" when they agree.
-std::string FirstDifference(const artifact::ParsedSummary& a, const artifact::ParsedSummary& b) {
+std::string FirstDifference(const internal::ParsedSummary& a, const internal::ParsedSummary& b) {
   const BacktestResult& x = a.meta;
   const BacktestResult& y = b.meta;
   if (x.snapshot_id != y.snapshot_id) return "snapshot_id";
@@ -64,28 +64,28 @@ std::string FirstDifference(const artifact::ParsedSummary& a, const artifact::Pa
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using btstore::ErrorCode;
-  namespace artifact = btstore::artifact;
+  namespace internal = btstore::internal;
   namespace fuzz = btstore::fuzz;
   const std::string_view text(reinterpret_cast<const char*>(data), size);
 
   const std::filesystem::path& dir = fuzz::ScratchDir();
   fuzz::WriteFile(dir / "summary.json", text);
-  std::optional<artifact::ParsedSummary> parsed;
+  std::optional<internal::ParsedSummary> parsed;
   if (!fuzz::Expect("ReadSummary",
                     {ErrorCode::kInvalidResult, ErrorCode::kMissingReproducibilityMetadata},
-                    [&] { parsed = artifact::ReadSummary(dir); })) {
+                    [&] { parsed = internal::ReadSummary(dir); })) {
     return 0;
   }
 
   std::string encoded;
   fuzz::Expect("EncodeSummary of a summary that was read", {}, [&] {
-    encoded = artifact::EncodeSummary(
+    encoded = internal::EncodeSummary(
         parsed->meta, parsed->manifest.value_or(std::map<std::string, btstore::ArtifactInfo>{}));
   });
   fuzz::WriteFile(dir / "summary.json", encoded);
-  std::optional<artifact::ParsedSummary> reread;
+  std::optional<internal::ParsedSummary> reread;
   fuzz::Expect("ReadSummary of what EncodeSummary wrote", {},
-               [&] { reread = artifact::ReadSummary(dir); });
+               [&] { reread = internal::ReadSummary(dir); });
   std::string difference = btstore::FirstDifference(*parsed, *reread);
   if (!difference.empty()) {
     fuzz::Finding("summary.json does not survive a rewrite: " + difference + " differs");

@@ -216,8 +216,8 @@ TEST(ParseLenientJson, AcceptsPythonsNonFiniteTokens) {
 
 TEST(ParseConfigText, RequiresAnObjectAndCompactsIt) {
   EXPECT_EQ(ParseConfigText(R"({ "b": 1, "a": [1, 2] })", "--config"), R"({"a":[1,2],"b":1})");
-  EXPECT_EQ(ErrorMessage([] { ParseConfigText("[1]", "--config"); }),
-            "--config must be a JSON object");
+  EXPECT_NE(ErrorMessage([] { ParseConfigText("[1]", "--config"); }).find("must be a JSON object"),
+            std::string::npos);
   EXPECT_THROW(ParseConfigText("{", "--config"), InvalidArgument);
 }
 
