@@ -1,7 +1,8 @@
 #pragma once
-/// The result bundle (contract section 1): three Parquet tables, optional extra tables and
-/// summary.json with its `artifacts` manifest, written to a staging directory and published by
-/// rename, read back with schema and manifest checks.
+/// The result bundle (contract section 1): three Parquet tables, the platform's optional tables
+/// and JSON artifacts, other extra tables, and summary.json with its `artifacts` manifest,
+/// written to a staging directory and published by rename, read back with schema and manifest
+/// checks.
 
 #include <cstdint>
 #include <filesystem>
@@ -26,9 +27,38 @@ inline constexpr std::string_view kWeightsTable = "daily_weights";
 inline constexpr std::string_view kIcTable = "daily_ic";
 inline constexpr std::string_view kSummaryFile = "summary.json";
 
+/// File names of the platform's optional tables, without ".parquet" (contract section 1).
+inline constexpr std::string_view kPortfolioReturnsTable = "daily_portfolio_returns";
+inline constexpr std::string_view kDailyReturnsTable = "daily_returns";
+inline constexpr std::string_view kDailyPricesTable = "daily_prices";
+inline constexpr std::string_view kNetPortfolioReturnsTable = "net_portfolio_returns";
+/// The optional column that daily_returns and daily_prices may have after their required ones.
+inline constexpr std::string_view kSymbolColumn = "symbol";
+
+/// Names of the platform's JSON artifacts; their files are "<name>.json".
+inline constexpr std::string_view kWalkForwardArtifact = "walk_forward";
+inline constexpr std::string_view kParamSearchArtifact = "param_search";
+/// The `version` a JSON artifact must have.
+inline constexpr std::string_view kJsonArtifactVersion = "1.0";
+
 /// Return the exact schema of a required table (date32/int64/float64 as in the contract).
 /// Throws InvalidArgument for a name that is not a required table.
 std::shared_ptr<arrow::Schema> RequiredSchema(std::string_view table_name);
+
+/// Return the columns an optional table of the platform must start with, in order and with
+/// exactly these types (daily_returns and daily_prices may add `symbol`, a string column, right
+/// after them), or nullptr when `table_name` is not one of the four.
+std::shared_ptr<arrow::Schema> OptionalTableSchema(std::string_view table_name);
+
+/// Return true for "walk_forward" and "param_search".
+bool IsJsonArtifact(std::string_view name);
+
+/// Check the text of a JSON artifact: at most 16 MiB, nested at most kMaxJsonDepth deep, JSON
+/// (the tokens NaN, Infinity and -Infinity, which Python writes, read as null) holding an
+/// object with "version": "1.0" and a non-empty string `created_at`. Return it as btstore
+/// writes it (non-finite numbers as null, doubles in shortest round-trip form). Throws
+/// InvalidArgument naming the artifact and the fault.
+std::string NormalizeJsonArtifact(std::string_view name, std::string_view text);
 
 /// A complete backtest result: what a bundle holds.
 struct BacktestResult {
@@ -43,7 +73,17 @@ struct BacktestResult {
   std::shared_ptr<arrow::Table> daily_signals;  ///< date32 date, int64 permno, float64 signal
   std::shared_ptr<arrow::Table> daily_weights;  ///< date32 date, int64 permno, float64 weight
   std::shared_ptr<arrow::Table> daily_ic;       ///< date32 date, float64 ic, float64 rank_ic
-  std::map<std::string, std::shared_ptr<arrow::Table>> extra_tables;  ///< name -> table
+  /// The platform's optional tables (checked against OptionalTableSchema) and any other table,
+  /// by file stem.
+  std::map<std::string, std::shared_ptr<arrow::Table>> extra_tables;
+  /// The JSON artifacts (kWalkForwardArtifact, kParamSearchArtifact) by name: JSON text of an
+  /// object with "version": "1.0" and `created_at`, as NormalizeJsonArtifact returns it. A
+  /// non-finite number is null in it; readers take a null number as NaN.
+  std::map<std::string, std::string> json_artifacts;
+  /// Files of the bundle that a whole read found corrupt and left out (only JSON artifacts can
+  /// be: the rest of the result stays readable): file name -> what is wrong with it. Reading
+  /// the artifact by name throws InvalidResult instead.
+  std::map<std::string, std::string> unavailable;
 
   Metrics metrics;
   std::string snapshot_id;
@@ -104,7 +144,9 @@ struct ReadOptions {
   std::optional<Date> to;    ///< keep rows with date <= to (inclusive)
   /// Columns to load from each table besides `date` (always loaded). Empty: all columns.
   std::vector<std::string> columns;
-  /// Tables to load; empty: the three required ones and every extra table.
+  /// Tables and JSON artifacts to load, by name (a JSON artifact only whole; an error in it is
+  /// thrown). Empty: the three required tables, every extra table and every JSON artifact (an
+  /// artifact that cannot be read is reported in BacktestResult::unavailable).
   std::vector<std::string> tables;
   /// Check sizes and checksums against the manifest (only for whole-file reads; a partial read
   /// checks the sizes only, since it does not read every byte).
@@ -121,13 +163,31 @@ struct ReadStats {
 /// Read a bundle directory. Errors, in the order they are checked:
 /// ResultPathMissing (directory missing), MissingReproducibilityMetadata (summary.json missing,
 /// unreadable, without snapshot_id or dataset_version_ids), InvalidResult for summary.json as
-/// ReadSummaryText says, InvalidArgument for a table in `options.tables` that the bundle does
-/// not have (and its manifest does not list), InvalidResult naming the file and, for schema
-/// errors, the column with the expected and found types (a file missing, corrupt, truncated, of
-/// the wrong schema, not a regular file (a symbolic link), or differing from its manifest entry).
+/// ReadSummaryText says, InvalidArgument for a table or artifact in `options.tables` that the
+/// bundle does not have (and its manifest does not list), InvalidResult naming the file and, for
+/// schema errors, the column with the expected and found types (a file missing, corrupt,
+/// truncated, of the wrong schema or column order (the platform's optional tables), not a
+/// regular file (a symbolic link), or differing from its manifest entry; a JSON artifact asked
+/// for by name that is not as NormalizeJsonArtifact requires).
 /// Null metrics read as NaN; mean_ic/icir absent altogether are recomputed from daily_ic.
 BacktestResult ReadBundle(const std::filesystem::path& dir, const ReadOptions& options = {},
                           ReadStats* stats = nullptr);
+
+/// How portfolio returns are measured: `net` is net_portfolio_returns.net_return (after costs),
+/// `gross` is daily_portfolio_returns.return.
+enum class ReturnsBasis { kNet, kGross };
+/// Parse "net" or "gross". Throws InvalidArgument otherwise.
+ReturnsBasis ParseReturnsBasis(std::string_view text);
+/// Return "net" or "gross".
+std::string_view ToString(ReturnsBasis basis);
+/// Return what to read for portfolio returns on `basis` between `from` and `to` (inclusive,
+/// either may be absent): the basis's table, its date and return columns only.
+ReadOptions PortfolioReturnsReadOptions(ReturnsBasis basis, std::optional<Date> from = {},
+                                        std::optional<Date> to = {});
+/// Return the portfolio returns on `basis` of a result read with (at least)
+/// PortfolioReturnsReadOptions(basis): a table (`date` date32, `return` float64) sorted by date,
+/// cells bit for bit as stored. Throws InvalidArgument when `result` lacks the basis's table.
+std::shared_ptr<arrow::Table> PortfolioReturns(const BacktestResult& result, ReturnsBasis basis);
 
 /// Replace the tokens NaN, Infinity and -Infinity outside string literals with null, so that a
 /// strict JSON parser accepts what Python's json module writes (btstore writes null itself).

@@ -48,6 +48,9 @@ struct CompletionRecord {
   Metrics metrics;
   std::string snapshot_id;
   std::string dataset_version_ids_json;  ///< a JSON object
+  /// summary.json's cost_config and cost_summary as JSON text, or nullopt (stored as NULL).
+  std::optional<std::string> cost_config_json;
+  std::optional<std::string> cost_summary_json;
 };
 
 /// A job that retention removes, or would remove.
@@ -96,6 +99,13 @@ class Catalog {
   /// "engine" key, else kDefaultEngine. Throws InvalidArgument, CatalogUnavailable.
   virtual SubmitResult Submit(const JobSpec& spec, Timestamp now) = 0;
 
+  /// Insert `spec` as a job that is already completed with `record` (an imported result): status
+  /// completed, started_at and completed_at `now`, progress 100, attempt 0, unless its job_id
+  /// exists (then return the existing row, created=false, and write nothing). `spec.job_id` must
+  /// be set and valid. Throws InvalidArgument, CatalogUnavailable.
+  virtual SubmitResult InsertCompleted(const JobSpec& spec, const CompletionRecord& record,
+                                       Timestamp now) = 0;
+
   /// Return the job, or nullopt. Throws CatalogUnavailable.
   virtual std::optional<JobRecord> FindJob(std::string_view job_id) = 0;
 
@@ -133,9 +143,9 @@ class Catalog {
                                     std::chrono::seconds lease, Timestamp now) = 0;
 
   /// Complete a running attempt: status, result_path, metrics, snapshot_id,
-  /// dataset_version_ids, progress 100 and completed_at in one transaction, and clear the
-  /// error_message an earlier attempt left, only if the job is running in this attempt and no
-  /// cancel was requested. Throws CatalogUnavailable.
+  /// dataset_version_ids, the cost blocks, progress 100 and completed_at in one transaction, and
+  /// clear the error_message an earlier attempt left, only if the job is running in this attempt
+  /// and no cancel was requested. Throws CatalogUnavailable.
   virtual TransitionResult Complete(std::string_view job_id, int attempt,
                                     const CompletionRecord& record, Timestamp now) = 0;
 

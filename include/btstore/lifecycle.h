@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -55,6 +56,21 @@ class JobService {
   /// engine name, a `spec.engine` other than the config's, a config or weight method the engine
   /// refuses), CatalogUnavailable.
   SubmitResult Submit(JobSpec spec);
+  /// Store a result computed elsewhere as a completed job: read and validate the bundle in `dir`
+  /// (exact schemas, sorted signals and weights, summary.json with snapshot_id and
+  /// dataset_version_ids, every JSON artifact readable, the manifest when it has one), write it
+  /// into the store with btstore's writer (identity from `spec`, manifest, checksums, atomic
+  /// publish) and insert the job `completed` with its metrics, snapshot, dataset versions and
+  /// cost blocks. The job_id is derived as Submit derives it when `spec.job_id` is empty. A
+  /// failure leaves no row and no bundle behind. Idempotent: when the job_id exists as a
+  /// completed job with the same fields and the same result (tables cell for cell, metrics,
+  /// metadata, artifacts), nothing changes and created=false is returned.
+  /// Throws InvalidArgument (a bad spec, `dir` not a directory), MissingReproducibilityMetadata
+  /// and InvalidResult (the bundle in `dir` is not valid), InvalidTransition (the job_id exists
+  /// with another status, other fields or another result), ResultPathMissing (the existing
+  /// job's bundle cannot be compared), InternalError (I/O), CatalogUnavailable.
+  SubmitResult Import(const std::filesystem::path& dir, JobSpec spec);
+
   /// Cancel a job (see Catalog::RequestCancel). Throws JobNotFound, InvalidTransition,
   /// CatalogUnavailable.
   JobRecord Cancel(std::string_view job_id);
@@ -74,6 +90,14 @@ class JobService {
   /// MissingReproducibilityMetadata; InvalidResult; CatalogUnavailable.
   BacktestResult GetResult(std::string_view job_id, const ReadOptions& options = {},
                            ReadStats* stats = nullptr);
+
+  /// Load a completed job's portfolio returns on `basis` between `from` and `to` (inclusive,
+  /// either may be absent), reading only that table's date and return columns: a table (`date`
+  /// date32, `return` float64) sorted by date. Throws as GetResult, and InvalidArgument when
+  /// the bundle has no table for that basis.
+  std::shared_ptr<arrow::Table> GetPortfolioReturns(std::string_view job_id, ReturnsBasis basis,
+                                                    std::optional<Date> from = {},
+                                                    std::optional<Date> to = {});
 
   /// Resolve a job's result_path and check it is a bundle strictly inside the artifact root;
   /// return where it is. Throws ResultPathMissing.

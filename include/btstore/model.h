@@ -181,9 +181,10 @@ struct JobSpec {
 void ValidateJobSpec(const JobSpec& spec);
 
 /// The columns of `backtest_jobs` that JobRecord holds: the contract's in its order, then
-/// btstore's own (migrations 0001, 0003). The catalog selects them in this order; front ends
-/// name the fields of a job by them.
-inline constexpr std::array<std::string_view, 38> kJobColumns = {
+/// btstore's own (migration 0001), the platform's cost blocks (migration 0002), then the engine
+/// a job names (migration 0003). The catalog selects them in this order; front ends name the
+/// fields of a job by them.
+inline constexpr std::array<std::string_view, 40> kJobColumns = {
     // clang-format off
     "id", "job_id", "status", "alpha_name", "start_date", "end_date", "weight_method",
     "config_json", "created_at", "started_at", "completed_at", "worker_id", "progress_pct",
@@ -192,7 +193,11 @@ inline constexpr std::array<std::string_view, 38> kJobColumns = {
     "retry_count", "created_by",
     // btstore's own
     "priority", "max_retries", "attempt", "cancel_requested", "heartbeat_at", "lease_expires_at",
-    "run_after", "checkpoint_path", "pinned", "expiring_at", "engine",
+    "run_after", "checkpoint_path", "pinned", "expiring_at",
+    // the platform's cost blocks (migration 0002)
+    "cost_config", "cost_summary",
+    // the engine the job names (migration 0003)
+    "engine",
     // clang-format on
 };
 
@@ -219,6 +224,10 @@ struct JobRecord {
   std::optional<std::string> error_message;
   int retry_count = 0;
   std::string created_by;
+  /// The platform's cost model blocks (migration 0002): JSON text as stored, copied from the
+  /// result's summary.json on completion; nullopt when the result has none.
+  std::optional<std::string> cost_config_json;
+  std::optional<std::string> cost_summary_json;
 
   // btstore's columns (migration 0001).
   Priority priority = Priority::kNormal;

@@ -41,6 +41,8 @@ const std::vector<std::string>& JobFieldOrder();
 Json PageJson(const JobPage& page);
 /// Return a submission's outcome: `{"job_id", "created", "status"}`.
 Json SubmitJson(const SubmitResult& submitted);
+/// Return an import's outcome: `{"job_id", "created", "status", "result_path"}`.
+Json ImportJson(const SubmitResult& imported);
 /// Return `show`'s document: JobJson plus, for a completed job, its summary.json as `summary`
 /// (or `summary: null` and `summary_error: {"code", "message"}` when it cannot be read: the
 /// catalog fields stay useful). Throws what JobService throws for the catalog.
@@ -49,8 +51,10 @@ Json ShowJson(JobService& jobs, const JobRecord& job);
 /// Return a loaded table's row count and column names: `{"rows", "columns"}`.
 Json TableJson(const std::shared_ptr<arrow::Table>& table);
 /// Return a loaded result: `{"job_id", <metrics>, "snapshot_id", "dataset_version_ids",
-/// "tables": {name: TableJson}, "from", "to", "bytes_read", "row_groups_read",
-/// "row_groups_skipped"}`.
+/// "tables": {name: TableJson}, "artifacts": {name: {"available": true[, "document": {...}]} or
+/// {"available": false, "error": {"code", "message"}}}, "from", "to", "bytes_read",
+/// "row_groups_read", "row_groups_skipped"}`. An artifact's document is included when it was
+/// asked for by name (`options.tables`).
 Json ResultJson(std::string_view job_id, const BacktestResult& result, const ReadOptions& options,
                 const ReadStats& stats);
 /// Return a bundle's summary as btstore understood it: identity, reproducibility keys, metrics

@@ -126,6 +126,8 @@ arrow::Status HashingFileSink::Abort() {
 
 std::string HashingFileSink::Checksum() const { return Hex(XXH3_128bits_digest(state_)); }
 
+std::string ChecksumOf(const void* data, size_t size) { return Hex(XXH3_128bits(data, size)); }
+
 UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
   if (this != &other) {
     if (fd_ >= 0) ::close(fd_);

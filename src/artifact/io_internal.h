@@ -55,6 +55,9 @@ class HashingFileSink : public arrow::io::OutputStream {
   XXH3_state_t* state_;
 };
 
+/// Return "xxh3-128:<32 hex digits>" of `size` bytes at `data`.
+std::string ChecksumOf(const void* data, size_t size);
+
 /// An open file descriptor, closed when the object goes.
 class UniqueFd {
  public:

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "artifact/io_internal.h"
+#include "artifact/optional_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/bundle.h"
 #include "btstore/errors.h"
@@ -59,6 +60,13 @@ struct Plan {
 }
 
 void CheckSchema(const arrow::Schema& schema, const std::string& name, const std::string& file) {
+  if (OptionalTableSchema(name)) {
+    if (auto fault = internal::FindOptionalSchemaFault(schema, name)) {
+      BadFile(file, fault->message,
+              {{"column", fault->column}, {"expected", fault->expected}, {"found", fault->found}});
+    }
+    return;
+  }
   if (!IsRequired(name)) return;
   auto required = RequiredSchema(name);
   for (const auto& want : required->fields()) {
@@ -377,6 +385,46 @@ std::vector<std::string> ParquetStems(const fs::path& dir) {
   return stems;
 }
 
+// Read and check the JSON artifact `name`, and its manifest entry when there is one. Throws
+// InvalidResult naming its file.
+std::string ReadJsonArtifact(const fs::path& dir, const std::string& name,
+                             const std::optional<std::map<std::string, ArtifactInfo>>& manifest,
+                             bool verify_checksums) {
+  const std::string file = internal::JsonArtifactFile(name);
+  std::optional<std::string> text = internal::ReadJsonFile(dir, file, [](const std::string&) {});
+  if (!text) {
+    BadFile(file, "is missing from the bundle " + dir.string(), {{"path", (dir / file).string()}});
+  }
+  if (manifest) {
+    if (auto it = manifest->find(file); it != manifest->end()) {
+      const ArtifactInfo& expected = it->second;
+      const auto size = static_cast<int64_t>(text->size());
+      if (expected.bytes != size) {
+        BadFile(file,
+                "is " + std::to_string(size) + " bytes, the manifest says " +
+                    std::to_string(expected.bytes) + " (truncated or replaced)",
+                {{"expected_bytes", std::to_string(expected.bytes)},
+                 {"found_bytes", std::to_string(size)}});
+      }
+      const std::string checksum = internal::ChecksumOf(text->data(), text->size());
+      if (verify_checksums && !expected.checksum.empty() && checksum != expected.checksum) {
+        BadFile(file,
+                "checksum mismatch: the manifest says " + expected.checksum + ", the file is " +
+                    checksum + " (the file was modified or corrupted)",
+                {{"expected", expected.checksum}, {"found", checksum}});
+      }
+    }
+  }
+  try {
+    return NormalizeJsonArtifact(name, *text);
+  } catch (const InvalidArgument& e) {
+    // A fault of the file, not of the request.
+    ErrorDetails details = e.details();
+    details["path"] = (dir / file).string();
+    throw InvalidResult(e.what(), std::move(details));
+  }
+}
+
 BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadStats* stats,
                         BundleInfo* info) {
   std::error_code ec;
@@ -392,18 +440,41 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
 
   std::vector<std::string> present = ParquetStems(dir);
   std::set<std::string> present_set(present.begin(), present.end());
+  auto listed = [&](const std::string& file) {
+    return summary.manifest && summary.manifest->contains(file);
+  };
+  auto on_disk = [&](const std::string& file) {
+    std::error_code exists_ec;
+    // symlink_status: an entry that is a symbolic link is there (and refused when read).
+    return fs::exists(fs::symlink_status(dir / file, exists_ec));
+  };
   std::vector<std::string> names;
+  // JSON artifacts asked for by name: their errors are thrown. Otherwise every one present is
+  // read, and one that cannot be is reported as unavailable.
+  std::vector<std::string> artifacts_by_name;
+  std::vector<std::string> artifacts_if_readable;
   if (options.tables.empty()) {
     names = {std::string(kSignalsTable), std::string(kWeightsTable), std::string(kIcTable)};
     for (const auto& stem : present) {
       if (!IsRequired(stem)) names.push_back(stem);
+    }
+    for (std::string_view artifact : {kWalkForwardArtifact, kParamSearchArtifact}) {
+      const std::string file = internal::JsonArtifactFile(artifact);
+      if (on_disk(file) || listed(file)) artifacts_if_readable.emplace_back(artifact);
     }
   } else {
     for (const auto& name : options.tables) {
       if (!internal::IsSafeFileStem(name)) {
         throw InvalidArgument("'" + name + "' is not a table name", {{"table", name}});
       }
-      if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+      std::vector<std::string>& list = IsJsonArtifact(name) ? artifacts_by_name : names;
+      if (std::find(list.begin(), list.end(), name) == list.end()) list.push_back(name);
+    }
+  }
+  for (const auto& name : artifacts_by_name) {
+    const std::string file = internal::JsonArtifactFile(name);
+    if (!on_disk(file) && !listed(file)) {
+      throw InvalidArgument("the bundle has no " + file, {{"table", name}, {"path", dir.string()}});
     }
   }
   for (const auto& name : names) {
@@ -422,8 +493,10 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
   }
   if (summary.manifest) {
     for (const auto& [file, entry] : *summary.manifest) {
-      // symlink_status: an entry that is a symbolic link is there (and refused when read).
-      if (!fs::exists(fs::symlink_status(dir / file, ec))) {
+      // A missing JSON artifact makes only that artifact unavailable (checked when read).
+      const bool json_artifact =
+          file.ends_with(".json") && IsJsonArtifact(file.substr(0, file.size() - 5));
+      if (!json_artifact && !on_disk(file)) {
         BadFile(file, "is listed in the manifest but missing from " + dir.string(),
                 {{"path", (dir / file).string()}});
       }
@@ -494,6 +567,18 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
     }
     RecomputeIcMetrics(IcValues(ic), summary.has_mean_ic, summary.has_icir, result.metrics);
   }
+  for (const auto& name : artifacts_by_name) {
+    result.json_artifacts[name] =
+        ReadJsonArtifact(dir, name, summary.manifest, options.verify_checksums);
+  }
+  for (const auto& name : artifacts_if_readable) {
+    try {
+      result.json_artifacts[name] =
+          ReadJsonArtifact(dir, name, summary.manifest, options.verify_checksums);
+    } catch (const InvalidResult& e) {
+      result.unavailable[internal::JsonArtifactFile(name)] = e.what();
+    }
+  }
   if (stats) *stats = total;
   if (info) {
     info->summary_json = summary.text;
@@ -513,6 +598,11 @@ std::string ReadSummaryText(const fs::path& dir) { return internal::ReadSummaryT
 BundleInfo InspectBundle(const fs::path& dir) {
   BundleInfo info;
   BacktestResult result = ReadImpl(dir, ReadOptions{}, nullptr, &info);
+  // Inspecting validates everything: a corrupt JSON artifact is an error here.
+  if (!result.unavailable.empty()) {
+    const auto& [file, message] = *result.unavailable.begin();
+    throw InvalidResult(message, {{"file", file}, {"path", (dir / file).string()}});
+  }
   result.daily_signals = nullptr;
   result.daily_weights = nullptr;
   result.daily_ic = nullptr;

@@ -6,10 +6,12 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "artifact/io_internal.h"
+#include "artifact/json_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/errors.h"
 
@@ -153,23 +155,17 @@ std::string ReplaceNonFiniteTokens(std::string_view text) {
 
 namespace btstore::internal {
 
-std::string ReadSummaryText(const fs::path& dir) {
-  fs::path path = dir / kSummary;
-  std::optional<BundleFile> file = OpenBundleFile(dir, std::string(kSummary));
-  if (!file) {
-    Missing("summary.json is missing from " + dir.string() +
-                ": the bundle has no reproducibility metadata; rewrite it with its snapshot_id "
-                "and dataset_version_ids",
-            path);
-  }
+std::optional<std::string> ReadJsonFile(const fs::path& dir, const std::string& name,
+                                        const std::function<void(const std::string&)>& unreadable) {
+  fs::path path = dir / name;
+  std::optional<BundleFile> file = OpenBundleFile(dir, name);
+  if (!file) return std::nullopt;
   auto too_large = [&](std::uintmax_t size) {
-    throw InvalidResult("summary.json is " + std::to_string(size) + " bytes, more than the " +
-                            std::to_string(kMaxSummaryBytes) + " bytes a summary may have",
-                        {{"file", std::string(kSummary)},
-                         {"path", path.string()},
-                         {"bytes", std::to_string(size)}});
+    throw InvalidResult(name + " is " + std::to_string(size) + " bytes, more than the " +
+                            std::to_string(kMaxJsonFileBytes) + " bytes it may have",
+                        {{"file", name}, {"path", path.string()}, {"bytes", std::to_string(size)}});
   };
-  if (static_cast<std::uintmax_t>(file->size) > kMaxSummaryBytes) too_large(file->size);
+  if (static_cast<std::uintmax_t>(file->size) > kMaxJsonFileBytes) too_large(file->size);
   // Read to the end, not `size` bytes, but never much past the limit: the file may have grown
   // since it was opened.
   std::string text;
@@ -178,22 +174,36 @@ std::string ReadSummaryText(const fs::path& dir) {
   while (true) {
     ssize_t n = ::read(file->fd.get(), chunk.data(), chunk.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) Missing(std::string("summary.json is unreadable: ") + std::strerror(errno), path);
+    if (n < 0) {
+      unreadable(name + " is unreadable: " + std::strerror(errno));
+      throw InvalidResult(name + " is unreadable", {{"file", name}, {"path", path.string()}});
+    }
     if (n == 0) break;
     text.append(chunk.data(), static_cast<size_t>(n));
-    if (text.size() > kMaxSummaryBytes) too_large(text.size());
+    if (text.size() > kMaxJsonFileBytes) too_large(text.size());
   }
   // Parsers and serializers of JSON recurse once per level: refuse a hostile depth before any
   // of them sees the text.
   if (int depth = JsonNestingDepth(text); depth > kMaxJsonDepth) {
-    throw InvalidResult("summary.json is nested " + std::to_string(depth) +
-                            " levels deep, more than the " + std::to_string(kMaxJsonDepth) +
-                            " levels of arrays and objects a summary may have",
-                        {{"file", std::string(kSummary)},
-                         {"path", path.string()},
-                         {"depth", std::to_string(depth)}});
+    throw InvalidResult(
+        name + " is nested " + std::to_string(depth) + " levels deep, more than the " +
+            std::to_string(kMaxJsonDepth) + " levels of arrays and objects it may have",
+        {{"file", name}, {"path", path.string()}, {"depth", std::to_string(depth)}});
   }
   return text;
+}
+
+std::string ReadSummaryText(const fs::path& dir) {
+  fs::path path = dir / kSummary;
+  std::optional<std::string> text = ReadJsonFile(
+      dir, std::string(kSummary), [&](const std::string& message) { Missing(message, path); });
+  if (!text) {
+    Missing("summary.json is missing from " + dir.string() +
+                ": the bundle has no reproducibility metadata; rewrite it with its snapshot_id "
+                "and dataset_version_ids",
+            path);
+  }
+  return *std::move(text);
 }
 
 ParsedSummary ReadSummary(const fs::path& dir) {
@@ -284,7 +294,7 @@ std::string EncodeSummary(const BacktestResult& result,
   doc["dataset_version_ids"] = versions;
   for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
     double value = result.metrics.At(i);
-    // nlohmann writes doubles in shortest round-trip form; non-finite ones are null.
+    // DumpJson writes doubles in shortest round-trip form; non-finite ones are null.
     doc[std::string(Metrics::kNames[i])] = std::isfinite(value) ? Json(value) : Json(nullptr);
   }
   doc["written_at"] = FormatTimestamp(Now());
@@ -299,15 +309,15 @@ std::string EncodeSummary(const BacktestResult& result,
   for (const auto& [key, value] : extra.items()) {
     if (!KnownKeys().contains(key)) doc[key] = value;
   }
-  // A reader refuses a summary over kMaxSummaryBytes, and indentation grows with nesting (a
+  // A reader refuses a summary over kMaxJsonFileBytes, and indentation grows with nesting (a
   // 400 KB summary nested 60 deep takes 25 MB indented): write compact JSON when the indented
   // form would be refused, and refuse to write what no reader would read.
-  std::string text = doc.dump(2) + "\n";
-  if (text.size() > kMaxSummaryBytes) text = doc.dump() + "\n";
-  if (text.size() > kMaxSummaryBytes) {
+  std::string text = DumpJson(doc, 2) + "\n";
+  if (text.size() > kMaxJsonFileBytes) text = DumpJson(doc, -1) + "\n";
+  if (text.size() > kMaxJsonFileBytes) {
     throw InvalidArgument(
         "summary.json would be " + std::to_string(text.size()) + " bytes, more than the " +
-            std::to_string(kMaxSummaryBytes) +
+            std::to_string(kMaxJsonFileBytes) +
             " bytes a reader accepts: extra_summary_json is too large",
         {{"field", "extra_summary_json"}, {"bytes", std::to_string(text.size())}});
   }

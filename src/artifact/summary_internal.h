@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -14,10 +15,6 @@ namespace btstore::internal {
 
 namespace fs = std::filesystem;
 
-/// summary.json files larger than this are rejected (InvalidResult): a summary holds metadata,
-/// and a bounded size keeps a corrupt or hostile file from exhausting memory.
-inline constexpr std::uintmax_t kMaxSummaryBytes = 16u << 20;
-
 /// summary.json as read: the metadata (tables left empty), the manifest when present, and
 /// whether mean_ic / icir were present at all (absent ones are recomputed from daily_ic).
 struct ParsedSummary {
@@ -28,9 +25,16 @@ struct ParsedSummary {
   std::string text;
 };
 
-/// Read the text of `<dir>/summary.json` with the checks every reader of it applies (the one
-/// reader behind ReadSummary and btstore::ReadSummaryText): a regular file of the bundle, at
-/// most kMaxSummaryBytes, nested at most kMaxJsonDepth deep. Throws
+/// Read the text of the JSON file `name` of the bundle `dir` with the checks every reader of a
+/// bundle's JSON applies: a regular file of the bundle (not a symbolic link), at most
+/// kMaxJsonFileBytes, nested at most kMaxJsonDepth deep. Returns nullopt when nothing has that
+/// name. Calls `unreadable` with a message when reading fails (it may throw its own error;
+/// otherwise InvalidResult follows). Throws InvalidResult naming the file otherwise.
+std::optional<std::string> ReadJsonFile(const std::filesystem::path& dir, const std::string& name,
+                                        const std::function<void(const std::string&)>& unreadable);
+
+/// Read the text of `<dir>/summary.json` with ReadJsonFile's checks (the one reader behind
+/// ReadSummary and btstore::ReadSummaryText). Throws
 /// MissingReproducibilityMetadata (missing, unreadable) or InvalidResult (a symbolic link or
 /// other non-regular file, too large, too deep).
 std::string ReadSummaryText(const std::filesystem::path& dir);
@@ -42,7 +46,7 @@ std::string ReadSummaryText(const std::filesystem::path& dir);
 ParsedSummary ReadSummary(const std::filesystem::path& dir);
 
 /// Encode the summary of `result` with its manifest, as the writer stores it: indented, or
-/// compact when indented it would be larger than kMaxSummaryBytes. Throws InvalidArgument when
+/// compact when indented it would be larger than kMaxJsonFileBytes. Throws InvalidArgument when
 /// even the compact form is larger than that (no reader would accept it).
 std::string EncodeSummary(const BacktestResult& result,
                           const std::map<std::string, ArtifactInfo>& manifest);

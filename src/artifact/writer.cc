@@ -20,6 +20,7 @@
 
 #include "artifact/io_internal.h"
 #include "artifact/layout_internal.h"
+#include "artifact/optional_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/bundle.h"
 #include "btstore/errors.h"
@@ -193,9 +194,26 @@ struct TableToWrite {
   std::shared_ptr<arrow::Table> table;
 };
 
+// What a valid result writes: its tables, and its JSON artifacts as file name -> text.
+struct FilesToWrite {
+  std::vector<TableToWrite> tables;
+  std::map<std::string, std::string> json_files;
+};
+
+// Check an optional table of the platform: its schema (order and types) and its dates.
+void ValidateOptionalTable(const arrow::Table& table, const std::string& name) {
+  const std::string file = FileName(name);
+  if (auto fault = internal::FindOptionalSchemaFault(*table.schema(), name)) {
+    Bad(file + ": " + fault->message, {{"file", file},
+                                       {"column", fault->column},
+                                       {"expected", fault->expected},
+                                       {"found", fault->found}});
+  }
+  if (!KeysValid(table, /*keyed=*/false)) ValidateKeys(table, name, /*keyed=*/false);
+}
+
 // Check everything before a byte is written, so that bad input leaves nothing behind.
-std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
-                                         const WriteOptions& options) {
+FilesToWrite ValidateResult(const BacktestResult& result, const WriteOptions& options) {
   if (!result.job_id.empty()) ValidateJobId(result.job_id);
   if (options.row_group_rows <= 0) {
     Bad("row_group_rows must be positive",
@@ -229,7 +247,8 @@ std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
     Bad("end_date is before start_date", {{"field", "end_date"}});
   }
 
-  std::vector<TableToWrite> tables;
+  FilesToWrite files;
+  std::vector<TableToWrite>& tables = files.tables;
   for (auto [name, table] :
        {std::pair{kSignalsTable, result.daily_signals},
         std::pair{kWeightsTable, result.daily_weights}, std::pair{kIcTable, result.daily_ic}}) {
@@ -246,17 +265,21 @@ std::vector<TableToWrite> ValidateResult(const BacktestResult& result,
   }
   for (const auto& [name, table] : result.extra_tables) {
     if (!internal::IsSafeFileStem(name) || name == kSignalsTable || name == kWeightsTable ||
-        name == kIcTable) {
+        name == kIcTable || IsJsonArtifact(name)) {
       Bad("extra table name '" + name +
               "' is not allowed: use 1-128 letters, digits, '-', '_', '.', not starting with "
-              "'.', and not a required table's name",
+              "'.', and not the name of a required table or of a JSON artifact",
           {{"field", "extra_tables"}, {"value", name}});
     }
     if (!table)
       Bad("extra table '" + name + "' is null", {{"field", "extra_tables"}, {"value", name}});
+    if (OptionalTableSchema(name)) ValidateOptionalTable(*table, name);
     tables.push_back({name, table});
   }
-  return tables;
+  for (const auto& [name, text] : result.json_artifacts) {
+    files.json_files[internal::JsonArtifactFile(name)] = NormalizeJsonArtifact(name, text);
+  }
+  return files;
 }
 
 ArtifactInfo WriteTableFile(const arrow::Table& table, const fs::path& file_path,
@@ -288,11 +311,13 @@ ArtifactInfo WriteTableFile(const arrow::Table& table, const fs::path& file_path
   return {table.num_rows(), sink->bytes(), sink->Checksum()};
 }
 
-void WriteSmallFile(const fs::path& file_path, const std::string& text) {
+ArtifactInfo WriteSmallFile(const fs::path& file_path, const std::string& text) {
   auto sink = internal::HashingFileSink::Create(file_path);
   std::string file = file_path.filename().string();
   Check(sink->Write(text.data(), static_cast<int64_t>(text.size())), FailureKind::kWrite, file);
   Check(sink->Close(), FailureKind::kWrite, file);
+  // A JSON file has no rows; its manifest entry counts 0.
+  return {0, sink->bytes(), sink->Checksum()};
 }
 
 // Removes a directory tree when it goes out of scope unless released: a failed write leaves
@@ -365,9 +390,10 @@ std::shared_ptr<arrow::Schema> RequiredSchema(std::string_view table_name) {
 namespace {
 
 // StageBundle after validation; fills `manifest`.
-fs::path StageValidated(const BacktestResult& result, std::vector<TableToWrite> tables,
+fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
                         const fs::path& staging_root, const WriteOptions& options,
                         std::map<std::string, ArtifactInfo>& manifest) {
+  std::vector<TableToWrite>& tables = files.tables;
   fs::path staged = MakeUniqueDir(staging_root, result.job_id.empty() ? "bundle" : result.job_id);
   RemoveOnFailure guard(staged);
 
@@ -394,6 +420,9 @@ fs::path StageValidated(const BacktestResult& result, std::vector<TableToWrite> 
   }
 
   for (size_t i = 0; i < tables.size(); ++i) manifest[FileName(tables[i].name)] = infos[i];
+  for (const auto& [file, text] : files.json_files) {
+    manifest[file] = WriteSmallFile(staged / file, text);
+  }
   WriteSmallFile(staged / kSummaryFile, internal::EncodeSummary(result, manifest));
   internal::SyncDirectory(staged);
   guard.Release();
@@ -432,7 +461,7 @@ void PublishBundle(const fs::path& staged_dir, const fs::path& final_dir) {
 std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
                                                 const fs::path& final_dir,
                                                 const WriteOptions& options) {
-  std::vector<TableToWrite> tables = ValidateResult(result, options);
+  FilesToWrite files = ValidateResult(result, options);
   fs::path absolute = fs::absolute(final_dir).lexically_normal();
   if (!absolute.has_filename()) absolute = absolute.parent_path();  // "dst/" names "dst"
   if (fs::exists(fs::symlink_status(absolute))) {
@@ -449,7 +478,7 @@ std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
   std::map<std::string, ArtifactInfo> manifest;
   {
     RemoveOnFailure remove_holder(holder);
-    fs::path staged = StageValidated(result, std::move(tables), holder, options, manifest);
+    fs::path staged = StageValidated(result, std::move(files), holder, options, manifest);
     internal::PublishBundle(staged, absolute);
   }
   return manifest;

@@ -23,7 +23,7 @@ constexpr std::array<ColumnKind, kJobColumns.size()> kJobColumnKinds = {
     ColumnKind::kText,      ColumnKind::kInt,       ColumnKind::kText,      ColumnKind::kInt,
     ColumnKind::kInt,       ColumnKind::kInt,       ColumnKind::kBool,      ColumnKind::kTimestamp,
     ColumnKind::kTimestamp, ColumnKind::kTimestamp, ColumnKind::kText,      ColumnKind::kBool,
-    ColumnKind::kTimestamp,
+    ColumnKind::kTimestamp, ColumnKind::kJson,      ColumnKind::kJson,
 };
 constexpr size_t kFirstMetricColumn = 15;
 
@@ -108,7 +108,9 @@ JobRecord DecodeJob(const SqlRow& row) {
   job.checkpoint_path = row[34];
   job.pinned = ToBool(name(35), Required(row, 35));
   job.expiring_at = ToTimestamp(row[36]);
-  job.engine = Required(row, 37);
+  job.cost_config_json = row[37];
+  job.cost_summary_json = row[38];
+  job.engine = Required(row, 39);
   return job;
 }
 
@@ -298,40 +300,70 @@ std::optional<JobRecord> SqlCatalog::SelectJob(SqlConnection& conn, std::string_
   return DecodeJob(rows.front());
 }
 
-SubmitResult SqlCatalog::Submit(const JobSpec& spec, Timestamp now) {
-  ValidateJobSpec(spec);
-  const std::string engine = EngineOf(spec);
+SubmitResult SqlCatalog::InsertUnlessExists(const std::string& job_id, const std::string& columns,
+                                            const std::string& values, const SqlParams& params) {
+  std::string sql = "INSERT INTO backtest_jobs (" + columns + ") VALUES (" + values +
+                    ") ON CONFLICT (job_id) DO NOTHING RETURNING " + JobColumns();
   SubmitResult result;
   Transact(TxKind::kWrite, [&](SqlConnection& conn) {
-    SqlParams p;
-    std::string values = p.Add(NewUuid()) + ", " + p.Add(spec.job_id) + ", 'pending', " +
-                         p.Add(spec.alpha_name) + ", " + p.Add(spec.start_date) + ", " +
-                         p.Add(spec.end_date) + ", " + p.Add(spec.weight_method) + ", " +
-                         p.Add(spec.config_json) + ", " + p.Add(now) + ", " +
-                         p.Add(spec.job_timeout_seconds) + ", " + p.Add(spec.created_by) + ", " +
-                         p.Add(static_cast<int>(spec.priority)) + ", " + p.Add(spec.max_retries) +
-                         ", " + p.Add(engine);
-    std::string sql =
-        "INSERT INTO backtest_jobs (id, job_id, status, alpha_name, start_date, end_date, "
-        "weight_method, config_json, created_at, job_timeout, created_by, priority, max_retries, "
-        "engine) "
-        "VALUES (" +
-        values + ") ON CONFLICT (job_id) DO NOTHING RETURNING " + JobColumns();
-    std::vector<SqlRow> rows = conn.Query(sql, p.values());
+    std::vector<SqlRow> rows = conn.Query(sql, params.values());
     if (!rows.empty()) {
       result = {DecodeJob(rows.front()), true};
       return;
     }
     // The job_id exists; in this transaction it cannot vanish on SQLite, and on PostgreSQL the
     // conflicting row is committed (ON CONFLICT waits for it), so this read finds it.
-    std::optional<JobRecord> existing = SelectJob(conn, spec.job_id);
+    std::optional<JobRecord> existing = SelectJob(conn, job_id);
     if (!existing) {
-      throw InternalError("job " + spec.job_id + " conflicted on insert but cannot be read",
-                          {{"job_id", spec.job_id}});
+      throw InternalError("job " + job_id + " conflicted on insert but cannot be read",
+                          {{"job_id", job_id}});
     }
     result = {*std::move(existing), false};
   });
   return result;
+}
+
+SubmitResult SqlCatalog::Submit(const JobSpec& spec, Timestamp now) {
+  ValidateJobSpec(spec);
+  SqlParams p;
+  std::string values = p.Add(NewUuid()) + ", " + p.Add(spec.job_id) + ", 'pending', " +
+                       p.Add(spec.alpha_name) + ", " + p.Add(spec.start_date) + ", " +
+                       p.Add(spec.end_date) + ", " + p.Add(spec.weight_method) + ", " +
+                       p.Add(spec.config_json) + ", " + p.Add(now) + ", " +
+                       p.Add(spec.job_timeout_seconds) + ", " + p.Add(spec.created_by) + ", " +
+                       p.Add(static_cast<int>(spec.priority)) + ", " + p.Add(spec.max_retries) +
+                       ", " + p.Add(EngineOf(spec));
+  return InsertUnlessExists(spec.job_id,
+                            "id, job_id, status, alpha_name, start_date, end_date, "
+                            "weight_method, config_json, created_at, job_timeout, created_by, "
+                            "priority, max_retries, engine",
+                            values, p);
+}
+
+SubmitResult SqlCatalog::InsertCompleted(const JobSpec& spec, const CompletionRecord& record,
+                                         Timestamp now) {
+  ValidateJobSpec(spec);
+  SqlParams p;
+  const std::string now_p = p.Add(now);
+  std::string values = p.Add(NewUuid()) + ", " + p.Add(spec.job_id) + ", 'completed', " +
+                       p.Add(spec.alpha_name) + ", " + p.Add(spec.start_date) + ", " +
+                       p.Add(spec.end_date) + ", " + p.Add(spec.weight_method) + ", " +
+                       p.Add(spec.config_json) + ", " + now_p + ", " + now_p + ", " + now_p +
+                       ", 100, " + p.Add(spec.job_timeout_seconds) + ", " +
+                       p.Add(spec.created_by) + ", " + p.Add(static_cast<int>(spec.priority)) +
+                       ", " + p.Add(spec.max_retries) + ", " + p.Add(record.result_path) + ", " +
+                       p.Add(record.snapshot_id) + ", " + p.Add(record.dataset_version_ids_json) +
+                       ", " + p.AddNullable(record.cost_config_json) + ", " +
+                       p.AddNullable(record.cost_summary_json) + ", " + p.Add(EngineOf(spec));
+  std::string columns =
+      "id, job_id, status, alpha_name, start_date, end_date, weight_method, config_json, "
+      "created_at, started_at, completed_at, progress_pct, job_timeout, created_by, priority, "
+      "max_retries, result_path, snapshot_id, dataset_version_ids, cost_config, cost_summary, engine";
+  for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+    columns += ", " + std::string(Metrics::kNames[m]);
+    values += ", " + p.AddMetric(record.metrics.At(m));
+  }
+  return InsertUnlessExists(spec.job_id, columns, values, p);
 }
 
 std::optional<JobRecord> SqlCatalog::FindJob(std::string_view job_id) {
@@ -481,7 +513,9 @@ TransitionResult SqlCatalog::Complete(std::string_view job_id, int attempt,
                     std::string("error_message = NULL, completed_at = ") + p.Add(now) +
                     ", result_path = " + p.Add(record.result_path) +
                     ", snapshot_id = " + p.Add(record.snapshot_id) +
-                    ", dataset_version_ids = " + p.Add(record.dataset_version_ids_json);
+                    ", dataset_version_ids = " + p.Add(record.dataset_version_ids_json) +
+                    ", cost_config = " + p.AddNullable(record.cost_config_json) +
+                    ", cost_summary = " + p.AddNullable(record.cost_summary_json);
   for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
     set += ", " + std::string(Metrics::kNames[m]) + " = " + p.AddMetric(record.metrics.At(m));
   }

@@ -68,6 +68,8 @@ class SqlCatalog : public Catalog {
  public:
   int Migrate() final;
   SubmitResult Submit(const JobSpec& spec, Timestamp now) override;
+  SubmitResult InsertCompleted(const JobSpec& spec, const CompletionRecord& record,
+                               Timestamp now) override;
   std::optional<JobRecord> FindJob(std::string_view job_id) override;
   JobPage ListJobs(const JobFilter& filter, const PageRequest& page) override;
   void SetPinned(std::string_view job_id, bool pinned) override;
@@ -127,6 +129,10 @@ class SqlCatalog : public Catalog {
   std::string JobColumns() const;
   std::string CandidateColumns() const;
   std::optional<JobRecord> SelectJob(SqlConnection& conn, std::string_view job_id);
+  // INSERT `columns` with `values` (placeholders of `params`) unless the job_id exists; return
+  // the new row, or the existing one with created=false.
+  SubmitResult InsertUnlessExists(const std::string& job_id, const std::string& columns,
+                                  const std::string& values, const SqlParams& params);
   // An UPDATE of the rows `pick` (a WHERE condition with ORDER BY and LIMIT) selects, locked
   // against concurrent pickers, returning `returning`.
   std::string UpdatePicked(const std::string& pick, const std::string& set,

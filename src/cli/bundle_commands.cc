@@ -199,6 +199,7 @@ void AddRewrite(CLI::App& bundle, Action& action) {
       }
       RequireNewDirectory(flags->target, "DST");
       BacktestResult result = ReadBundle(flags->source);
+      RequireNothingUnavailable(result, "rewrite the bundle");
       auto manifest = WriteBundleCopy(result, flags->source, flags->target, options);
       if (ctx.json) {
         PrintJson({{"source", fs::absolute(flags->source).string()},

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "btstore/bundle.h"
 #include "btstore/model.h"
 #include "btstore/service.h"
 
@@ -38,12 +39,17 @@ using Action = std::function<int(Context&)>;
 
 /// Each command group adds its subcommands to `app`; the chosen one stores its work in `action`.
 void RegisterBundleCommands(CLI::App& app, Action& action);
-void RegisterJobCommands(CLI::App& app, Action& action);          // migrate submit list show result
-                                                                  // cancel resume pin
+void RegisterJobCommands(CLI::App& app, Action& action);          // migrate submit import list show
+                                                                  // result cancel resume pin
 void RegisterWorkerCommands(CLI::App& app, Action& action);       // worker
 void RegisterLogsCommand(CLI::App& app, Action& action);          // logs
 void RegisterMaintenanceCommands(CLI::App& app, Action& action);  // cleanup verify
 void RegisterDemoCommand(CLI::App& app, Action& action);          // demo
+
+/// Throw InvalidResult naming the first file of `result.unavailable`, if any: a copy of a result
+/// (`result --export`, `bundle rewrite`) must not silently lose an artifact that could not be
+/// read. `what` says what was refused ("export the result").
+void RequireNothingUnavailable(const BacktestResult& result, std::string_view what);
 
 /// Print one JSON document on stdout (the only thing on stdout in --json mode).
 void PrintJson(const nlohmann::json& doc);

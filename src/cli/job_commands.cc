@@ -1,4 +1,4 @@
-// Commands on jobs: migrate, submit, list, show, result, cancel, resume, pin.
+// Commands on jobs: migrate, submit, import, list, show, result, cancel, resume, pin.
 
 #include <arrow/table.h>
 
@@ -156,6 +156,65 @@ void AddSubmit(CLI::App& app, Action& action) {
   });
 }
 
+// --- import ----------------------------------------------------------------------------------
+
+struct ImportFlags {
+  std::string dir, alpha, start, end, user, job_id;
+  std::string weight_method = JobSpec{}.weight_method;
+  std::string config = JobSpec{}.config_json;
+};
+
+void AddImport(CLI::App& app, Action& action) {
+  auto flags = std::make_shared<ImportFlags>();
+  CLI::App* cmd =
+      app.add_subcommand("import", "Store a bundle computed elsewhere as a completed job");
+  cmd->add_option("DIR", flags->dir, "the bundle directory (e.g. written with polars)")->required();
+  cmd->add_option("--alpha", flags->alpha, "alpha name")->required();
+  cmd->add_option("--start", flags->start, "first day of the backtest (YYYY-MM-DD)")->required();
+  cmd->add_option("--end", flags->end, "last day of the backtest (YYYY-MM-DD)")->required();
+  cmd->add_option("--weight-method", flags->weight_method, "weighting method")
+      ->capture_default_str();
+  cmd->add_option("--config", flags->config, "the backtest's configuration, a JSON object")
+      ->capture_default_str();
+  cmd->add_option("--user", flags->user, "owning user [default: $USER, else \"unknown\"]");
+  cmd->add_option("--job-id", flags->job_id,
+                  "the job's id [default: derived from alpha, dates, method, config, user]");
+  SetExamples(
+      cmd,
+      "  btstore import research/out/momentum --alpha momentum --start 2020-01-02 "
+      "--end 2020-12-31\n"
+      "  btstore --json import /tmp/b --alpha value --start 2019-01-02 --end 2019-06-28 "
+      "--job-id value-h1 --user alice\n"
+      "The bundle is validated and written anew (manifest, checksums); the job is\n"
+      "created completed. Importing the same bundle again changes nothing; another\n"
+      "bundle under an existing job_id exits with status 4.\n"
+      "--json prints {\"job_id\", \"created\": true|false, \"status\", \"result_path\"}.\n");
+  cmd->callback([&action, flags] {
+    action = [flags](Context& ctx) {
+      JobSpec spec;
+      spec.job_id = flags->job_id;
+      if (!spec.job_id.empty()) ValidateJobId(spec.job_id);
+      spec.alpha_name = flags->alpha;
+      spec.start_date = Date::Parse(flags->start, "--start");
+      spec.end_date = Date::Parse(flags->end, "--end");
+      spec.weight_method = flags->weight_method;
+      spec.config_json = wire::ParseConfigText(flags->config, "--config");
+      spec.created_by = flags->user.empty() ? DefaultUser() : flags->user;
+
+      std::unique_ptr<Service> service = ctx.OpenService();
+      SubmitResult result = service->jobs().Import(flags->dir, std::move(spec));
+      if (ctx.json) {
+        PrintJson(wire::ImportJson(result));
+      } else {
+        std::cout << result.job.job_id << "\n";
+        std::cerr << (result.created ? "imported as " : "already imported as ")
+                  << result.job.result_path.value_or("") << "\n";
+      }
+      return 0;
+    };
+  });
+}
+
 // --- list ------------------------------------------------------------------------------------
 
 // Every list flag as text, parsed by the wire layer as an HTTP query would be.
@@ -280,7 +339,7 @@ void AddShow(CLI::App& app, Action& action) {
 // --- result ----------------------------------------------------------------------------------
 
 struct ResultFlags {
-  std::string job_id, from, to, columns, tables, export_dir;
+  std::string job_id, from, to, columns, tables, table, export_dir;
 };
 
 void AddResult(CLI::App& app, Action& action) {
@@ -292,25 +351,33 @@ void AddResult(CLI::App& app, Action& action) {
   cmd->add_option("--columns", flags->columns,
                   "columns to load besides date, comma separated (e.g. signal,ic)");
   cmd->add_option("--tables", flags->tables, "tables to load, comma separated [default: all]");
+  cmd->add_option("--table", flags->table,
+                  "load one table or JSON artifact by name (e.g. daily_portfolio_returns, "
+                  "walk_forward); an artifact's document is printed");
   cmd->add_option("--export", flags->export_dir,
                   "write what was loaded as a new bundle in this (new) directory");
   SetExamples(cmd,
               "  btstore result my-job\n"
               "  btstore result my-job --from 2020-06-01 --to 2020-06-30 --columns signal,ic\n"
+              "  btstore result my-job --table net_portfolio_returns --from 2020-06-01\n"
+              "  btstore --json result my-job --table walk_forward | jq .artifacts.walk_forward\n"
               "  btstore result my-job --export /tmp/my-job-copy\n"
               "Exit status 3: no such job; 4: no usable bundle; 6: summary.json or a Parquet\n"
               "file is missing, corrupt or of the wrong schema.\n");
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
       RequireJobId(flags->job_id);
-      const ReadOptions options = wire::ParseReadRequest(flags->from, flags->to, flags->columns,
-                                                         flags->tables, wire::FlagName);
+      const std::string tables =
+          flags->table.empty() ? flags->tables : flags->tables + "," + flags->table;
+      const ReadOptions options =
+          wire::ParseReadRequest(flags->from, flags->to, flags->columns, tables, wire::FlagName);
       if (!flags->export_dir.empty()) RequireNewDirectory(flags->export_dir, "--export");
       std::unique_ptr<Service> service = ctx.OpenService();
       ReadStats stats;
       BacktestResult result = service->jobs().GetResult(flags->job_id, options, &stats);
       nlohmann::json doc = wire::ResultJson(flags->job_id, result, options, stats);
       if (!flags->export_dir.empty()) {
+        RequireNothingUnavailable(result, "export the result");
         const std::string source =
             service->jobs().ResolveResultPath(service->jobs().GetJob(flags->job_id));
         WriteBundleCopy(result, source, flags->export_dir);
@@ -335,7 +402,17 @@ void AddResult(CLI::App& app, Action& action) {
         rows.push_back({name, std::to_string(info["rows"].get<int64_t>()), columns});
       }
       std::cout << "\n";
-      PrintTable(std::cout, {"TABLE", "ROWS", "COLUMNS"}, rows);
+      if (!rows.empty()) PrintTable(std::cout, {"TABLE", "ROWS", "COLUMNS"}, rows);
+      for (const auto& [name, info] : doc["artifacts"].items()) {
+        if (!info["available"].get<bool>()) {
+          std::cout << name << ": unavailable (" << info["error"]["message"].get<std::string>()
+                    << ")\n";
+        } else if (info.contains("document")) {
+          std::cout << name << ":\n" << info["document"].dump(2) << "\n";
+        } else {
+          std::cout << name << ": available (--table " << name << " prints it)\n";
+        }
+      }
       std::cout << "\nread " << stats.bytes_read << " bytes of Parquet (" << stats.row_groups_read
                 << " row groups read, " << stats.row_groups_skipped << " skipped)\n";
       if (doc.contains("exported_to")) {
@@ -417,6 +494,7 @@ void AddCancelResume(CLI::App& app, Action& action) {
 void RegisterJobCommands(CLI::App& app, Action& action) {
   AddMigrate(app, action);
   AddSubmit(app, action);
+  AddImport(app, action);
   AddList(app, action);
   AddShow(app, action);
   AddResult(app, action);

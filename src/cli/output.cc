@@ -26,6 +26,13 @@ std::unique_ptr<Service> Context::OpenService() const {
   return Service::Open(catalog_url, artifact_root.string());
 }
 
+void RequireNothingUnavailable(const BacktestResult& result, std::string_view what) {
+  if (result.unavailable.empty()) return;
+  const auto& [file, message] = *result.unavailable.begin();
+  throw InvalidResult("cannot " + std::string(what) + " without " + file + ": " + message,
+                      {{"file", file}});
+}
+
 void PrintJson(const nlohmann::json& doc) {
   std::cout << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
 }

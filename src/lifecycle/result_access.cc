@@ -88,4 +88,11 @@ BacktestResult JobService::GetResult(std::string_view job_id, const ReadOptions&
   }
 }
 
+std::shared_ptr<arrow::Table> JobService::GetPortfolioReturns(std::string_view job_id,
+                                                              ReturnsBasis basis,
+                                                              std::optional<Date> from,
+                                                              std::optional<Date> to) {
+  return PortfolioReturns(GetResult(job_id, PortfolioReturnsReadOptions(basis, from, to)), basis);
+}
+
 }  // namespace btstore

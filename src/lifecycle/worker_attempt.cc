@@ -6,8 +6,8 @@
 // to its new owner (lost lease).
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
+#include "lifecycle/completion_internal.h"
 #include "lifecycle/worker_internal.h"
 
 namespace btstore {
@@ -146,11 +146,7 @@ std::string Worker::Impl::PublishAndComplete(RunningJob& job, const BacktestResu
   }
   guard.Published();
   Emit(WorkerEvent::Kind::kPublished, record, "published: " + published);
-  CompletionRecord completion;
-  completion.result_path = published;
-  completion.metrics = result.metrics;
-  completion.snapshot_id = result.snapshot_id;
-  completion.dataset_version_ids_json = nlohmann::json(result.dataset_version_ids).dump();
+  const CompletionRecord completion = internal::CompletionFor(result, published);
   TransitionResult done;
   try {
     // A Complete that failed with the catalog unavailable may or may not have committed: it is

@@ -92,6 +92,8 @@ Json JobJson(const JobRecord& job) {
   doc["error_message"] = OptionalText(job.error_message);
   doc["retry_count"] = job.retry_count;
   doc["created_by"] = job.created_by;
+  doc["cost_config"] = JsonColumn(job.cost_config_json);
+  doc["cost_summary"] = JsonColumn(job.cost_summary_json);
   doc["priority"] = ToString(job.priority);
   doc["max_retries"] = job.max_retries;
   doc["attempt"] = job.attempt;
@@ -128,6 +130,12 @@ Json SubmitJson(const SubmitResult& submitted) {
   return {{"job_id", submitted.job.job_id},
           {"created", submitted.created},
           {"status", ToString(submitted.job.status)}};
+}
+
+Json ImportJson(const SubmitResult& imported) {
+  Json doc = SubmitJson(imported);
+  doc["result_path"] = OptionalText(imported.job.result_path);
+  return doc;
 }
 
 Json ShowJson(JobService& jobs, const JobRecord& job) {
@@ -170,6 +178,21 @@ Json ResultJson(std::string_view job_id, const BacktestResult& result, const Rea
   doc["snapshot_id"] = result.snapshot_id;
   doc["dataset_version_ids"] = result.dataset_version_ids;
   doc["tables"] = tables;
+  Json artifacts = Json::object();
+  for (const auto& [name, text] : result.json_artifacts) {
+    Json entry = {{"available", true}};
+    if (std::find(options.tables.begin(), options.tables.end(), name) != options.tables.end()) {
+      entry["document"] = Json::parse(text);
+    }
+    artifacts[name] = entry;
+  }
+  for (const auto& [file, message] : result.unavailable) {
+    const std::string name = file.substr(0, file.rfind('.'));
+    artifacts[name] = {
+        {"available", false},
+        {"error", {{"code", ErrorCodeName(ErrorCode::kInvalidResult)}, {"message", message}}}};
+  }
+  doc["artifacts"] = artifacts;
   doc["from"] = OptionalDate(options.from);
   doc["to"] = OptionalDate(options.to);
   doc["bytes_read"] = stats.bytes_read;

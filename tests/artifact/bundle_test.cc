@@ -200,11 +200,12 @@ TEST_F(BundleTest, ExtraTablesRoundTrip) {
     ASSERT_TRUE(dates.Append(Date::FromYmd(2020, 1, 1).days + d).ok());
     ASSERT_TRUE(d == 2 ? returns.AppendNull().ok() : returns.Append(0.01 * d).ok());
   }
-  result.extra_tables["daily_portfolio_returns"] = arrow::Table::Make(
+  // A table of the bundle that is none of the platform's: kept as it is.
+  result.extra_tables["turnover_by_day"] = arrow::Table::Make(
       arrow::schema({arrow::field("date", arrow::date32()), arrow::field("ret", arrow::float64())}),
       {dates.Finish().ValueOrDie(), returns.Finish().ValueOrDie()});
   auto manifest = WriteBundle(result, Dir("b"));
-  EXPECT_TRUE(manifest.contains("daily_portfolio_returns.parquet"));
+  EXPECT_TRUE(manifest.contains("turnover_by_day.parquet"));
   ExpectSameTables(result, ReadBundle(Dir("b")));
 }
 

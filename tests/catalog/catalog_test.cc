@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
@@ -304,6 +305,65 @@ TEST_P(CatalogTest, CompleteRecordsTheResultInOneMoveWithExactMetrics) {
   EXPECT_EQ(result.status, JobStatus::kCompleted);
   EXPECT_EQ(catalog_->GetJob("job-1").result_path, "/results/job-1");
   EXPECT_THROW(catalog_->Complete("missing", 1, Completion("x"), At(30)), JobNotFound);
+}
+
+TEST_P(CatalogTest, CostBlocksAreNullUntilACompletionCopiesThem) {
+  JobRecord claimed = SubmitAndClaim("job-1", 0);
+  EXPECT_EQ(claimed.cost_config_json, std::nullopt);
+  EXPECT_EQ(claimed.cost_summary_json, std::nullopt);
+  CompletionRecord record = Completion("job-1");
+  record.cost_config_json = R"({"commission_bps": 1.5, "model": "linear", "tiers": [1, 2.25]})";
+  record.cost_summary_json = R"({"total_cost_drag": -0.000123, "turnover": 0.30000000000000004})";
+  ASSERT_TRUE(catalog_->Complete("job-1", 1, record, At(20)).applied);
+  JobRecord job = catalog_->GetJob("job-1");
+  ASSERT_TRUE(job.cost_config_json && job.cost_summary_json);
+  // JSONB normalises the text; the values are kept exactly.
+  EXPECT_EQ(nlohmann::json::parse(*job.cost_config_json),
+            nlohmann::json::parse(*record.cost_config_json));
+  EXPECT_EQ(nlohmann::json::parse(*job.cost_summary_json),
+            nlohmann::json::parse(*record.cost_summary_json));
+  EXPECT_EQ(Bits(nlohmann::json::parse(*job.cost_summary_json)["turnover"].get<double>()),
+            Bits(0.30000000000000004));
+
+  // A completion without them leaves NULL.
+  SubmitAndClaim("job-2", 30);
+  ASSERT_TRUE(catalog_->Complete("job-2", 1, Completion("job-2"), At(40)).applied);
+  EXPECT_EQ(catalog_->GetJob("job-2").cost_config_json, std::nullopt);
+  EXPECT_EQ(catalog_->GetJob("job-2").cost_summary_json, std::nullopt);
+}
+
+TEST_P(CatalogTest, InsertCompletedCreatesACompletedJobOnceAndReturnsTheExistingOneAfter) {
+  CompletionRecord record = Completion("imported");
+  record.cost_summary_json = R"({"total_cost_drag": 0.25})";
+  SubmitResult first = catalog_->InsertCompleted(Spec("imported"), record, At(5));
+  EXPECT_TRUE(first.created);
+  const JobRecord& job = first.job;
+  EXPECT_EQ(job.status, JobStatus::kCompleted);
+  EXPECT_EQ(job.created_at, At(5));
+  EXPECT_EQ(job.started_at, At(5));
+  EXPECT_EQ(job.completed_at, At(5));
+  EXPECT_EQ(job.progress_pct, 100);
+  EXPECT_EQ(job.attempt, 0);
+  EXPECT_EQ(job.result_path, "/results/imported");
+  EXPECT_EQ(job.snapshot_id, "snap-2026-01-05");
+  EXPECT_EQ(Bits(job.metrics.hit_rate), Bits(5e-324));
+  EXPECT_TRUE(std::isnan(job.metrics.average_turnover));
+  EXPECT_EQ(job.cost_config_json, std::nullopt);
+  ASSERT_TRUE(job.cost_summary_json.has_value());
+  EXPECT_EQ(nlohmann::json::parse(*job.cost_summary_json)["total_cost_drag"], 0.25);
+  ExpectSameJob(catalog_->GetJob("imported"), job);
+  // Never claimed: it is not pending.
+  EXPECT_TRUE(catalog_->ClaimJobs("worker-1", 5, seconds(30), At(6)).empty());
+
+  SubmitResult again = catalog_->InsertCompleted(Spec("imported"), Completion("other"), At(9));
+  EXPECT_FALSE(again.created);
+  ExpectSameJob(again.job, job);
+  // A submitted job's id is taken too.
+  catalog_->Submit(Spec("submitted"), At(10));
+  SubmitResult taken = catalog_->InsertCompleted(Spec("submitted"), record, At(11));
+  EXPECT_FALSE(taken.created);
+  EXPECT_EQ(taken.job.status, JobStatus::kPending);
+  EXPECT_EQ(taken.job.result_path, std::nullopt);
 }
 
 TEST_P(CatalogTest, CancelRequestedBeforeCompletionWins) {

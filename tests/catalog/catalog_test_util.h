@@ -111,6 +111,8 @@ inline void ExpectSameJob(const JobRecord& a, const JobRecord& b) {
   EXPECT_EQ(a.checkpoint_path, b.checkpoint_path);
   EXPECT_EQ(a.pinned, b.pinned);
   EXPECT_EQ(a.expiring_at, b.expiring_at);
+  EXPECT_EQ(a.cost_config_json, b.cost_config_json);
+  EXPECT_EQ(a.cost_summary_json, b.cost_summary_json);
 }
 
 }  // namespace btstore::testing

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import free_port
 
-COMMANDS = ["migrate", "submit", "worker", "list", "show", "result", "cancel", "resume", "pin",
+COMMANDS = ["migrate", "submit", "import", "worker", "list", "show", "result", "cancel", "resume", "pin",
             "cleanup", "verify", "demo"]
 SMALL = '{"engine":"synthetic","seed":7,"symbols":20}'
 DEADLINE_SECONDS = 60

@@ -78,7 +78,8 @@ def test_sample_bundle_reads_alike_in_pyarrow_polars_and_duckdb(run, sample):
 
 def polars_bundle(root):
     """A bundle as the platform's Python writer made it: polars, snappy, NaN and nulls in the
-    tables, an extra table, summary.json from json.dump with NaN tokens, no manifest."""
+    tables, the optional tables of the platform (one with an extra column) and a table of its
+    own, walk_forward.json and summary.json from json.dump with NaN tokens, no manifest."""
     root.mkdir()
     nan, inf = float("nan"), float("inf")
     dates = pl.date_range(pl.date(2021, 3, 1), pl.date(2021, 3, 12), "1d", eager=True)
@@ -94,12 +95,25 @@ def polars_bundle(root):
                        "ic": [nan if i == 2 else None if i == 4 else 0.01 * i for i in range(len(dates))],
                        "rank_ic": [0.02 * i for i in range(len(dates))]},
                       schema={"date": pl.Date, "ic": pl.Float64, "rank_ic": pl.Float64})
-    returns = pl.DataFrame({"date": dates, "ret": [0.001 * i for i in range(len(dates))],
+    returns = pl.DataFrame({"date": dates,
+                            "return": [nan if i == 1 else 0.001 * i for i in range(len(dates))],
                             "label": [f"d{i}" for i in range(len(dates))]})
+    net = pl.DataFrame({"date": dates, "gross_return": [0.001 * i for i in range(len(dates))],
+                        "cost_drag": [-1e-4] * len(dates),
+                        "net_return": [None if i == 2 else 0.001 * i - 1e-4
+                                       for i in range(len(dates))]})
+    by_stock = signals.rename({"signal": "return"}).with_columns(
+        pl.format("S{}", pl.col("permno")).alias("symbol"))
+    prices = signals.select("date", "permno", (pl.col("permno") / 100).alias("price"))
+    turnover = pl.DataFrame({"date": dates, "turnover": [0.1] * len(dates)})
     frames = {"daily_signals": signals, "daily_weights": weights, "daily_ic": ic,
-              "daily_portfolio_returns": returns}
+              "daily_portfolio_returns": returns, "net_portfolio_returns": net,
+              "daily_returns": by_stock, "daily_prices": prices, "turnover": turnover}
     for name, frame in frames.items():
         frame.write_parquet(root / f"{name}.parquet", compression="snappy")
+    with open(root / "walk_forward.json", "w") as f:
+        json.dump({"version": "1.0", "created_at": "2021-03-15T08:00:00",
+                   "windows": [{"test_ic": nan, "train_ic": 0.1}]}, f)
     summary = {"job_id": "py-job-1", "alpha_name": "value", "start_date": "2021-03-01",
                "end_date": "2021-03-12", "weight_method": "rank", "snapshot_id": "snap-py",
                "dataset_version_ids": {"prices": "2021-03-15"},
@@ -121,6 +135,7 @@ def test_polars_bundle_survives_rewrite(run, tmp_path):
         back = pl.read_parquet(out / f"{name}.parquet")
         assert_frame_equal(back, frame, check_exact=True)  # NaN equals NaN here
         assert_same_cells(back.to_arrow(), frame.to_arrow())
+        assert_same_cells(pq.read_table(out / f"{name}.parquet"), frame.to_arrow())
         # DuckDB sees the same cells, NaN included.
         assert_same_cells(duck_table(out / f"{name}.parquet"), back.to_arrow().cast(
             duck_table(out / f"{name}.parquet").schema))
@@ -131,7 +146,9 @@ def test_polars_bundle_survives_rewrite(run, tmp_path):
     assert written["snapshot_id"] == "snap-py"
     assert written["dataset_version_ids"] == {"prices": "2021-03-15"}
     assert written["engine_notes"] == {"threads": 8}
-    assert set(written["artifacts"]) == {f"{n}.parquet" for n in frames}
+    assert set(written["artifacts"]) == {f"{n}.parquet" for n in frames} | {"walk_forward.json"}
+    walk_forward = json.loads((out / "walk_forward.json").read_text())
+    assert walk_forward["windows"] == [{"test_ic": None, "train_ic": 0.1}]
     code, inspect = run("bundle", "inspect", out)
     assert code == 0, inspect
     assert inspect["manifest"] == "verified"
