@@ -1,7 +1,5 @@
 // Cancel wake-ups of the SQLite catalog through a watched directory (cancel_wakeups_internal.h).
 
-#include "catalog/sqlite/cancel_wakeups_internal.h"
-
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/inotify.h>
@@ -15,6 +13,7 @@
 #include <system_error>
 
 #include "btstore/errors.h"
+#include "catalog/sqlite/cancel_wakeups_internal.h"
 
 namespace btstore::internal {
 namespace {

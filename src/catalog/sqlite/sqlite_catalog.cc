@@ -20,8 +20,8 @@
 #include "btstore/errors.h"
 #include "catalog/backends_internal.h"
 #include "catalog/migrations_internal.h"
-#include "catalog/sqlite/cancel_wakeups_internal.h"
 #include "catalog/sql_catalog_internal.h"
+#include "catalog/sqlite/cancel_wakeups_internal.h"
 
 namespace btstore::internal {
 namespace {
