@@ -28,18 +28,8 @@ namespace fs = std::filesystem;
 using testing::DescribeDifference;
 using testing::MakeResult;
 using testing::TempDir;
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
+using testing::ReadText;
+using testing::WriteText;
 
 nlohmann::json ReadSummaryJson(const fs::path& dir) {
   return nlohmann::json::parse(ReadText(dir / "summary.json"));

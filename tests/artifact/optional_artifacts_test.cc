@@ -27,21 +27,11 @@ namespace fs = std::filesystem;
 using testing::DescribeDifference;
 using testing::MakeResult;
 using testing::TempDir;
+using testing::ReadText;
+using testing::WriteText;
 
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 uint64_t Bits(double v) {
   uint64_t bits;
