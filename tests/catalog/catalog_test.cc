@@ -712,13 +712,28 @@ TEST_P(CatalogTest, AnUnmigratedCatalogAsksForAMigration) {
 }
 
 TEST_P(CatalogTest, ReportsItsBackendAndListenerSupport) {
-  if (GetParam() == Backend::kSqlite) {
-    EXPECT_EQ(catalog_->Backend(), "sqlite");
-    EXPECT_EQ(catalog_->ListenForCancels(), nullptr);
-  } else {
-    EXPECT_EQ(catalog_->Backend(), "postgresql");
-    EXPECT_NE(catalog_->ListenForCancels(), nullptr);
-  }
+  EXPECT_EQ(catalog_->Backend(), GetParam() == Backend::kSqlite ? "sqlite" : "postgresql");
+  EXPECT_NE(catalog_->ListenForCancels(), nullptr);
+}
+
+// A cancel requested through another Catalog object of the same database wakes a listener with
+// the job's id (PostgreSQL: NOTIFY; SQLite: the watched directory beside the file), once, and
+// only for a running job.
+TEST_P(CatalogTest, AListenerHearsTheCancelOfARunningJobOnly) {
+  std::unique_ptr<CancelListener> listener = catalog_->ListenForCancels();
+  ASSERT_NE(listener, nullptr);
+  SubmitAndClaim("running-1", 0);
+  ASSERT_TRUE(catalog_->Submit(Spec("pending-1"), At(1)).created);
+  std::unique_ptr<Catalog> other = Catalog::Open(url_);
+  other->RequestCancel("pending-1", At(2));  // cancelled at once: nobody to wake
+  other->RequestCancel("running-1", At(3));
+  EXPECT_EQ(listener->Wait(std::chrono::seconds(5)), std::optional<std::string>("running-1"));
+  EXPECT_EQ(listener->Wait(std::chrono::milliseconds(200)), std::nullopt);
+}
+
+TEST(SqliteCatalog, AnInMemoryCatalogHasNoListener) {
+  std::unique_ptr<Catalog> catalog = Catalog::Open("sqlite::memory:");
+  EXPECT_EQ(catalog->ListenForCancels(), nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(Conformance, CatalogTest, ::testing::ValuesIn(AllBackends()),
