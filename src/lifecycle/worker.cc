@@ -327,32 +327,36 @@ void Worker::Impl::WaitOutage(std::chrono::milliseconds delay) {
 }
 
 int Worker::Impl::Run() {
-  ShutdownGuard guard(*this);
-  store_.RemoveDebris(kStagingDebrisAge);
-  StartThreads();
-  auto next_rescue = std::chrono::steady_clock::now();
-  OutageBackoff backoff;
-  while (!stop_.load()) {
-    try {
-      const bool more = Step(next_rescue);
-      if (backoff.failures() > 0) {
-        EmitWorkerEvent(WorkerEvent::Kind::kRetrying, "the catalog is available again after " +
-                                                          std::to_string(backoff.failures()) +
-                                                          " failed tries");
-        backoff.Reset();
+  {
+    ShutdownGuard guard(*this);
+    store_.RemoveDebris(kStagingDebrisAge);
+    StartThreads();
+    auto next_rescue = std::chrono::steady_clock::now();
+    OutageBackoff backoff;
+    while (!stop_.load()) {
+      try {
+        const bool more = Step(next_rescue);
+        if (backoff.failures() > 0) {
+          EmitWorkerEvent(WorkerEvent::Kind::kRetrying, "the catalog is available again after " +
+                                                            std::to_string(backoff.failures()) +
+                                                            " failed tries");
+          backoff.Reset();
+        }
+        if (!more) break;
+      } catch (const CatalogUnavailable& e) {
+        // A database restart or a network cut must not end a production worker: its running
+        // jobs keep their attempts (heartbeats resume when the catalog is back; an attempt whose
+        // lease was rescued meanwhile learns it from the fencing). Other errors still end Run().
+        std::chrono::milliseconds delay = backoff.Next();
+        EmitWorkerEvent(WorkerEvent::Kind::kRetrying, std::string("the catalog is unavailable: ") +
+                                                          e.what() + "; retrying in " +
+                                                          std::to_string(delay.count()) + " ms");
+        WaitOutage(delay);
       }
-      if (!more) break;
-    } catch (const CatalogUnavailable& e) {
-      // A database restart or a network cut must not end a production worker: its running
-      // jobs keep their attempts (heartbeats resume when the catalog is back; an attempt whose
-      // lease was rescued meanwhile learns it from the fencing). Other errors still end Run().
-      std::chrono::milliseconds delay = backoff.Next();
-      EmitWorkerEvent(WorkerEvent::Kind::kRetrying, std::string("the catalog is unavailable: ") +
-                                                        e.what() + "; retrying in " +
-                                                        std::to_string(delay.count()) + " ms");
-      WaitOutage(delay);
     }
   }
+  // Counted once the guard has ended every attempt: one that was ending as Stop() came (a
+  // cancel acknowledged, a completion committed) counts.
   return finished_attempts_.load();
 }
 
