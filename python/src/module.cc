@@ -10,10 +10,12 @@
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <exception>
 #include <filesystem>
 #include <map>
@@ -55,6 +57,60 @@ ReadOptions MakeReadOptions(const std::optional<std::string>& from,
   options.columns = columns;
   options.tables = tables;
   return options;
+}
+
+nb::object Text(const std::optional<std::string>& text) {
+  return text ? nb::object(nb::str(text->data(), text->size())) : nb::none();
+}
+
+nb::object Time(const std::optional<Timestamp>& time) {
+  return time ? nb::object(nb::str(FormatTimestamp(*time).c_str())) : nb::none();
+}
+
+// A job as wire::JobJson shapes it, built as a dict directly: a page of jobs is the one call
+// where the JSON detour costs more than the query. JSON columns stay text here; the package
+// parses them (btstore/__init__.py, _job) as JobJson does.
+nb::dict JobDict(const JobRecord& job) {
+  nb::dict d;
+  d["id"] = job.id;
+  d["job_id"] = job.job_id;
+  d["status"] = ToString(job.status);
+  d["alpha_name"] = job.alpha_name;
+  d["start_date"] = job.start_date.ToString();
+  d["end_date"] = job.end_date.ToString();
+  d["weight_method"] = job.weight_method;
+  d["config_json"] = job.config_json;
+  d["created_at"] = FormatTimestamp(job.created_at);
+  d["started_at"] = Time(job.started_at);
+  d["completed_at"] = Time(job.completed_at);
+  d["worker_id"] = Text(job.worker_id);
+  d["progress_pct"] = job.progress_pct;
+  d["job_timeout"] = job.job_timeout_seconds;
+  d["result_path"] = Text(job.result_path);
+  for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
+    const double value = job.metrics.At(i);
+    d[std::string(Metrics::kNames[i]).c_str()] =
+        std::isfinite(value) ? nb::object(nb::float_(value)) : nb::none();
+  }
+  d["snapshot_id"] = Text(job.snapshot_id);
+  d["dataset_version_ids"] = Text(job.dataset_version_ids_json);
+  d["error_message"] = Text(job.error_message);
+  d["retry_count"] = job.retry_count;
+  d["created_by"] = job.created_by;
+  d["cost_config"] = Text(job.cost_config_json);
+  d["cost_summary"] = Text(job.cost_summary_json);
+  d["priority"] = ToString(job.priority);
+  d["max_retries"] = job.max_retries;
+  d["attempt"] = job.attempt;
+  d["cancel_requested"] = job.cancel_requested;
+  d["heartbeat_at"] = Time(job.heartbeat_at);
+  d["lease_expires_at"] = Time(job.lease_expires_at);
+  d["run_after"] = Time(job.run_after);
+  d["checkpoint_path"] = Text(job.checkpoint_path);
+  d["pinned"] = job.pinned;
+  d["expiring_at"] = Time(job.expiring_at);
+  d["engine"] = job.engine;
+  return d;
 }
 
 // A directory for an in-memory import's bundle, removed when it goes.
@@ -123,10 +179,16 @@ class Store {
     return jobs.ResolveResultPath(jobs.GetJob(job_id));
   }
 
-  std::string ListJobs(const Fields& fields) {
+  nb::tuple ListJobs(const Fields& fields) {
     const wire::ListRequest request = wire::ParseListRequest(fields, SameName);
-    nb::gil_scoped_release nogil;
-    return wire::PageJson(service_->jobs().ListJobs(request.filter, request.page)).dump();
+    JobPage page;
+    {
+      nb::gil_scoped_release nogil;
+      page = service_->jobs().ListJobs(request.filter, request.page);
+    }
+    nb::list jobs;
+    for (const JobRecord& job : page.jobs) jobs.append(JobDict(job));
+    return nb::make_tuple(jobs, page.next ? nb::object(nb::str(page.next->c_str())) : nb::none());
   }
 
   std::string GetJob(const std::string& job_id) {

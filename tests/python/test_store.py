@@ -57,6 +57,9 @@ def test_import_result_from_dataframes_round_trips_bit_for_bit(store):
     assert result.start_date == dt.date(2024, 1, 1) and result.end_date == dt.date(2024, 3, 1)
     assert result.walk_forward["windows"][0] == {"ic": 0.1}
     assert result.param_search is None and result.unavailable == {}
+    listed = store.list_jobs()[0]
+    assert listed == store.get_job(imported.job_id) and listed["coverage"] is None
+    assert listed["dataset_version_ids"] == {"prices": "v3", "ref": "v1"}
     # The same import again changes nothing.
     again = store.import_result(source, alpha_name="alpha", start_date="2024-01-01",
                                 end_date="2024-03-01", created_by="ann")
@@ -157,6 +160,9 @@ def test_submit_get_list_cancel_resume_pin(store):
     assert job["status"] == "pending" and job["start_date"] == "2023-01-01"
     assert job["created_at"].endswith("Z")
     assert [j["job_id"] for j in store.list_jobs()] == ["v-1", first.job_id]
+    # A listed job has exactly the fields and values get_job gives (the wire layer's shape).
+    assert store.list_jobs()[1] == store.get_job(first.job_id)
+    assert store.list_jobs()[1]["config_json"] == {"symbols": 10}
     assert [j["job_id"] for j in store.list_jobs(created_by="ann")] == [first.job_id]
     assert [j["job_id"] for j in store.list_jobs(alpha_name="value")] == ["v-1"]
     assert [j["job_id"] for j in store.list_jobs(start="2024-03-01")] == [first.job_id]
