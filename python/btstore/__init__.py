@@ -534,8 +534,8 @@ class Worker:
         """Run jobs until stop() (from another thread) or Ctrl-C / SIGTERM (when called on the
         main thread), or with until_idle until no job is left. Running jobs are given back at
         once when stopped (pending, checkpoint kept). Returns how many attempts ended here.
-        Raises CatalogUnavailable only through engine failures (the worker backs off and
-        retries while the catalog is down), InvalidArgument for a catalog without the schema."""
+        While the catalog is unreachable the worker backs off and retries. Raises
+        InvalidArgument (bad options, a catalog without the schema), Internal (the disk)."""
         main = threading.current_thread() is threading.main_thread()
         return self._native.run(until_idle, main)
 
