@@ -13,7 +13,8 @@ is faster), checks each case's target, prints tables and optionally writes every
 
 Cases (see docs/PERFORMANCE.md): 1 write a bundle, 2 read a whole bundle, 3 read one month,
 4 list_jobs on a large catalog, 5 retention, 6 lifecycle throughput and cancel latency,
-7 memory of cases 1-3, 8 command engine overhead over an in-process engine. Cases 4-6 start a private PostgreSQL cluster (initdb/pg_ctl in a
+7 memory of cases 1-3, 8 command engine overhead over an in-process engine, 9 the Python
+package (get_result into polars, ic_panel, list_jobs from Python; bench/python_bench.py). Cases 4-6 start a private PostgreSQL cluster (initdb/pg_ctl in a
 temporary directory, as the `postgres` user when run as root) and use SQLite files.
 """
 
@@ -121,12 +122,19 @@ class Bench:
         if not os.access(self.exe, os.X_OK):
             sys.exit(f"run_bench: {self.exe} not found; build the target btstore_bench first")
         self.peers = [sys.executable, os.path.join(HERE, "peers.py")]
+        self.python = [sys.executable, os.path.join(HERE, "python_bench.py")]
+        # python_bench.py imports the package from the build tree, as the tests do.
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.path.join(build_dir, "python"), os.environ.get("PYTHONPATH")) if p)
 
     def cpp(self, *args, timeout=None):
         return run_json_rusage([self.exe, *map(str, args)], timeout=timeout)
 
     def peer(self, *args):
         return run_json_rusage([*self.peers, *map(str, args)])
+
+    def py(self, *args):
+        return run_json_rusage([*self.python, *map(str, args)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -680,13 +688,105 @@ def machine():
     return {"nproc": os.cpu_count(), "cpu": cpu,
             "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
+# ---------------------------------------------------------------------------------------------
+# Case 9: the Python package
+
+
+class PythonCases:
+    """get_result into polars vs polars' read_parquet of the same files and vs the C++ read;
+    ic_panel vs polars' scan_parquet over a glob; list_jobs from Python vs from C++. The page
+    cache is warm in every run (dropping it needs root and disturbs a shared machine)."""
+
+    def __init__(self, bench, settings, work, report, bundles, catalogs):
+        self.bench, self.s, self.work, self.report = bench, settings, work, report
+        self.bundles, self.catalogs = bundles, catalogs
+
+    def case9(self):
+        self.get_result()
+        self.ic_panel()
+        self.list_jobs()
+
+    def get_result(self):
+        name, days, symbols = self.s.datasets[0]
+        src = self.bundles.source(name, days, symbols)
+        url = self.catalogs.catalog("sqlite")
+        root = os.path.join(self.work, "py-results")
+        self.bench.py("import", "--catalog", url, "--root", root, "--src", src,
+                      "--job-id", "large")
+        runs = {t: [] for t in ("btstore Python get_result", "polars read_parquet",
+                                "btstore C++ read")}
+        for _ in range(self.s.repeats[name]):
+            for tool in runs:
+                if tool == "btstore Python get_result":
+                    facts = self.bench.py("get-result", "--catalog", url, "--root", root,
+                                          "--job-id", "large")
+                elif tool == "polars read_parquet":
+                    facts = self.bench.peer("read", "--tool", "polars", "--dir", src)
+                else:
+                    facts = self.bench.cpp("read", "--dir", src)
+                runs[tool].append(facts)
+        case = f"9 get_result into polars, {name} ({days}x{symbols})"
+        med = {t: median([r["seconds"] for r in rs]) for t, rs in runs.items()}
+        base = med["btstore Python get_result"]
+        for tool, rs in runs.items():
+            row = self.report.add(case, tool, med[tool], base, **runs_summary(rs))
+            if tool == "btstore Python get_result":
+                row["target"] = ("faster than pl.read_parquet of the same three files and "
+                                 "within 1.1x of the C++ read")
+                row["target_met"] = (base < med["polars read_parquet"]
+                                     and base <= 1.1 * med["btstore C++ read"])
+                row["ratio_vs_cpp"] = base / med["btstore C++ read"]
+        self.report.print_case(case)
+
+    def ic_panel(self):
+        jobs = 200 if self.s.quick else 1000
+        url = self.catalogs.catalog("sqlite")
+        root = os.path.join(self.work, "ic-results")
+        made = self.bench.py("ic-jobs", "--catalog", url, "--root", root, "--jobs", jobs,
+                             "--days", 2520, "--alpha", "panel")
+        print(f"  made {jobs} jobs of 2,520 days in {made['seconds']:.1f} s")
+        runs = {"btstore ic_panel": [], "polars scan_parquet glob": []}
+        for _ in range(5):
+            runs["btstore ic_panel"].append(self.bench.py("ic-panel", "--catalog", url,
+                                                          "--root", root, "--alpha", "panel"))
+            runs["polars scan_parquet glob"].append(
+                self.bench.py("ic-glob", "--glob", os.path.join(root, "*", "daily_ic.parquet")))
+        case = f"9 ic_panel of {jobs} jobs x 2,520 days (warm cache)"
+        med = {t: median([r["seconds"] for r in rs]) for t, rs in runs.items()}
+        base = med["btstore ic_panel"]
+        for tool, rs in runs.items():
+            row = self.report.add(case, tool, med[tool], base, rows=rs[0]["rows"],
+                                  **runs_summary(rs))
+            if tool == "btstore ic_panel":
+                row["target"] = "at least as fast as polars scan_parquet over the glob"
+                row["target_met"] = base <= med["polars scan_parquet glob"]
+        self.report.print_case(case)
+
+    def list_jobs(self):
+        rows = self.s.catalog_rows
+        url = self.catalogs.catalog("sqlite")
+        bulk_load(url, LOAD_PG, LOAD_SQLITE, {"rows": rows,
+                                              "root": os.path.join(self.work, "results")})
+        cpp = {f["filter"]: f["first"]["p50_s"] for f in
+               self.bench.cpp("list", "--catalog", url, "--rows", rows, "--iterations",
+                              self.s.list_iterations)["filters"]}
+        py = self.bench.py("list", "--catalog", url, "--iterations", self.s.list_iterations)
+        for f in py["filters"]:
+            case = f"9 list_jobs first page from Python, sqlite {rows:,} jobs, filter={f['filter']}"
+            self.report.add(case, "btstore C++", cpp[f["filter"]], cpp[f["filter"]])
+            row = self.report.add(case, "btstore Python", f["p50_s"], cpp[f["filter"]],
+                                  p99_s=f["p99_s"], rows=f["rows"])
+            row["target"] = "within 1.5x of the C++ figure"
+            row["target_met"] = f["p50_s"] <= 1.5 * cpp[f["filter"]]
+            self.report.print_case(case)
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller data, fewer repetitions")
     parser.add_argument("--json-out", help="write every row as a JSON list to this file")
-    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8", help="e.g. 1,2,3")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9", help="e.g. 1,2,3")
     parser.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     parser.add_argument("--work-dir", help="scratch directory (default: a new one under $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -695,9 +795,9 @@ def main():
     try:
         cases = sorted({int(c) for c in args.cases.split(",") if c.strip()})
     except ValueError:
-        parser.error("--cases takes numbers 1-8, comma separated")
-    if any(c < 1 or c > 8 for c in cases):
-        parser.error("--cases takes numbers 1-8")
+        parser.error("--cases takes numbers 1-9, comma separated")
+    if any(c < 1 or c > 9 for c in cases):
+        parser.error("--cases takes numbers 1-9")
     if 7 in cases:  # memory is read off the btstore runs of cases 1-3
         cases = sorted(set(cases) | {1, 2, 3})
 
@@ -712,6 +812,7 @@ def main():
     started = time.perf_counter()
     bundles = BundleCases(bench, settings, work, report)
     catalogs = CatalogCases(bench, settings, work, report)
+    python = PythonCases(bench, settings, work, report, bundles, catalogs)
     try:
         for case in cases:
             print(f"\n-- case {case}")
@@ -719,7 +820,7 @@ def main():
             try:
                 {1: bundles.case1, 2: bundles.case2, 3: bundles.case3, 4: catalogs.case4,
                  5: catalogs.case5, 6: catalogs.case6, 7: bundles.case7,
-                 8: bundles.case8}[case]()
+                 8: bundles.case8, 9: python.case9}[case]()
             except StepFailed as error:
                 # Report the failure as a row and go on with the other cases.
                 print(f"  case {case} FAILED: {error}")

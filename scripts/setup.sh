@@ -47,3 +47,20 @@ if [ ! -f build/build.ninja ]; then
         -DPython3_EXECUTABLE="$root/.venv/bin/python" >/dev/null
 fi
 cmake --build build -j"$(nproc)"
+
+# --- The Python package (import btstore) into .venv -------------------------------------------
+# Installed with pip like any package (pyproject.toml, scikit-build-core), again only when its
+# sources change; the wheel's build directory (build/wheel/) is kept, so a reinstall is
+# incremental.
+pkg_stamp=.venv/.btstore-package.sha256
+pkg_want=$( (sha256sum pyproject.toml CMakeLists.txt requirements-dev.txt;
+             find python src include cmake -type f -print0 | sort -z | xargs -0 sha256sum) |
+            sha256sum | cut -d' ' -f1)
+if [ "$(cat "$pkg_stamp" 2>/dev/null)" != "$pkg_want" ] ||
+   ! .venv/bin/python -c "import btstore" 2>/dev/null; then
+  echo "setup: installing the Python package btstore into .venv"
+  cmake_args=""
+  command -v ccache >/dev/null && cmake_args="-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"
+  CMAKE_ARGS="$cmake_args" .venv/bin/python -m pip install -q --no-build-isolation --no-deps .
+  echo "$pkg_want" > "$pkg_stamp"
+fi

@@ -1,0 +1,459 @@
+// btstore._btstore: the native half of `import btstore`. It opens one Service per Store and calls
+// the library; the Python half (btstore/__init__.py) turns its plain values (JSON text of the
+// wire layer, dicts, Arrow stream capsules) into the platform's shapes. Every call that reaches
+// the catalog or the disk runs without the GIL.
+
+#include <arrow/array.h>
+#include <arrow/scalar.h>
+#include <arrow/table.h>
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/map.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
+#include <nanobind/stl/vector.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "arrow_bridge.h"
+#include "btstore/service.h"
+#include "btstore/wire.h"
+#include "convert.h"
+#include "python_engine.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace btstore::python {
+namespace {
+
+using Fields = std::map<std::string, std::string>;
+
+// The Python package names request fields as the list request does ("created_from").
+std::string SameName(std::string_view field) { return std::string(field); }
+
+ReadOptions MakeReadOptions(const std::optional<std::string>& from,
+                            const std::optional<std::string>& to,
+                            const std::vector<std::string>& columns,
+                            const std::vector<std::string>& tables) {
+  ReadOptions options;
+  if (from) options.from = Date::Parse(*from, "start");
+  if (to) options.to = Date::Parse(*to, "end");
+  if (options.from && options.to && *options.from > *options.to) {
+    throw InvalidArgument("start is after end", {{"field", "start"}});
+  }
+  options.columns = columns;
+  options.tables = tables;
+  return options;
+}
+
+nb::object Text(const std::optional<std::string>& text) {
+  return text ? nb::object(nb::str(text->data(), text->size())) : nb::none();
+}
+
+nb::object Time(const std::optional<Timestamp>& time) {
+  return time ? nb::object(nb::str(FormatTimestamp(*time).c_str())) : nb::none();
+}
+
+// A job as wire::JobJson shapes it, built as a dict directly: a page of jobs is the one call
+// where the JSON detour costs more than the query. JSON columns stay text here; the package
+// parses them (btstore/__init__.py, _job) as JobJson does.
+nb::dict JobDict(const JobRecord& job) {
+  nb::dict d;
+  d["id"] = job.id;
+  d["job_id"] = job.job_id;
+  d["status"] = ToString(job.status);
+  d["alpha_name"] = job.alpha_name;
+  d["start_date"] = job.start_date.ToString();
+  d["end_date"] = job.end_date.ToString();
+  d["weight_method"] = job.weight_method;
+  d["config_json"] = job.config_json;
+  d["created_at"] = FormatTimestamp(job.created_at);
+  d["started_at"] = Time(job.started_at);
+  d["completed_at"] = Time(job.completed_at);
+  d["worker_id"] = Text(job.worker_id);
+  d["progress_pct"] = job.progress_pct;
+  d["job_timeout"] = job.job_timeout_seconds;
+  d["result_path"] = Text(job.result_path);
+  for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
+    const double value = job.metrics.At(i);
+    d[std::string(Metrics::kNames[i]).c_str()] =
+        std::isfinite(value) ? nb::object(nb::float_(value)) : nb::none();
+  }
+  d["snapshot_id"] = Text(job.snapshot_id);
+  d["dataset_version_ids"] = Text(job.dataset_version_ids_json);
+  d["error_message"] = Text(job.error_message);
+  d["retry_count"] = job.retry_count;
+  d["created_by"] = job.created_by;
+  d["cost_config"] = Text(job.cost_config_json);
+  d["cost_summary"] = Text(job.cost_summary_json);
+  d["priority"] = ToString(job.priority);
+  d["max_retries"] = job.max_retries;
+  d["attempt"] = job.attempt;
+  d["cancel_requested"] = job.cancel_requested;
+  d["heartbeat_at"] = Time(job.heartbeat_at);
+  d["lease_expires_at"] = Time(job.lease_expires_at);
+  d["run_after"] = Time(job.run_after);
+  d["checkpoint_path"] = Text(job.checkpoint_path);
+  d["pinned"] = job.pinned;
+  d["expiring_at"] = Time(job.expiring_at);
+  d["engine"] = job.engine;
+  return d;
+}
+
+// A directory for an in-memory import's bundle, removed when it goes.
+class TempDirectory {
+ public:
+  TempDirectory() {
+    std::random_device random;
+    const auto base = std::filesystem::temp_directory_path();
+    for (int tries = 0; tries < 100; ++tries) {
+      path_ = base / ("btstore-import-" + std::to_string(random()) + std::to_string(random()));
+      if (std::filesystem::create_directory(path_)) return;
+    }
+    throw InternalError("cannot create a temporary directory under " + base.string());
+  }
+  ~TempDirectory() {
+    std::error_code ignored;  // best effort: the directory is in the system's temporary area
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDirectory(const TempDirectory&) = delete;
+  TempDirectory& operator=(const TempDirectory&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+class Store {
+ public:
+  Store(const std::string& catalog, const std::string& artifact_root) {
+    const std::string url = ResolveCatalogUrl(catalog);
+    const std::string root = ResolveArtifactRoot(artifact_root);
+    nb::gil_scoped_release nogil;
+    service_ = Service::Open(url, root);
+  }
+
+  Service& service() { return *service_; }
+
+  nb::dict GetResult(const std::string& job_id, const std::optional<std::string>& from,
+                     const std::optional<std::string>& to, const std::vector<std::string>& columns,
+                     const std::vector<std::string>& tables) {
+    const ReadOptions options = MakeReadOptions(from, to, columns, tables);
+    BacktestResult result;
+    {
+      nb::gil_scoped_release nogil;
+      result = service_->jobs().GetResult(job_id, options);
+    }
+    return ResultToDict(result);
+  }
+
+  nb::object PortfolioReturns(const std::string& job_id, const std::string& basis,
+                              const std::optional<std::string>& from,
+                              const std::optional<std::string>& to) {
+    const ReturnsBasis parsed = ParseReturnsBasis(basis);
+    const ReadOptions range = MakeReadOptions(from, to, {}, {});
+    std::shared_ptr<arrow::Table> table;
+    {
+      nb::gil_scoped_release nogil;
+      table = service_->jobs().GetPortfolioReturns(job_id, parsed, range.from, range.to);
+    }
+    return TableToCapsule(table);
+  }
+
+  std::string ResultLocation(const std::string& job_id) {
+    nb::gil_scoped_release nogil;
+    JobService& jobs = service_->jobs();
+    return jobs.ResolveResultPath(jobs.GetJob(job_id));
+  }
+
+  nb::tuple ListJobs(const Fields& fields) {
+    const wire::ListRequest request = wire::ParseListRequest(fields, SameName);
+    JobPage page;
+    {
+      nb::gil_scoped_release nogil;
+      page = service_->jobs().ListJobs(request.filter, request.page);
+    }
+    nb::list jobs;
+    for (const JobRecord& job : page.jobs) jobs.append(JobDict(job));
+    return nb::make_tuple(jobs, page.next ? nb::object(nb::str(page.next->c_str())) : nb::none());
+  }
+
+  std::string GetJob(const std::string& job_id) {
+    nb::gil_scoped_release nogil;
+    return wire::JobJson(service_->jobs().GetJob(job_id)).dump();
+  }
+
+  std::string Show(const std::string& job_id) {
+    nb::gil_scoped_release nogil;
+    JobService& jobs = service_->jobs();
+    return wire::ShowJson(jobs, jobs.GetJob(job_id)).dump();
+  }
+
+  std::string Submit(nb::dict spec_dict) {
+    JobSpec spec = SpecFromDict(spec_dict);
+    nb::gil_scoped_release nogil;
+    return wire::SubmitJson(service_->jobs().Submit(std::move(spec))).dump();
+  }
+
+  std::string Cancel(const std::string& job_id) {
+    nb::gil_scoped_release nogil;
+    return wire::JobJson(service_->jobs().Cancel(job_id)).dump();
+  }
+
+  std::string Resume(const std::string& job_id) {
+    nb::gil_scoped_release nogil;
+    return wire::JobJson(service_->jobs().Resume(job_id)).dump();
+  }
+
+  void Pin(const std::string& job_id, bool pinned) {
+    nb::gil_scoped_release nogil;
+    service_->jobs().Pin(job_id, pinned);
+  }
+
+  std::string Verify(const std::vector<std::string>& job_ids) {
+    VerifyOptions options;
+    options.job_ids = job_ids;
+    nb::gil_scoped_release nogil;
+    return wire::VerifyJson(service_->Verify(options)).dump();
+  }
+
+  std::string Cleanup(int retention_days, bool dry_run) {
+    RetentionOptions options;
+    options.retention_days = retention_days;
+    options.dry_run = dry_run;
+    nb::gil_scoped_release nogil;
+    return wire::RetentionJson(service_->Cleanup(options), retention_days).dump();
+  }
+
+  std::string ImportDirectory(const std::string& dir, nb::dict spec_dict) {
+    JobSpec spec = SpecFromDict(spec_dict);
+    nb::gil_scoped_release nogil;
+    return wire::ImportJson(service_->jobs().Import(dir, std::move(spec))).dump();
+  }
+
+  // The library imports from a directory (validation, its writer, the idempotency check): an
+  // in-memory result is written there first, into a private temporary directory.
+  std::string ImportTables(nb::dict spec_dict, nb::dict result_dict) {
+    JobSpec spec = SpecFromDict(spec_dict);
+    BacktestResult result;
+    FillResult(result_dict, result);
+    nb::gil_scoped_release nogil;
+    TempDirectory temp;
+    const std::filesystem::path bundle = temp.path() / "bundle";
+    WriteBundle(result, bundle);
+    return wire::ImportJson(service_->jobs().Import(bundle, std::move(spec))).dump();
+  }
+
+  // Read daily_ic of many jobs on a thread pool and stack them with their job_id in front.
+  nb::object IcPanel(const std::optional<std::vector<std::string>>& job_ids, Fields fields,
+                     int threads) {
+    std::vector<std::string> ids;
+    if (job_ids) {
+      ids = *job_ids;
+    } else {
+      if (fields["status"].empty()) fields["status"] = "completed";
+      fields["limit"] = std::to_string(kMaxListLimit);
+      wire::ListRequest request = wire::ParseListRequest(fields, SameName);
+      nb::gil_scoped_release nogil;
+      for (;;) {
+        JobPage page = service_->jobs().ListJobs(request.filter, request.page);
+        for (JobRecord& job : page.jobs) ids.push_back(std::move(job.job_id));
+        if (!page.next) break;
+        request.page.after = page.next;
+      }
+    }
+    std::shared_ptr<arrow::Table> panel;
+    {
+      nb::gil_scoped_release nogil;
+      panel = ReadIcPanel(ids, threads);
+    }
+    return TableToCapsule(panel);
+  }
+
+ private:
+  std::shared_ptr<arrow::Table> ReadIcPanel(const std::vector<std::string>& ids, int threads) {
+    std::vector<std::shared_ptr<arrow::Table>> parts(ids.size());
+    std::atomic<size_t> next{0};
+    std::exception_ptr failure;
+    std::mutex failure_mutex;
+    auto work = [&] {
+      ReadOptions options;
+      options.tables = {std::string(kIcTable)};
+      for (size_t i = next++; i < ids.size(); i = next++) {
+        try {
+          std::shared_ptr<arrow::Table> ic = service_->jobs().GetResult(ids[i], options).daily_ic;
+          auto job_id = arrow::MakeArrayFromScalar(arrow::StringScalar(ids[i]), ic->num_rows());
+          if (!job_id.ok()) throw InternalError(job_id.status().ToString());
+          auto with_id = ic->AddColumn(0, arrow::field("job_id", arrow::utf8(), false),
+                                       std::make_shared<arrow::ChunkedArray>(*job_id));
+          if (!with_id.ok()) throw InternalError(with_id.status().ToString());
+          parts[i] = *with_id;
+        } catch (const std::exception&) {
+          std::lock_guard lock(failure_mutex);
+          if (!failure) failure = std::current_exception();
+          next = ids.size();
+        }
+      }
+    };
+    const size_t count =
+        std::clamp<size_t>(threads > 0 ? threads : std::thread::hardware_concurrency(), 1,
+                           std::max<size_t>(ids.size(), 1));
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < count; ++t) pool.emplace_back(work);
+    work();
+    for (std::thread& thread : pool) thread.join();
+    if (failure) std::rethrow_exception(failure);
+    if (parts.empty()) {
+      auto schema = arrow::schema(
+          {arrow::field("job_id", arrow::utf8(), false), arrow::field("date", arrow::date32()),
+           arrow::field("ic", arrow::float64()), arrow::field("rank_ic", arrow::float64())});
+      auto empty = arrow::Table::MakeEmpty(schema);
+      if (!empty.ok()) throw InternalError(empty.status().ToString());
+      return *empty;
+    }
+    auto stacked = arrow::ConcatenateTables(parts);
+    if (!stacked.ok()) throw InternalError("cannot stack daily_ic: " + stacked.status().ToString());
+    return *stacked;
+  }
+
+  std::unique_ptr<Service> service_;
+};
+
+// A worker over a Store with Python engines. Each run() makes a library Worker; stop() reaches
+// the one running (or the next one, when it comes before run()).
+class PyWorker {
+ public:
+  PyWorker(Store& store, nb::dict engines, nb::object runner, nb::object stopped_type,
+           int concurrency, double lease_seconds, const std::string& worker_id, double poll_seconds)
+      : store_(store) {
+    for (auto [name, fn] : engines) {
+      const std::string engine = nb::cast<std::string>(name);
+      registry_.Register(engine,
+                         MakePythonEngineFactory(engine, runner, nb::borrow(fn), stopped_type));
+    }
+    options_.concurrency = concurrency;
+    options_.lease = std::chrono::seconds(static_cast<int64_t>(lease_seconds));
+    options_.poll_interval = std::chrono::milliseconds(static_cast<int64_t>(poll_seconds * 1000));
+    if (!worker_id.empty()) options_.worker_id = worker_id;
+    options_.engines = &registry_;
+  }
+
+  int Run(bool until_idle, bool handle_signals) {
+    WorkerOptions options = options_;
+    options.until_idle = until_idle;
+    std::unique_ptr<Worker> worker = store_.service().NewWorker(std::move(options));
+    {
+      std::lock_guard lock(mutex_);
+      if (stop_requested_) {
+        stop_requested_ = false;
+        return 0;
+      }
+      running_ = worker.get();
+    }
+    struct Detach {
+      PyWorker& self;
+      ~Detach() {
+        std::lock_guard lock(self.mutex_);
+        self.running_ = nullptr;
+        self.stop_requested_ = false;
+      }
+    } detach{*this};
+    nb::gil_scoped_release nogil;
+    std::optional<StopOnSignals> signals;
+    if (handle_signals) signals.emplace(*worker);
+    return worker->Run();
+  }
+
+  void Stop() {
+    std::lock_guard lock(mutex_);
+    stop_requested_ = true;
+    if (running_ != nullptr) running_->Stop();
+  }
+
+ private:
+  Store& store_;
+  EngineRegistry registry_;
+  WorkerOptions options_;
+  std::mutex mutex_;
+  Worker* running_ = nullptr;
+  bool stop_requested_ = false;
+};
+
+}  // namespace
+}  // namespace btstore::python
+
+NB_MODULE(_btstore, m) {
+  using namespace btstore;
+  using namespace btstore::python;
+  m.doc() = "Native half of the btstore package; use the `btstore` module instead.";
+  // A Worker holds its engine functions from C++, where the cycle collector cannot see: a
+  // function that reaches the Worker through module globals keeps both alive until exit, which
+  // nanobind would report as a leak on every such script.
+  nb::set_leak_warnings(false);
+
+  nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const btstore::Error& e) {
+      SetPythonError(e);
+    } catch (const JobStopped& e) {
+      nb::object errors = nb::module_::import_("btstore._errors");
+      PyErr_SetString(errors.attr("Stopped").ptr(), e.what());
+    }
+  });
+
+  m.attr("default_catalog") = std::string(kDefaultCatalogUrl);
+  m.attr("default_artifact_root") = std::string(kDefaultArtifactRoot);
+  m.def("resolve_catalog_url", [](const std::string& given) { return ResolveCatalogUrl(given); });
+  m.def("resolve_artifact_root",
+        [](const std::string& given) { return ResolveArtifactRoot(given); });
+  m.def("derive_job_id", [](nb::dict spec) { return DeriveJobId(SpecFromDict(spec)); });
+
+  nb::class_<Store>(m, "Store")
+      .def(nb::init<const std::string&, const std::string&>(), "catalog"_a, "artifact_root"_a)
+      .def("get_result", &Store::GetResult, "job_id"_a, "start"_a.none(), "end"_a.none(),
+           "columns"_a, "tables"_a)
+      .def("portfolio_returns", &Store::PortfolioReturns, "job_id"_a, "basis"_a, "start"_a.none(),
+           "end"_a.none())
+      .def("result_location", &Store::ResultLocation, "job_id"_a)
+      .def("list_jobs", &Store::ListJobs, "fields"_a)
+      .def("get_job", &Store::GetJob, "job_id"_a)
+      .def("show", &Store::Show, "job_id"_a)
+      .def("submit", &Store::Submit, "spec"_a)
+      .def("cancel", &Store::Cancel, "job_id"_a)
+      .def("resume", &Store::Resume, "job_id"_a)
+      .def("pin", &Store::Pin, "job_id"_a, "pinned"_a)
+      .def("verify", &Store::Verify, "job_ids"_a)
+      .def("cleanup", &Store::Cleanup, "retention_days"_a, "dry_run"_a)
+      .def("import_directory", &Store::ImportDirectory, "dir"_a, "spec"_a)
+      .def("import_tables", &Store::ImportTables, "spec"_a, "result"_a)
+      .def("ic_panel", &Store::IcPanel, "job_ids"_a.none(), "fields"_a, "threads"_a);
+
+  nb::class_<PythonContext>(m, "EngineContext")
+      .def("progress", &PythonContext::Progress, "pct"_a)
+      .def("save_checkpoint", &PythonContext::SaveCheckpoint, "data"_a)
+      .def("load_checkpoint", &PythonContext::LoadCheckpoint)
+      .def("stop_requested", &PythonContext::StopRequested)
+      .def("sleep", &PythonContext::SleepUnlessStopped, "seconds"_a);
+
+  nb::class_<PyWorker>(m, "Worker")
+      .def(nb::init<Store&, nb::dict, nb::object, nb::object, int, double, const std::string&,
+                    double>(),
+           "store"_a, "engines"_a, "runner"_a, "stopped_type"_a, "concurrency"_a, "lease_seconds"_a,
+           "worker_id"_a, "poll_seconds"_a, nb::keep_alive<1, 2>())
+      .def("run", &PyWorker::Run, "until_idle"_a, "handle_signals"_a)
+      .def("stop", &PyWorker::Stop);
+}
