@@ -2,7 +2,7 @@
 // reads only btstore's JSON API; charts are drawn with the Chart.js the server itself serves.
 "use strict";
 
-const state = { token: localStorage.getItem("btstore.token") || "", me: null, streams: [] };
+const state = { token: localStorage.getItem("btstore.token") || "", me: null, streams: [], view: 0 };
 window.btCharts = {};  // the Chart instances on screen, by name (the browser tests read them)
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -13,7 +13,7 @@ function el(tag, attrs = {}, ...children) {
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
+  for (const c of children.flat(Infinity)) node.append(c instanceof Node ? c : document.createTextNode(c ?? ""));
   return node;
 }
 const fmt = (x, digits = 4) => (x === null || x === undefined ? "-" : Number(x).toFixed(digits));
@@ -102,7 +102,7 @@ const FILTERS = [
 ];
 const METRICS = ["mean_ic", "icir", "hit_rate", "coverage"];
 
-async function renderJobs(params) {
+async function renderJobs(params, view) {
   const main = $("#main");
   const form = el("form", { class: "filters", "aria-label": "filters" });
   for (const [name, label, type] of FILTERS) {
@@ -135,6 +135,7 @@ async function renderJobs(params) {
   let page;
   try {
     page = await api("/api/v1/jobs?" + query.toString());
+    if (view !== state.view) return;
   } catch (e) {
     main.append(el("p", { role: "alert" }, e.message));
     return;
@@ -225,11 +226,12 @@ function lineChart(canvas, labels, datasets, yTitle) {
 
 function card(title, ...body) { return el("section", { class: "card" }, el("h2", {}, title), ...body); }
 
-async function renderJob(jobId) {
+async function renderJob(jobId, view) {
   const main = $("#main");
   let job;
   try {
     job = await api("/api/v1/jobs/" + encodeURIComponent(jobId));
+    if (view !== state.view) return;
   } catch (e) {
     main.replaceChildren(el("h1", {}, jobId), el("p", { role: "alert" }, e.message));
     return;
@@ -257,7 +259,9 @@ async function renderJob(jobId) {
     ["weight_method", job.weight_method], ["created_at", job.created_at], ["completed_at", job.completed_at ?? "-"],
     ["attempt", job.attempt], ["pinned", job.pinned ? "yes" : "no"], ["error", job.error_message ?? "-"]]
     .map(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
-  main.replaceChildren(el("h1", {}, job.job_id, " ", status, " ", bar), actions,
+  // Charts first: they are what people come for; they fill in once the series arrive.
+  const chartsBox = el("div", { class: "grid", id: "charts" });
+  main.replaceChildren(el("h1", {}, job.job_id, " ", status, " ", bar), actions, chartsBox,
     el("div", { class: "grid" }, card("Metrics", metrics), card("Job", facts), card("Reproducibility", repro),
        card("Config", el("pre", {}, JSON.stringify(job.config_json, null, 2)))));
   if (job.status === "pending" || job.status === "running") {
@@ -272,17 +276,18 @@ async function renderJob(jobId) {
   let series;
   try {
     series = await api(`/api/v1/jobs/${encodeURIComponent(jobId)}/charts`);
+    if (view !== state.view) return;
   } catch (e) {
-    main.append(el("p", { role: "alert" }, e.message));
+    chartsBox.append(el("p", { role: "alert" }, e.message));
     return;
   }
   const canvases = { ic: el("canvas", { id: "chart-ic", "aria-label": "daily IC and rank IC" }),
                      cumulative: el("canvas", { id: "chart-cumulative", "aria-label": "cumulative IC" }),
                      coverage: el("canvas", { id: "chart-coverage", "aria-label": "weights coverage" }) };
-  main.append(el("div", { class: "grid" },
+  chartsBox.append(
     card("Daily IC and rank IC", el("div", { class: "chart" }, canvases.ic)),
     card("Cumulative IC", el("div", { class: "chart" }, canvases.cumulative)),
-    card("Weights coverage (names held)", el("div", { class: "chart" }, canvases.coverage))));
+    card("Weights coverage (names held)", el("div", { class: "chart" }, canvases.coverage)));
   window.btCharts.ic = lineChart(canvases.ic, series.dates, [
     { label: "IC", data: series.ic, borderColor: "#1f5fbf" },
     { label: "rank IC", data: series.rank_ic, borderColor: "#f28e2b" }]);
@@ -296,7 +301,7 @@ async function renderJob(jobId) {
 
 const PALETTE = ["#1f5fbf", "#f28e2b", "#217a3c", "#b3261e", "#7b4fb0", "#8c564b", "#e377c2", "#17becf"];
 
-async function renderCompare(params) {
+async function renderCompare(params, view) {
   const main = $("#main");
   const input = el("input", { id: "compare-ids", name: "ids", value: params.get("ids") || "", size: 60,
                               placeholder: "job ids, comma separated (empty: the newest completed)" });
@@ -308,6 +313,7 @@ async function renderCompare(params) {
   let doc;
   try {
     doc = await api("/api/v1/compare/ic?" + new URLSearchParams(params.get("ids") ? { ids: params.get("ids") } : { limit: 8 }).toString());
+    if (view !== state.view) return;
   } catch (e) {
     main.append(el("p", { role: "alert" }, e.message));
     return;
@@ -323,15 +329,18 @@ async function renderCompare(params) {
 
 // --- Routing ----------------------------------------------------------------------------------
 
+// Each route() starts a new view; a render whose answer arrives after a newer view started
+// drops it instead of drawing into the newer one.
 async function route() {
+  const view = ++state.view;
   stopStreams();
   const hash = location.hash.slice(1) || "/";
   const [path, query] = hash.split("?");
   const params = new URLSearchParams(query || "");
-  if (path.startsWith("/job/")) await renderJob(decodeURIComponent(path.slice(5)));
-  else if (path === "/compare") await renderCompare(params);
-  else await renderJobs(params);
-  document.body.dataset.ready = location.hash || "#/";
+  if (path.startsWith("/job/")) await renderJob(decodeURIComponent(path.slice(5)), view);
+  else if (path === "/compare") await renderCompare(params, view);
+  else await renderJobs(params, view);
+  if (view === state.view) document.body.dataset.ready = location.hash || "#/";
 }
 
 $("#auth").addEventListener("submit", async (ev) => {
