@@ -66,7 +66,7 @@ struct RetentionCandidate {
 struct StatusCount {
   JobStatus status = JobStatus::kPending;
   int64_t count = 0;
-  Timestamp oldest_created_at;                  ///< the oldest job's created_at
+  Timestamp oldest_created_at;                   ///< the oldest job's created_at
   std::optional<Timestamp> oldest_heartbeat_at;  ///< the stalest heartbeat (running jobs)
 };
 

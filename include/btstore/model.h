@@ -311,8 +311,8 @@ Role ParseRole(std::string_view text);
 
 /// A token as the catalog keeps it: never the token itself, only its SHA-256.
 struct TokenRecord {
-  std::string token_id;    ///< public name of the token, for list and revoke ("tok-" + 16 hex)
-  std::string user;        ///< the user it acts as (created_by of what it submits)
+  std::string token_id;  ///< public name of the token, for list and revoke ("tok-" + 16 hex)
+  std::string user;      ///< the user it acts as (created_by of what it submits)
   Role role = Role::kReader;
   std::string token_hash;  ///< lowercase hex SHA-256 of the token text
   Timestamp created_at;

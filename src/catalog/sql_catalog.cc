@@ -750,8 +750,8 @@ void SqlCatalog::InsertToken(const TokenRecord& token) {
   SqlParams p;
   const std::string sql =
       "INSERT INTO btstore_tokens (token_id, user_name, role, token_hash, created_at) VALUES (" +
-      p.Add(token.token_id) + ", " + p.Add(token.user) + ", " + p.Add(ToString(token.role)) +
-      ", " + p.Add(token.token_hash) + ", " + p.Add(token.created_at) +
+      p.Add(token.token_id) + ", " + p.Add(token.user) + ", " + p.Add(ToString(token.role)) + ", " +
+      p.Add(token.token_hash) + ", " + p.Add(token.created_at) +
       ") ON CONFLICT DO NOTHING RETURNING token_id";
   bool inserted = false;
   Transact(TxKind::kWrite,

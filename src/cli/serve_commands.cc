@@ -123,9 +123,8 @@ void AddToken(CLI::App& app, Action& action) {
         PrintJson(doc);
       } else {
         std::cout << issued.token << "\n";
-        std::cerr << "token " << issued.record.token_id << " for " << Printable(flags->user)
-                  << " (" << flags->role
-                  << "); it is shown only now: keep it where a password would go\n";
+        std::cerr << "token " << issued.record.token_id << " for " << Printable(flags->user) << " ("
+                  << flags->role << "); it is shown only now: keep it where a password would go\n";
       }
       return 0;
     };
@@ -144,8 +143,8 @@ void AddToken(CLI::App& app, Action& action) {
       }
       std::vector<std::vector<std::string>> rows;
       for (const TokenRecord& t : tokens) {
-        rows.push_back({t.token_id, t.user, std::string(ToString(t.role)),
-                        HumanTime(t.created_at), t.revoked_at ? HumanTime(*t.revoked_at) : "-"});
+        rows.push_back({t.token_id, t.user, std::string(ToString(t.role)), HumanTime(t.created_at),
+                        t.revoked_at ? HumanTime(*t.revoked_at) : "-"});
       }
       PrintTable(std::cout, {"TOKEN_ID", "USER", "ROLE", "CREATED", "REVOKED"}, rows);
       return 0;

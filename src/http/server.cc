@@ -89,23 +89,21 @@ class RequestMetrics {
            "# TYPE btstore_http_requests_total counter\n";
     for (const auto& [key, series] : series_) {
       for (const auto& [status, count] : series.count_by_status) {
-        out << "btstore_http_requests_total{route=\"" << key.first << "\",method=\""
-            << key.second << "\",status=\"" << status << "\"} " << count << "\n";
+        out << "btstore_http_requests_total{route=\"" << key.first << "\",method=\"" << key.second
+            << "\",status=\"" << status << "\"} " << count << "\n";
       }
     }
     out << "# HELP btstore_http_request_duration_seconds Time to answer a request, by route.\n"
            "# TYPE btstore_http_request_duration_seconds histogram\n";
     for (const auto& [key, series] : series_) {
-      const std::string labels =
-          "route=\"" + key.first + "\",method=\"" + key.second + "\"";
+      const std::string labels = "route=\"" + key.first + "\",method=\"" + key.second + "\"";
       for (size_t i = 0; i < kLatencyBuckets.size(); ++i) {
         out << "btstore_http_request_duration_seconds_bucket{" << labels << ",le=\""
             << kLatencyBuckets[i] << "\"} " << series.buckets[i] << "\n";
       }
       out << "btstore_http_request_duration_seconds_bucket{" << labels << ",le=\"+Inf\"} "
           << series.total << "\n";
-      out << "btstore_http_request_duration_seconds_sum{" << labels << "} " << series.sum
-          << "\n";
+      out << "btstore_http_request_duration_seconds_sum{" << labels << "} " << series.sum << "\n";
       out << "btstore_http_request_duration_seconds_count{" << labels << "} " << series.total
           << "\n";
     }
@@ -248,8 +246,7 @@ std::string JsonLine(const Json& doc) {
 bool IsLoopback(const std::string& host) {
   if (host == "localhost" || host == "::1" || host == "[::1]") return true;
   in_addr address{};
-  return inet_pton(AF_INET, host.c_str(), &address) == 1 &&
-         (ntohl(address.s_addr) >> 24) == 127;
+  return inet_pton(AF_INET, host.c_str(), &address) == 1 && (ntohl(address.s_addr) >> 24) == 127;
 }
 
 class Server::Impl {
@@ -320,8 +317,9 @@ Caller Server::Impl::Authorize(const httplib::Request& req, std::optional<Role> 
   const std::string header = req.get_header_value("Authorization");
   constexpr std::string_view kScheme = "Bearer ";
   if (header.empty()) {
-    throw Unauthenticated("no credentials: send the header 'Authorization: Bearer TOKEN' (a "
-                          "token from `btstore token create`)");
+    throw Unauthenticated(
+        "no credentials: send the header 'Authorization: Bearer TOKEN' (a "
+        "token from `btstore token create`)");
   }
   if (!header.starts_with(kScheme) || header.size() > kScheme.size() + kMaxTokenLength) {
     throw Unauthenticated("the Authorization header must be 'Bearer TOKEN'");
@@ -343,9 +341,10 @@ Caller Server::Impl::Authorize(const httplib::Request& req, std::optional<Role> 
 void Server::Impl::RequireOwner(const Caller& caller, const JobRecord& job,
                                 const std::string& what) const {
   if (caller.role == Role::kAdmin || job.created_by == caller.user) return;
-  throw PermissionDenied("a submitter may " + what + " only its own jobs; job " + job.job_id +
-                             " belongs to '" + job.created_by + "'",
-                         {{"user", caller.user}, {"job_id", job.job_id}, {"owner", job.created_by}});
+  throw PermissionDenied(
+      "a submitter may " + what + " only its own jobs; job " + job.job_id + " belongs to '" +
+          job.created_by + "'",
+      {{"user", caller.user}, {"job_id", job.job_id}, {"owner", job.created_by}});
 }
 
 void Server::Impl::Route(const std::string& method, const std::string& pattern,
@@ -403,13 +402,12 @@ void Server::Impl::Setup() {
     t_request = {Clock::now(), "", ""};
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  svr_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    Log(req, res);
-  });
+  svr_.set_logger(
+      [this](const httplib::Request& req, const httplib::Response& res) { Log(req, res); });
   // Answers the library makes itself (no route, a body over the limit, a malformed request)
   // get the envelope too; a handler's own error already has its body.
   svr_.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req,
-                                                                    httplib::Response& res) {
+                                                                     httplib::Response& res) {
     if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
     std::string message = "request refused";
     if (res.status == 404) message = "no route " + req.method + " " + req.path;
@@ -437,8 +435,8 @@ int Server::Impl::Bind() {
     port_ = -1;
   }
   if (port_ <= 0) {
-    throw InternalError("cannot listen on " + options_.host + ":" +
-                            std::to_string(options_.port) + " (in use, or not an address here)",
+    throw InternalError("cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                            " (in use, or not an address here)",
                         {{"host", options_.host}, {"port", std::to_string(options_.port)}});
   }
   return port_;
@@ -447,8 +445,8 @@ int Server::Impl::Bind() {
 // --- Jobs -------------------------------------------------------------------------------------
 
 SubmitResult Server::Impl::Submit(const Json& body, const Caller& caller) {
-  OnlyKeys(body, {"alpha", "start", "end", "weight_method", "config", "user", "priority",
-                  "job_id", "job_timeout", "max_retries"});
+  OnlyKeys(body, {"alpha", "start", "end", "weight_method", "config", "user", "priority", "job_id",
+                  "job_timeout", "max_retries"});
   JobSpec spec;
   spec.job_id = StringField(body, "job_id", "");
   if (!spec.job_id.empty()) ValidateJobId(spec.job_id);
@@ -463,9 +461,9 @@ SubmitResult Server::Impl::Submit(const Json& body, const Caller& caller) {
   // A token submits as its user; only an admin (or an open server) may name another.
   spec.created_by = StringField(body, "user", caller.user);
   if (caller.role != Role::kAdmin && spec.created_by != caller.user) {
-    throw PermissionDenied("a submitter submits as itself ('" + caller.user + "'), not as '" +
-                               spec.created_by + "'",
-                           {{"user", caller.user}});
+    throw PermissionDenied(
+        "a submitter submits as itself ('" + caller.user + "'), not as '" + spec.created_by + "'",
+        {{"user", caller.user}});
   }
   return service_.jobs().Submit(std::move(spec));
 }
@@ -491,8 +489,7 @@ SubmitResult Server::Impl::Import(const httplib::Request& req, const Caller& cal
   OnlyKeys(fields, {"alpha", "start", "end", "weight_method", "config", "user", "job_id"});
   if (files.empty()) throw InvalidArgument("the upload holds no files");
   if (files.size() > kMaxUploadFiles) {
-    throw InvalidArgument("an upload holds at most " + std::to_string(kMaxUploadFiles) +
-                          " files");
+    throw InvalidArgument("an upload holds at most " + std::to_string(kMaxUploadFiles) + " files");
   }
   // The files go to a private directory outside the artifact root; Import reads, validates
   // and writes them anew, and on any failure nothing reaches the store or the catalog.
@@ -571,8 +568,8 @@ void Server::Impl::AddJobRoutes() {
     std::string name;
     std::string verb;
   };
-  for (const Move& move : {Move{"cancel", "cancel"}, Move{"resume", "resume"},
-                           Move{"pin", "pin"}}) {
+  for (const Move& move :
+       {Move{"cancel", "cancel"}, Move{"resume", "resume"}, Move{"pin", "pin"}}) {
     Route("POST", job + "/" + move.name, move.name, Role::kSubmitter,
           [this, job_id_of, move](const httplib::Request& req, httplib::Response& res,
                                   const Caller& caller) {
@@ -617,15 +614,14 @@ void Server::Impl::StreamEvents(const std::string& job_id, httplib::Response& re
         }
         try {
           const JobRecord job = service_.jobs().GetJob(job_id);
-          const Json doc = {{"job_id", job.job_id},
-                            {"status", ToString(job.status)},
-                            {"progress_pct", job.progress_pct},
-                            {"heartbeat_at", job.heartbeat_at ? Json(FormatTimestamp(
-                                                                    *job.heartbeat_at))
-                                                              : Json(nullptr)},
-                            {"cancel_requested", job.cancel_requested},
-                            {"error_message", job.error_message ? Json(*job.error_message)
-                                                                : Json(nullptr)}};
+          const Json doc = {
+              {"job_id", job.job_id},
+              {"status", ToString(job.status)},
+              {"progress_pct", job.progress_pct},
+              {"heartbeat_at",
+               job.heartbeat_at ? Json(FormatTimestamp(*job.heartbeat_at)) : Json(nullptr)},
+              {"cancel_requested", job.cancel_requested},
+              {"error_message", job.error_message ? Json(*job.error_message) : Json(nullptr)}};
           const std::string data = JsonLine(doc);
           if (data != state->last) {
             const std::string event = "event: job\ndata: " + data + "\n\n";
@@ -661,14 +657,15 @@ void Server::Impl::AddTableRoutes() {
           QueryFields(req);
           const internal::TableFormat format = internal::ChooseTableFormat(req);
           if (IsJsonArtifact(name)) {
-            throw InvalidArgument(name + " is a JSON artifact, not a table: it is in the "
-                                         "result (GET .../result?tables=" + name + ")",
+            throw InvalidArgument(name +
+                                      " is a JSON artifact, not a table: it is in the "
+                                      "result (GET .../result?tables=" +
+                                      name + ")",
                                   {{"table", name}});
           }
-          ReadOptions options = wire::ParseReadRequest(req.get_param_value("from"),
-                                                       req.get_param_value("to"),
-                                                       req.get_param_value("columns"), name,
-                                                       ApiName);
+          ReadOptions options =
+              wire::ParseReadRequest(req.get_param_value("from"), req.get_param_value("to"),
+                                     req.get_param_value("columns"), name, ApiName);
           BacktestResult result = service_.jobs().GetResult(id, options);
           std::shared_ptr<arrow::Table> table;
           if (name == kSignalsTable) table = result.daily_signals;
@@ -693,31 +690,31 @@ void Server::Impl::AddTableRoutes() {
               break;
           }
         });
-  Route("GET", "/api/v1/compare/ic", "compare_ic", Role::kReader,
-        [this](const httplib::Request& req, httplib::Response& res, const Caller&) {
-          std::vector<std::string> ids = wire::SplitList(req.get_param_value("ids"));
-          if (ids.empty()) {
-            // By list filters: the completed jobs among the newest that match.
-            std::map<std::string, std::string> fields = QueryFields(req, {"ids"});
-            fields["status"] = "completed";
-            if (!fields.contains("limit")) fields["limit"] = std::to_string(kMaxCompareJobs);
-            wire::ListRequest request = wire::ParseListRequest(fields, ApiName);
-            for (const JobRecord& job :
-                 service_.jobs().ListJobs(request.filter, request.page).jobs) {
-              ids.push_back(job.job_id);
-            }
+  Route(
+      "GET", "/api/v1/compare/ic", "compare_ic", Role::kReader,
+      [this](const httplib::Request& req, httplib::Response& res, const Caller&) {
+        std::vector<std::string> ids = wire::SplitList(req.get_param_value("ids"));
+        if (ids.empty()) {
+          // By list filters: the completed jobs among the newest that match.
+          std::map<std::string, std::string> fields = QueryFields(req, {"ids"});
+          fields["status"] = "completed";
+          if (!fields.contains("limit")) fields["limit"] = std::to_string(kMaxCompareJobs);
+          wire::ListRequest request = wire::ParseListRequest(fields, ApiName);
+          for (const JobRecord& job : service_.jobs().ListJobs(request.filter, request.page).jobs) {
+            ids.push_back(job.job_id);
           }
-          if (ids.size() > static_cast<size_t>(kMaxCompareJobs)) {
-            throw InvalidArgument("at most " + std::to_string(kMaxCompareJobs) +
-                                  " jobs are compared at once");
-          }
-          Json series = Json::array();
-          for (const std::string& id : ids) {
-            ValidateJobId(id);
-            series.push_back(internal::ChartSeries(service_.jobs(), id, false));
-          }
-          SendJson(res, {{"series", series}});
-        });
+        }
+        if (ids.size() > static_cast<size_t>(kMaxCompareJobs)) {
+          throw InvalidArgument("at most " + std::to_string(kMaxCompareJobs) +
+                                " jobs are compared at once");
+        }
+        Json series = Json::array();
+        for (const std::string& id : ids) {
+          ValidateJobId(id);
+          series.push_back(internal::ChartSeries(service_.jobs(), id, false));
+        }
+        SendJson(res, {{"series", series}});
+      });
 }
 
 // --- Maintenance (admin) ----------------------------------------------------------------------
@@ -809,8 +806,7 @@ std::string Server::Impl::MetricsText() {
           gauges_.verify_checked);
     gauge("btstore_verify_last_problems", "Problems the last verify found.",
           gauges_.verify_problems);
-    gauge("btstore_verify_last_run_timestamp_seconds", "When that verify ran.",
-          gauges_.verify_at);
+    gauge("btstore_verify_last_run_timestamp_seconds", "When that verify ran.", gauges_.verify_at);
   }
   request_metrics_.Write(out);
   return out.str();
@@ -878,10 +874,11 @@ std::unique_ptr<Server> Server::Make(Service& service, const ServerOptions& opti
     throw InvalidArgument("port must be 0..65535", {{"port", std::to_string(options.port)}});
   }
   if (!options.require_tokens && !IsLoopback(options.host)) {
-    throw InvalidArgument("--auth none is allowed only on a loopback address (127.0.0.1, ::1): "
-                          "anyone who reaches " +
-                              options.host + " could act as an admin",
-                          {{"host", options.host}});
+    throw InvalidArgument(
+        "--auth none is allowed only on a loopback address (127.0.0.1, ::1): "
+        "anyone who reaches " +
+            options.host + " could act as an admin",
+        {{"host", options.host}});
   }
   auto impl = std::make_unique<Impl>(service, options);
   impl->Setup();

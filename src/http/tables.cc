@@ -64,9 +64,9 @@ struct ArrowStreamState {
 // Write the next batch (or the end of the stream) into the state's buffer; false at the end.
 bool WriteNext(ArrowStreamState& state) {
   if (!state.writer) {
-    state.writer = Check(
-        arrow::ipc::MakeStreamWriter(state.sink, state.table->schema(), state.options),
-        "start the Arrow stream");
+    state.writer =
+        Check(arrow::ipc::MakeStreamWriter(state.sink, state.table->schema(), state.options),
+              "start the Arrow stream");
   }
   std::shared_ptr<arrow::RecordBatch> batch;
   Check(state.batches->ReadNext(&batch), "read a batch");
@@ -130,10 +130,10 @@ void SendArrowStream(httplib::Response& res, std::shared_ptr<arrow::Table> table
   auto state = std::make_shared<ArrowStreamState>();
   const std::string codec = Lower(compression);
   if (codec == "lz4" || codec == "zstd") {
-    state->options.codec = Check(
-        arrow::util::Codec::Create(codec == "lz4" ? arrow::Compression::LZ4_FRAME
-                                                  : arrow::Compression::ZSTD),
-        "make the " + codec + " codec");
+    state->options.codec =
+        Check(arrow::util::Codec::Create(codec == "lz4" ? arrow::Compression::LZ4_FRAME
+                                                        : arrow::Compression::ZSTD),
+              "make the " + codec + " codec");
   } else if (!codec.empty() && codec != "none") {
     throw InvalidArgument("compression must be none, lz4 or zstd, got '" + compression + "'",
                           {{"field", "compression"}, {"value", compression}});
@@ -141,21 +141,23 @@ void SendArrowStream(httplib::Response& res, std::shared_ptr<arrow::Table> table
   state->table = std::move(table);
   state->batches = std::make_unique<arrow::TableBatchReader>(*state->table);
   state->batches->set_chunksize(kBatchRows);
-  res.set_chunked_content_provider(
-      "application/vnd.apache.arrow.stream", [state](size_t, httplib::DataSink& sink) {
-        // An error mid-stream cannot change the status any more: ending the response without
-        // the stream's end marker makes every Arrow reader report a truncated stream.
-        try {
-          const bool more = WriteNext(*state);
-          std::string& out = state->sink->buffer();
-          if (!out.empty() && !sink.write(out.data(), out.size())) return false;
-          out.clear();
-          if (!more) sink.done();
-          return true;
-        } catch (const Error&) {
-          return false;
-        }
-      });
+  res.set_chunked_content_provider("application/vnd.apache.arrow.stream",
+                                   [state](size_t, httplib::DataSink& sink) {
+                                     // An error mid-stream cannot change the status any more:
+                                     // ending the response without the stream's end marker makes
+                                     // every Arrow reader report a truncated stream.
+                                     try {
+                                       const bool more = WriteNext(*state);
+                                       std::string& out = state->sink->buffer();
+                                       if (!out.empty() && !sink.write(out.data(), out.size()))
+                                         return false;
+                                       out.clear();
+                                       if (!more) sink.done();
+                                       return true;
+                                     } catch (const Error&) {
+                                       return false;
+                                     }
+                                   });
 }
 
 void SendParquet(httplib::Response& res, const std::shared_ptr<arrow::Table>& table) {
@@ -174,8 +176,7 @@ void SendParquet(httplib::Response& res, const std::shared_ptr<arrow::Table>& ta
 wire::Json TableToJson(const std::shared_ptr<arrow::Table>& table) {
   if (table->num_rows() > kMaxJsonRows) {
     throw InvalidArgument("the table has " + std::to_string(table->num_rows()) +
-                              " rows, more than JSON is sent for (" +
-                              std::to_string(kMaxJsonRows) +
+                              " rows, more than JSON is sent for (" + std::to_string(kMaxJsonRows) +
                               "): ask for format=arrow or parquet, or narrow from/to",
                           {{"rows", std::to_string(table->num_rows())}});
   }
@@ -198,8 +199,8 @@ wire::Json ChartSeries(JobService& jobs, const std::string& job_id, bool with_we
   options.tables = {std::string(kIcTable)};
   if (with_weights) options.tables.emplace_back(kWeightsTable);
   BacktestResult result = jobs.GetResult(job_id, options);
-  wire::Json dates = wire::Json::array(), ic = wire::Json::array(),
-             rank_ic = wire::Json::array(), cumulative = wire::Json::array();
+  wire::Json dates = wire::Json::array(), ic = wire::Json::array(), rank_ic = wire::Json::array(),
+             cumulative = wire::Json::array();
   const auto table = Check(result.daily_ic->CombineChunks(), "combine daily_ic");
   wire::Json doc = {{"job_id", job_id}, {"alpha_name", result.alpha_name}};
   if (table->num_rows() == 0) {
@@ -228,8 +229,8 @@ wire::Json ChartSeries(JobService& jobs, const std::string& job_id, bool with_we
     wire::Json coverage_dates = wire::Json::array(), names = wire::Json::array();
     const auto weights = Check(result.daily_weights->CombineChunks(), "combine daily_weights");
     const auto& wdate = static_cast<const arrow::Date32Array&>(*weights->column(0)->chunk(0));
-    const auto& weight = static_cast<const arrow::DoubleArray&>(
-        *weights->GetColumnByName("weight")->chunk(0));
+    const auto& weight =
+        static_cast<const arrow::DoubleArray&>(*weights->GetColumnByName("weight")->chunk(0));
     int64_t count = 0;
     for (int64_t row = 0; row < weights->num_rows(); ++row) {
       if (row > 0 && wdate.Value(row) != wdate.Value(row - 1)) {
