@@ -6,8 +6,10 @@
 
 #include <arpa/inet.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <filesystem>
@@ -215,6 +217,16 @@ void CheckUploadName(const std::string& name) {
   }
 }
 
+// A table's name from a request: a plain file stem, so it can only name a file of the bundle.
+void CheckTableName(const std::string& name) {
+  static const std::regex kName(R"([A-Za-z0-9_][A-Za-z0-9_-]{0,127})");
+  if (!std::regex_match(name, kName)) {
+    throw InvalidArgument("table name '" + name + "' is not a table of a bundle (letters, "
+                          "digits, '_', '-')",
+                          {{"table", name}});
+  }
+}
+
 // A private temporary directory, removed with everything in it when the request ends.
 class TempDir {
  public:
@@ -241,6 +253,14 @@ std::string JsonLine(const Json& doc) {
   return doc.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// cpp-httplib's stop() also cuts chunked responses short (their writer checks for it between
+// chunks); a graceful stop only closes the listening socket, so the accept loop ends, new
+// connections are refused, and the pool finishes what it has before Run() returns.
+class GracefulServer : public httplib::Server {
+ public:
+  void StopAccepting() { ::shutdown(svr_sock_, SHUT_RDWR); }
+};
+
 }  // namespace
 
 bool IsLoopback(const std::string& host) {
@@ -258,7 +278,7 @@ class Server::Impl {
   void Run() { svr_.listen_after_bind(); }
   void Stop() {
     stopping_ = true;
-    svr_.stop();
+    svr_.StopAccepting();
   }
   int port() const { return port_; }
 
@@ -289,7 +309,7 @@ class Server::Impl {
 
   Service& service_;
   ServerOptions options_;
-  httplib::Server svr_;
+  GracefulServer svr_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   RequestMetrics request_metrics_;
@@ -321,7 +341,14 @@ Caller Server::Impl::Authorize(const httplib::Request& req, std::optional<Role> 
         "no credentials: send the header 'Authorization: Bearer TOKEN' (a "
         "token from `btstore token create`)");
   }
-  if (!header.starts_with(kScheme) || header.size() > kScheme.size() + kMaxTokenLength) {
+  // The scheme is case-insensitive (RFC 9110); the token is not.
+  const bool bearer =
+      header.size() > kScheme.size() &&
+      std::equal(kScheme.begin(), kScheme.end(), header.begin(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) ==
+               std::tolower(static_cast<unsigned char>(b));
+      });
+  if (!bearer || header.size() > kScheme.size() + kMaxTokenLength) {
     throw Unauthenticated("the Authorization header must be 'Bearer TOKEN'");
   }
   std::optional<TokenRecord> token =
@@ -654,6 +681,7 @@ void Server::Impl::AddTableRoutes() {
           const std::string id = req.matches[1];
           const std::string name = req.matches[2];
           ValidateJobId(id);
+          CheckTableName(name);
           QueryFields(req);
           const internal::TableFormat format = internal::ChooseTableFormat(req);
           if (IsJsonArtifact(name)) {

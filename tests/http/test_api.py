@@ -139,6 +139,11 @@ def test_missing_bad_and_revoked_tokens_are_401(site):
     assert_error(client.get("/api/v1/jobs"), 401, "Unauthenticated")
 
 
+def test_the_bearer_scheme_is_case_insensitive(site):
+    res = site.anon.get("/api/v1/whoami", headers={"Authorization": "bearer " + site.tokens["reader"]})
+    assert res.status == 200 and res.json()["user"] == "rita"
+
+
 def test_only_token_hashes_are_stored(site):
     listed = site.bt.ok("token", "list")["tokens"]
     assert listed and all("token" not in t for t in listed)
@@ -422,6 +427,11 @@ def test_parquet_and_json_by_parameter_or_accept(site):
     ("from=someday", 400, "InvalidArgument")])
 def test_bad_table_requests(site, query, status, code):
     assert_error(site.reader.get(f"/api/v1/jobs/done-alice/tables/daily_ic?{query}"), status, code)
+
+
+@pytest.mark.parametrize("name", ["..", "daily_ic.parquet", ".daily_ic", "summary.json"])
+def test_table_names_cannot_name_another_file(site, name):
+    assert_error(site.reader.get(f"/api/v1/jobs/done-alice/tables/{name}"), 400, "InvalidArgument")
 
 
 def test_a_missing_table_is_an_error_not_an_empty_stream(site):

@@ -101,6 +101,7 @@ const FILTERS = [
   ["from", "Backtest from", "date"], ["to", "Backtest to", "date"], ["limit", "Per page", "number"],
 ];
 const METRICS = ["mean_ic", "icir", "hit_rate", "coverage"];
+const MAX_FOLLOWED = 4;
 
 async function renderJobs(params, view) {
   const main = $("#main");
@@ -204,7 +205,9 @@ async function renderJobs(params, view) {
   }
   main.append(el("div", { class: "table-wrap" }, table), pager);
   // Live status and progress for the jobs still moving.
-  for (const job of jobs.filter((j) => j.status === "pending" || j.status === "running")) {
+  // Each stream holds a server thread while open: follow the first few moving jobs only.
+  const moving = jobs.filter((j) => j.status === "pending" || j.status === "running");
+  for (const job of moving.slice(0, MAX_FOLLOWED)) {
     follow(job.job_id, (update) => {
       Object.assign(job, update);
       const old = rows.get(job.job_id);
