@@ -2,7 +2,7 @@
 job's summary, and the large signals table as an Arrow stream (plain, LZ4, ZSTD) and as a Parquet
 download, decoded by pyarrow. Prints figures as JSON lines; asserts nothing.
 
-    .venv/bin/python bench/serve_bench.py [--quick] [--build-dir build] [--seconds S]
+    .venv/bin/python bench/serve_bench.py [--quick] [--build-dir build] [--seconds S] [--threads N]
 
 --quick: 5 s per wrk run and a 1,000-day x 3,000-name result (3M signal rows) instead of the
 full 2,520 x 3,000 (7.56M rows). Needs `wrk` (Debian package).
@@ -62,6 +62,7 @@ def main():
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--build-dir", default="build")
     parser.add_argument("--seconds", type=int)
+    parser.add_argument("--threads", type=int, default=32, help="serve --threads")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is not installed (apt-get install wrk)")
@@ -80,7 +81,8 @@ def main():
             run(base_argv + ["submit", "--alpha", f"a{i % 7}", "--start", "2020-01-01", "--end",
                              "2020-12-31", "--user", f"u{i % 5}", "--job-id", f"j{i}"])
         token = run(base_argv + ["token", "create", "--user", "bench", "--role", "reader"])["token"]
-        server = subprocess.Popen(base_argv[:-1] + ["serve", "--listen", "127.0.0.1:0"],
+        server = subprocess.Popen(base_argv[:-1] + ["serve", "--listen", "127.0.0.1:0",
+                                                   "--threads", str(args.threads)],
                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         text = ""
         while not text.rstrip().endswith("}"):
