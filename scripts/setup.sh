@@ -14,7 +14,8 @@ root=$(pwd)
 debs=(build-essential cmake ninja-build pkg-config git
       libpq-dev libsqlite3-dev libssl-dev libxxhash-dev
       libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
-      postgresql clang-format clang-tidy strace)
+      postgresql clang-format clang-tidy strace
+      libcpp-httplib-dev libjs-chart.js wrk chromium chromium-driver)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -62,6 +62,14 @@ struct RetentionCandidate {
   Timestamp aged_from;  ///< completed_at, or created_at where that is null
 };
 
+/// How many jobs have one status, for monitoring.
+struct StatusCount {
+  JobStatus status = JobStatus::kPending;
+  int64_t count = 0;
+  Timestamp oldest_created_at;                   ///< the oldest job's created_at
+  std::optional<Timestamp> oldest_heartbeat_at;  ///< the stalest heartbeat (running jobs)
+};
+
 /// Wakes a worker when a cancel is requested (PostgreSQL: LISTEN/NOTIFY; SQLite: a directory
 /// beside the database file, watched with inotify, for the processes of its one host). A hint
 /// only: the row is the truth, and workers also read it on every heartbeat.
@@ -116,6 +124,10 @@ class Catalog {
   /// List jobs newest first (created_at DESC, id DESC), filtered, one page. Every filter value
   /// is a bound parameter. Throws InvalidArgument (see ValidateListRequest), CatalogUnavailable.
   virtual JobPage ListJobs(const JobFilter& filter, const PageRequest& page) = 0;
+
+  /// Count jobs by status (only statuses that have jobs), with the oldest creation and the
+  /// stalest heartbeat of each. Throws CatalogUnavailable.
+  virtual std::vector<StatusCount> CountJobs() = 0;
 
   /// Exempt a job from retention, or lift that. Throws JobNotFound, CatalogUnavailable.
   virtual void SetPinned(std::string_view job_id, bool pinned) = 0;
@@ -215,6 +227,19 @@ class Catalog {
   /// job_ids of the rows this call deleted (a concurrent cleaner may have deleted others).
   /// Throws CatalogUnavailable.
   virtual std::vector<std::string> DeleteExpiring(const std::vector<std::string>& job_ids) = 0;
+  // --- API tokens ------------------------------------------------------------------------------
+
+  /// Store a token (its hash, never the token). Throws InvalidArgument when its id or hash is
+  /// already stored, CatalogUnavailable.
+  virtual void InsertToken(const TokenRecord& token) = 0;
+  /// Return the token whose hash is `token_hash` (revoked or not), or nullopt.
+  /// Throws CatalogUnavailable.
+  virtual std::optional<TokenRecord> FindTokenByHash(std::string_view token_hash) = 0;
+  /// Return every token, oldest first. Throws CatalogUnavailable.
+  virtual std::vector<TokenRecord> ListTokens() = 0;
+  /// Revoke a token at `now`; revoking a revoked token changes nothing. Returns false when no
+  /// token has that id. Throws CatalogUnavailable.
+  virtual bool RevokeToken(std::string_view token_id, Timestamp now) = 0;
 };
 
 }  // namespace btstore

@@ -19,6 +19,8 @@ enum class ErrorCode {
   kMissingReproducibilityMetadata,
   kInvalidResult,
   kCatalogUnavailable,
+  kUnauthenticated,
+  kPermissionDenied,
   kInternal,
 };
 
@@ -101,6 +103,21 @@ class CatalogUnavailable : public Error {
  public:
   explicit CatalogUnavailable(const std::string& message, ErrorDetails details = {})
       : Error(ErrorCode::kCatalogUnavailable, message, std::move(details)) {}
+};
+
+/// No credentials, or bad ones (the HTTP server only).
+class Unauthenticated : public Error {
+ public:
+  explicit Unauthenticated(const std::string& message, ErrorDetails details = {})
+      : Error(ErrorCode::kUnauthenticated, message, std::move(details)) {}
+};
+
+/// The credentials do not allow the request (the HTTP server only). Details carry the user,
+/// the role and what was asked.
+class PermissionDenied : public Error {
+ public:
+  explicit PermissionDenied(const std::string& message, ErrorDetails details = {})
+      : Error(ErrorCode::kPermissionDenied, message, std::move(details)) {}
 };
 
 /// Anything else: a bug, or an environment failure no other name covers (e.g. a full disk).

@@ -145,6 +145,10 @@ void ValidateConfigJson(std::string_view config_json);
 /// Throws InvalidArgument.
 void ValidateWorkerId(std::string_view worker_id);
 
+/// Check a user name (created_by, a token's user): 1 to 255 bytes of UTF-8 without control
+/// characters. Throws InvalidArgument.
+void ValidateUserName(std::string_view user);
+
 /// Check a job_id: 1-64 of letters, digits, '-', '_', '.', not starting with '.'.
 /// Throws InvalidArgument otherwise (so it is always safe as a directory name).
 void ValidateJobId(std::string_view job_id);
@@ -292,6 +296,27 @@ std::string EncodeCursor(const JobRecord& last_row);
 struct JobPage {
   std::vector<JobRecord> jobs;
   std::optional<std::string> next;  ///< cursor of the next page; empty on the last page
+};
+
+// ---------------------------------------------------------------------------------------------
+// API tokens (the HTTP server's bearer tokens; contract section 9)
+
+/// What a token's holder may do: a reader reads everything; a submitter also submits, and
+/// cancels, resumes and pins its own jobs; an admin does everything.
+enum class Role { kReader, kSubmitter, kAdmin };
+/// Return "reader", "submitter" or "admin".
+std::string_view ToString(Role role);
+/// Parse "reader", "submitter" or "admin". Throws InvalidArgument otherwise.
+Role ParseRole(std::string_view text);
+
+/// A token as the catalog keeps it: never the token itself, only its SHA-256.
+struct TokenRecord {
+  std::string token_id;  ///< public name of the token, for list and revoke ("tok-" + 16 hex)
+  std::string user;      ///< the user it acts as (created_by of what it submits)
+  Role role = Role::kReader;
+  std::string token_hash;  ///< lowercase hex SHA-256 of the token text
+  Timestamp created_at;
+  std::optional<Timestamp> revoked_at;  ///< set once revoked; a revoked token authenticates no one
 };
 
 }  // namespace btstore

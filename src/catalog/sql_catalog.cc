@@ -414,6 +414,25 @@ JobPage SqlCatalog::ListJobs(const JobFilter& filter, const PageRequest& page) {
   return result;
 }
 
+std::vector<StatusCount> SqlCatalog::CountJobs() {
+  const std::string sql = "SELECT status, COUNT(*), " +
+                          ReadExpr("MIN(created_at)", ColumnKind::kTimestamp) + ", " +
+                          ReadExpr("MIN(heartbeat_at)", ColumnKind::kTimestamp) +
+                          " FROM backtest_jobs GROUP BY status ORDER BY status";
+  std::vector<SqlRow> rows;
+  Transact(TxKind::kRead, [&](SqlConnection& conn) { rows = conn.Query(sql, {}); });
+  std::vector<StatusCount> counts;
+  for (const SqlRow& row : rows) {
+    StatusCount count;
+    count.status = ParseJobStatus(row.at(0).value_or(""));
+    count.count = ToInt("count", row.at(1).value_or(""));
+    count.oldest_created_at = ParseTimestamp(row.at(2).value_or(""), "created_at");
+    count.oldest_heartbeat_at = ToTimestamp(row.at(3));
+    counts.push_back(count);
+  }
+  return counts;
+}
+
 void SqlCatalog::SetPinned(std::string_view job_id, bool pinned) {
   SqlParams p;
   std::string sql = std::string("UPDATE backtest_jobs SET pinned = ") +
@@ -700,6 +719,77 @@ std::vector<std::string> SqlCatalog::DeleteExpiring(const std::vector<std::strin
   }
   std::sort(deleted.begin(), deleted.end());  // RETURNING has no order
   return deleted;
+}
+
+std::string SqlCatalog::TokenColumns() const {
+  return "token_id, user_name, role, token_hash, " +
+         ReadExpr("created_at", ColumnKind::kTimestamp) + ", " +
+         ReadExpr("revoked_at", ColumnKind::kTimestamp);
+}
+
+namespace {
+
+TokenRecord DecodeToken(const SqlRow& row) {
+  auto required = [&](size_t i) -> const std::string& {
+    if (i >= row.size() || !row[i]) BadValue("btstore_tokens", "NULL");
+    return *row[i];
+  };
+  TokenRecord token;
+  token.token_id = required(0);
+  token.user = required(1);
+  token.role = ParseRole(required(2));
+  token.token_hash = required(3);
+  token.created_at = ParseTimestamp(required(4), "created_at");
+  token.revoked_at = ToTimestamp(row.at(5));
+  return token;
+}
+
+}  // namespace
+
+void SqlCatalog::InsertToken(const TokenRecord& token) {
+  SqlParams p;
+  const std::string sql =
+      "INSERT INTO btstore_tokens (token_id, user_name, role, token_hash, created_at) VALUES (" +
+      p.Add(token.token_id) + ", " + p.Add(token.user) + ", " + p.Add(ToString(token.role)) + ", " +
+      p.Add(token.token_hash) + ", " + p.Add(token.created_at) +
+      ") ON CONFLICT DO NOTHING RETURNING token_id";
+  bool inserted = false;
+  Transact(TxKind::kWrite,
+           [&](SqlConnection& conn) { inserted = !conn.Query(sql, p.values()).empty(); });
+  if (!inserted) {
+    throw InvalidArgument("a token with this id or hash exists", {{"token_id", token.token_id}});
+  }
+}
+
+std::optional<TokenRecord> SqlCatalog::FindTokenByHash(std::string_view token_hash) {
+  SqlParams p;
+  const std::string sql =
+      "SELECT " + TokenColumns() + " FROM btstore_tokens WHERE token_hash = " + p.Add(token_hash);
+  std::vector<SqlRow> rows;
+  Transact(TxKind::kRead, [&](SqlConnection& conn) { rows = conn.Query(sql, p.values()); });
+  if (rows.empty()) return std::nullopt;
+  return DecodeToken(rows.front());
+}
+
+std::vector<TokenRecord> SqlCatalog::ListTokens() {
+  const std::string sql =
+      "SELECT " + TokenColumns() + " FROM btstore_tokens ORDER BY created_at, token_id";
+  std::vector<SqlRow> rows;
+  Transact(TxKind::kRead, [&](SqlConnection& conn) { rows = conn.Query(sql, {}); });
+  std::vector<TokenRecord> tokens;
+  for (const SqlRow& row : rows) tokens.push_back(DecodeToken(row));
+  return tokens;
+}
+
+bool SqlCatalog::RevokeToken(std::string_view token_id, Timestamp now) {
+  SqlParams p;
+  const std::string sql = "UPDATE btstore_tokens SET revoked_at = COALESCE(revoked_at, " +
+                          p.Add(now) + ") WHERE token_id = " + p.Add(token_id) +
+                          " RETURNING token_id";
+  bool found = false;
+  Transact(TxKind::kWrite,
+           [&](SqlConnection& conn) { found = !conn.Query(sql, p.values()).empty(); });
+  return found;
 }
 
 }  // namespace btstore::internal

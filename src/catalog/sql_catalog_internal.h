@@ -72,6 +72,7 @@ class SqlCatalog : public Catalog {
                                Timestamp now) override;
   std::optional<JobRecord> FindJob(std::string_view job_id) override;
   JobPage ListJobs(const JobFilter& filter, const PageRequest& page) override;
+  std::vector<StatusCount> CountJobs() override;
   void SetPinned(std::string_view job_id, bool pinned) override;
   using Catalog::ClaimJobs;
   std::vector<JobRecord> ClaimJobs(std::string_view worker_id, int max_jobs,
@@ -95,6 +96,10 @@ class SqlCatalog : public Catalog {
       Timestamp cutoff, int limit, const std::optional<std::string>& after_job_id) override;
   std::vector<RetentionCandidate> MarkExpiring(Timestamp cutoff, int limit, Timestamp now) override;
   std::vector<std::string> DeleteExpiring(const std::vector<std::string>& job_ids) override;
+  void InsertToken(const TokenRecord& token) override;
+  std::optional<TokenRecord> FindTokenByHash(std::string_view token_hash) override;
+  std::vector<TokenRecord> ListTokens() override;
+  bool RevokeToken(std::string_view token_id, Timestamp now) override;
 
  protected:
   /// Return an expression that reads `expr` (a column or expression of `kind`) as the canonical
@@ -128,6 +133,7 @@ class SqlCatalog : public Catalog {
  private:
   std::string JobColumns() const;
   std::string CandidateColumns() const;
+  std::string TokenColumns() const;
   std::optional<JobRecord> SelectJob(SqlConnection& conn, std::string_view job_id);
   // INSERT `columns` with `values` (placeholders of `params`) unless the job_id exists; return
   // the new row, or the existing one with created=false.

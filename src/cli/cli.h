@@ -45,6 +45,7 @@ void RegisterWorkerCommands(CLI::App& app, Action& action);       // worker
 void RegisterLogsCommand(CLI::App& app, Action& action);          // logs
 void RegisterMaintenanceCommands(CLI::App& app, Action& action);  // cleanup verify
 void RegisterDemoCommand(CLI::App& app, Action& action);          // demo
+void RegisterServeCommands(CLI::App& app, Action& action);        // serve token
 
 /// Throw InvalidResult naming the first file of `result.unavailable`, if any: a copy of a result
 /// (`result --export`, `bundle rewrite`) must not silently lose an artifact that could not be

@@ -54,6 +54,7 @@ int Main(int argc, char** argv) {
   RegisterMaintenanceCommands(app, action);
   RegisterBundleCommands(app, action);
   RegisterDemoCommand(app, action);
+  RegisterServeCommands(app, action);
 
   try {
     app.parse(argc, argv);

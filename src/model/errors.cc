@@ -12,7 +12,7 @@ struct CodeInfo {
 };
 
 // The one table that maps codes to the contract's names, exit statuses and HTTP statuses.
-constexpr std::array<CodeInfo, 8> kCodes = {{
+constexpr std::array<CodeInfo, 10> kCodes = {{
     {"InvalidArgument", 2, 400},
     {"JobNotFound", 3, 404},
     {"ResultPathMissing", 4, 409},
@@ -20,6 +20,8 @@ constexpr std::array<CodeInfo, 8> kCodes = {{
     {"MissingReproducibilityMetadata", 6, 422},
     {"InvalidResult", 6, 422},
     {"CatalogUnavailable", 5, 503},
+    {"Unauthenticated", 7, 401},
+    {"PermissionDenied", 7, 403},
     {"Internal", 1, 500},
 }};
 

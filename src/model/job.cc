@@ -72,6 +72,21 @@ bool LooksLikeJsonObject(std::string_view text) {
 
 }  // namespace
 
+namespace {
+constexpr std::array<std::string_view, 3> kRoleNames = {"reader", "submitter", "admin"};
+}  // namespace
+
+std::string_view ToString(Role role) { return kRoleNames.at(static_cast<size_t>(role)); }
+
+Role ParseRole(std::string_view text) {
+  for (size_t i = 0; i < kRoleNames.size(); ++i) {
+    if (kRoleNames[i] == text) return static_cast<Role>(i);
+  }
+  throw InvalidArgument("unknown role '" + std::string(text) +
+                            "': expected reader, submitter or admin",
+                        {{"field", "role"}, {"value", std::string(text)}});
+}
+
 std::string_view ToString(JobStatus status) { return kStatusNames.at(static_cast<size_t>(status)); }
 
 JobStatus ParseJobStatus(std::string_view text) {
@@ -178,6 +193,8 @@ void ValidateConfigJson(std::string_view config_json) {
 void ValidateWorkerId(std::string_view worker_id) {
   CheckText(worker_id, "worker_id", kMaxWorkerIdLength);
 }
+
+void ValidateUserName(std::string_view user) { CheckText(user, "user", kMaxUserLength); }
 
 void ValidateJobId(std::string_view job_id) {
   auto fail = [&](const std::string& why) {

@@ -808,5 +808,64 @@ TEST(CatalogOpen, SqliteOnADirectoryIsUnavailable) {
   EXPECT_THROW(Catalog::Open("sqlite:" + dir.path().string()), CatalogUnavailable);
 }
 
+TEST_P(CatalogTest, TokensAreFoundByHashListedAndRevokedOnce) {
+  TokenRecord token;
+  token.token_id = "tok-0123456789abcdef";
+  token.user = "alice";
+  token.role = Role::kSubmitter;
+  token.token_hash = std::string(64, 'a');
+  token.created_at = At(0);
+  catalog_->InsertToken(token);
+  TokenRecord other = token;
+  other.token_id = "tok-fedcba9876543210";
+  EXPECT_THROW(catalog_->InsertToken(other), InvalidArgument);  // the same hash
+  other.token_hash = std::string(64, 'b');
+  other.role = Role::kAdmin;
+  other.created_at = At(5);
+  catalog_->InsertToken(other);
+
+  std::optional<TokenRecord> found = catalog_->FindTokenByHash(std::string(64, 'a'));
+  ASSERT_TRUE(found.has_value());
+  EXPECT_EQ(found->token_id, token.token_id);
+  EXPECT_EQ(found->user, "alice");
+  EXPECT_EQ(found->role, Role::kSubmitter);
+  EXPECT_EQ(found->created_at, At(0));
+  EXPECT_FALSE(found->revoked_at.has_value());
+  EXPECT_FALSE(catalog_->FindTokenByHash(std::string(64, 'c')).has_value());
+
+  EXPECT_TRUE(catalog_->RevokeToken(token.token_id, At(10)));
+  EXPECT_TRUE(catalog_->RevokeToken(token.token_id, At(20)));  // keeps the first time
+  EXPECT_FALSE(catalog_->RevokeToken("tok-unknown", At(20)));
+  std::vector<TokenRecord> tokens = catalog_->ListTokens();
+  ASSERT_EQ(tokens.size(), 2u);
+  EXPECT_EQ(tokens[0].token_id, token.token_id);
+  EXPECT_EQ(tokens[0].revoked_at, At(10));
+  EXPECT_EQ(tokens[1].role, Role::kAdmin);
+  EXPECT_FALSE(tokens[1].revoked_at.has_value());
+}
+
+TEST_P(CatalogTest, CountJobsGivesCountsOldestCreationAndStalestHeartbeat) {
+  EXPECT_TRUE(catalog_->CountJobs().empty());
+  catalog_->Submit(Spec("p1"), At(0));
+  catalog_->Submit(Spec("p2"), At(5));
+  catalog_->Submit(Spec("r1"), At(10));
+  catalog_->Submit(Spec("r2"), At(11));
+  // The oldest pending jobs are claimed first: p1 and p2 run, r1 and r2 wait.
+  ASSERT_EQ(catalog_->ClaimJobs("w", 2, seconds(30), At(20)).size(), 2u);
+  catalog_->Heartbeat("p2", 1, 10, std::nullopt, seconds(30), At(25));
+  std::vector<StatusCount> counts = catalog_->CountJobs();
+  ASSERT_EQ(counts.size(), 2u);
+  for (const StatusCount& count : counts) {
+    EXPECT_EQ(count.count, 2);
+    if (count.status == JobStatus::kPending) {
+      EXPECT_EQ(count.oldest_created_at, At(10));
+    } else {
+      EXPECT_EQ(count.status, JobStatus::kRunning);
+      EXPECT_EQ(count.oldest_created_at, At(0));
+      EXPECT_EQ(count.oldest_heartbeat_at, At(20));  // p1's claim; p2 beat at 25
+    }
+  }
+}
+
 }  // namespace
 }  // namespace btstore::testing

@@ -20,6 +20,8 @@ TEST(Errors, NamesAndExitStatusesFollowTheContract) {
                              "MissingReproducibilityMetadata", 6, 422},
                          Row{ErrorCode::kInvalidResult, "InvalidResult", 6, 422},
                          Row{ErrorCode::kCatalogUnavailable, "CatalogUnavailable", 5, 503},
+                         Row{ErrorCode::kUnauthenticated, "Unauthenticated", 7, 401},
+                         Row{ErrorCode::kPermissionDenied, "PermissionDenied", 7, 403},
                          Row{ErrorCode::kInternal, "Internal", 1, 500}}) {
     EXPECT_EQ(ErrorCodeName(row.code), row.name);
     EXPECT_EQ(ExitStatus(row.code), row.exit_status);

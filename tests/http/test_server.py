@@ -1,0 +1,195 @@
+"""The server as a process: live progress, limits, `--auth none`, graceful shutdown on SIGTERM,
+a server killed mid-request, and an unreachable catalog."""
+
+import http.client
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+import uuid
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pytest
+
+from conftest import Btstore, PgCluster, Server, pg_missing_reason
+
+START, END = "2020-01-01", "2020-03-01"
+
+
+@pytest.fixture
+def bt(tmp_path):
+    return Btstore(f"sqlite:{tmp_path / 'catalog.db'}", tmp_path / "results")
+
+
+def read_events(base, token, job_id, until, timeout=60):
+    """Read the job's Server-Sent Events until `until(event)` holds; return (event, time) pairs."""
+    url = urllib.parse.urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    conn.request("GET", f"/api/v1/jobs/{job_id}/events", headers={"Authorization": f"Bearer {token}"})
+    res = conn.getresponse()
+    assert res.status == 200 and res.getheader("Content-Type").startswith("text/event-stream")
+    events = []
+    while True:
+        line = res.readline()
+        if not line:
+            break
+        if line.startswith(b"data: "):
+            event = json.loads(line[6:])
+            events.append((event, time.monotonic()))
+            if until(event):
+                break
+    conn.close()
+    return events
+
+
+def test_events_follow_a_job_from_pending_to_completed_with_progress(bt):
+    admin = bt.token("root", "admin")
+    job_id = bt.ok("submit", "--alpha", "live", "--start", "2020-01-01", "--end", "2020-06-30",
+                   "--config", '{"delay_ms_per_day": 15, "symbols": 20}', "--user", "u")["job_id"]
+    server = Server(bt)
+    try:
+        worker = None
+        got = []
+
+        def follow():
+            got.extend(read_events(server.base, admin, job_id,
+                                   lambda e: e["status"] in ("completed", "failed", "cancelled")))
+
+        reader = threading.Thread(target=follow)
+        reader.start()
+        worker = subprocess.Popen(bt.argv("worker", "--until-idle", "--lease-seconds", "2"),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        reader.join(timeout=120)
+        assert worker.wait(timeout=120) == 0
+        statuses = [e["status"] for e, _ in got]
+        assert statuses[0] == "pending" and statuses[-1] == "completed"
+        progress = [e["progress_pct"] for e, _ in got if e["status"] == "running"]
+        assert len(set(progress)) >= 3, progress  # several heartbeats seen, not only the end
+        # Updates arrive within a second of each other while it runs (heartbeats are <= 1 s).
+        times = [t for e, t in got if e["status"] == "running"]
+        assert max(b - a for a, b in zip(times, times[1:])) < 1.5
+    finally:
+        assert server.stop() == 0
+
+
+def test_events_of_an_unknown_job_are_404(bt):
+    server = Server(bt, "--auth", "none")
+    try:
+        res = server.client().get("/api/v1/jobs/nope/events")
+        assert res.status == 404 and res.error_code() == "JobNotFound"
+    finally:
+        server.stop()
+
+
+def test_auth_none_is_refused_off_loopback_and_acts_as_admin_on_it(bt):
+    proc = bt.run("serve", "--listen", "0.0.0.0:0", "--auth", "none", expect=2)
+    assert json.loads(proc.stdout)["error"]["code"] == "InvalidArgument"
+    server = Server(bt, "--auth", "none")
+    try:
+        client = server.client()
+        assert client.get("/api/v1/whoami").json()["role"] == "admin"
+        assert client.post("/api/v1/cleanup", {"dry_run": True}).status == 200
+    finally:
+        server.stop()
+
+
+def test_a_body_over_the_limit_is_413_and_nothing_is_written(bt):
+    server = Server(bt, "--auth", "none", "--max-body-mb", "1")
+    try:
+        res = server.client().request("POST", "/api/v1/import", raw=b"x" * (2 << 20),
+                                      content_type="multipart/form-data; boundary=b")
+        assert res.status == 413
+        assert res.error_code() == "InvalidArgument"
+        assert server.client().get("/api/v1/jobs").json()["jobs"] == []
+    finally:
+        server.stop()
+
+
+def test_headers_over_the_limit_are_refused(bt):
+    server = Server(bt, "--auth", "none")
+    try:
+        res = server.client().get("/api/v1/jobs", headers={"X-Big": "y" * 20000})
+        assert res.status >= 400
+    finally:
+        server.stop()
+
+
+def big_job(bt, tmp_path):
+    sample = tmp_path / "big"
+    bt.ok("bundle", "sample", sample, "--days", 500, "--symbols", 1000)
+    bt.ok("import", sample, "--alpha", "big", "--start", START, "--end", "2022-01-01",
+          "--job-id", "big")
+    return 500 * 1000
+
+
+def test_sigterm_lets_a_request_in_flight_finish_and_refuses_new_ones(bt, tmp_path):
+    rows = big_job(bt, tmp_path)
+    server = Server(bt, "--auth", "none")
+    url = urllib.parse.urlparse(server.base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    conn.request("GET", "/api/v1/jobs/big/tables/daily_signals")
+    res = conn.getresponse()
+    head = res.read(64 * 1024)  # the response has started; the rest is still on its way
+    server.proc.send_signal(signal.SIGTERM)
+    body = head + res.read()
+    assert ipc.open_stream(body).read_all().num_rows == rows
+    assert server.proc.wait(timeout=30) == 0
+    server.log.close()
+    with pytest.raises(OSError):
+        socket.create_connection((url.hostname, url.port), timeout=5).close()
+
+
+def test_a_server_killed_mid_stream_gives_the_client_a_clean_error(bt, tmp_path):
+    big_job(bt, tmp_path)
+    server = Server(bt, "--auth", "none")
+    url = urllib.parse.urlparse(server.base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    conn.request("GET", "/api/v1/jobs/big/tables/daily_signals")
+    res = conn.getresponse()
+    head = res.read(64 * 1024)
+    server.stop(signal.SIGKILL)
+    with pytest.raises((http.client.IncompleteRead, ConnectionError, pa.ArrowInvalid)):
+        ipc.open_stream(head + res.read()).read_all()
+
+
+def test_a_server_killed_mid_upload_writes_nothing(bt, tmp_path):
+    sample = tmp_path / "s"
+    bt.ok("bundle", "sample", sample, "--days", 30, "--symbols", 20)
+    server = Server(bt, "--auth", "none")
+    url = urllib.parse.urlparse(server.base)
+    sock = socket.create_connection((url.hostname, url.port))
+    boundary = "b" + uuid.uuid4().hex
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"daily_ic.parquet\"\r\n\r\n").encode() + (sample / "daily_ic.parquet").read_bytes()
+    sock.sendall((f"POST /api/v1/import HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                  f"boundary={boundary}\r\nContent-Length: {len(part) * 10}\r\n\r\n").encode() + part)
+    server.stop(signal.SIGKILL)
+    sock.close()
+    bundles = [p for p in (bt.root).iterdir() if not p.name.startswith(".")] if bt.root.exists() else []
+    assert bundles == []
+    assert bt.ok("list")["jobs"] == []
+
+
+@pytest.mark.skipif(pg_missing_reason() is not None, reason="needs PostgreSQL")
+def test_an_unreachable_catalog_is_503(tmp_path):
+    cluster = PgCluster(prefix="btstore-http-503-")
+    try:
+        bt = Btstore(cluster.new_database(prefix="btstore_http_"), tmp_path / "results")
+        server = Server(bt, "--auth", "none")
+        client = server.client()
+        assert client.get("/healthz").status == 200
+        cluster.stop()
+        cluster = None
+        for path in ("/healthz", "/api/v1/jobs", "/api/v1/jobs/x"):
+            res = client.get(path)
+            assert res.status == 503, res.body
+            assert res.error_code() == "CatalogUnavailable"
+            assert "password" not in res.body.decode()
+        assert server.stop() == 0
+    finally:
+        if cluster:
+            cluster.stop()
