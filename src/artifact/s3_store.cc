@@ -56,9 +56,29 @@ constexpr std::string_view kAttemptPrefix = "a-";
 constexpr size_t kTransferThreads = 4;
 // Uploads are streamed from the local file in parts of this size.
 constexpr int64_t kUploadChunkBytes = int64_t{8} << 20;
-// Attempts per request (first try included); Arrow's standard strategy backs off exponentially
-// between them and retries throttling (503 SlowDown), server errors and connection resets.
-constexpr int64_t kRequestAttempts = 5;
+// Retries of a request that failed in a way the SDK deems transient (throttling such as 503
+// SlowDown, server errors, connection resets and refusals), with exponential backoff from
+// kFirstRetryDelay, jittered, capped at kMaxRetryDelay: about 3 s in all before a store that
+// stays unreachable is reported.
+constexpr int64_t kMaxRetries = 6;
+constexpr int64_t kFirstRetryDelayMs = 50;
+constexpr int64_t kMaxRetryDelayMs = 1000;
+
+// The retry policy above, through Arrow's retry hook (the AWS SDK's standard strategy waits up
+// to 20 s between tries, which makes an unreachable store take minutes to report).
+class BackoffRetryStrategy : public afs::S3RetryStrategy {
+ public:
+  bool ShouldRetry(const AWSErrorDetail& error, int64_t attempted_retries) override {
+    return error.should_retry && attempted_retries < kMaxRetries;
+  }
+  int64_t CalculateDelayBeforeNextRetry(const AWSErrorDetail&, int64_t attempted_retries) override {
+    thread_local std::mt19937_64 random{std::random_device{}()};
+    const int64_t ceiling =
+        std::min(kMaxRetryDelayMs, kFirstRetryDelayMs << std::min<int64_t>(attempted_retries, 10));
+    // Full jitter keeps many workers throttled at once from retrying in step.
+    return ceiling / 2 + static_cast<int64_t>(random() % static_cast<uint64_t>(ceiling / 2 + 1));
+  }
+};
 
 // Initialise the AWS SDK once per process (FinalizeObjectStores ends it; it cannot start again).
 void InitializeS3Once() {
@@ -804,7 +824,7 @@ std::unique_ptr<ArtifactStore> OpenS3Store(const std::string& root) {
     while (host.ends_with('/')) host.remove_suffix(1);
     options.endpoint_override = std::string(host);
   }
-  options.retry_strategy = afs::S3RetryStrategy::GetAwsStandardRetryStrategy(kRequestAttempts);
+  options.retry_strategy = std::make_shared<BackoffRetryStrategy>();
   options.connect_timeout = 5;
   options.request_timeout = 30;
   auto fs = afs::S3FileSystem::Make(options);
