@@ -162,6 +162,12 @@ def s3_catalog(request, tmp_path):
 
 
 @pytest.fixture
+def s3_sqlite_catalog(request, tmp_path):
+    """A fresh SQLite catalog with its own artifact root on the private S3 server."""
+    return make_s3_btstore("sqlite", request, tmp_path)
+
+
+@pytest.fixture
 def s3_pg_catalog(request, tmp_path):
     """A fresh PostgreSQL catalog with its own artifact root on the private S3 server."""
     return make_s3_btstore("postgresql", request, tmp_path)

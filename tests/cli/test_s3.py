@@ -1,6 +1,7 @@
 """The command line with an s3:// artifact root on a private S3-compatible server (moto's, on
 loopback): jobs, reads, verify and cleanup, cancel, kill -9 + rescue + resume on another
-"host", two workers sharing only the catalog and the bucket, and faults, on both catalogs."""
+"host", two workers sharing only the catalog and the bucket (PostgreSQL), on both catalogs; and
+the store's faults, which do not depend on the catalog, on SQLite."""
 
 import json
 import os
@@ -94,7 +95,7 @@ def test_a_job_publishes_under_an_attempt_prefix_and_reads_back_from_the_store(s
 def test_cancel_removes_nothing_visible_and_resume_completes(s3_catalog):
     bt = s3_catalog
     bt.ok("migrate")
-    submit(bt, "s3-cancel", config=SLOW, start="2019-01-01", end="2020-12-31")
+    submit(bt, "s3-cancel", config=SLOW, start="2020-01-01", end="2020-12-31")
     worker = bt.spawn("worker", "--until-idle", "--poll-ms", "20", "--lease-seconds", "2")
     try:
         wait_until(lambda: bt.ok("show", "s3-cancel")["checkpoint_path"], "a checkpoint is saved")
@@ -122,7 +123,7 @@ def test_cancel_removes_nothing_visible_and_resume_completes(s3_catalog):
 def test_kill_9_then_another_host_rescues_and_resumes_from_the_checkpoint(s3_catalog, tmp_path):
     bt = s3_catalog
     bt.ok("migrate")
-    submit(bt, "s3-killed", config=SLOW, start="2019-01-01", end="2020-12-31")
+    submit(bt, "s3-killed", config=SLOW, start="2020-01-01", end="2020-12-31")
     host_a = S3Btstore(bt.backend, bt.url, bt.server, bt.uri.split("/", 3)[3], tmp_path / "a")
     host_b = S3Btstore(bt.backend, bt.url, bt.server, bt.uri.split("/", 3)[3], tmp_path / "b")
     worker = host_a.spawn("worker", "--until-idle", "--poll-ms", "20", "--lease-seconds", "1")
@@ -209,8 +210,8 @@ def test_verify_reports_and_cleanup_sweeps_a_dead_attempts_objects(s3_catalog):
 
 
 def test_an_unreachable_store_is_catalog_unavailable_with_the_endpoint_and_no_secret(
-        s3_catalog, tmp_path):
-    bt = s3_catalog
+        s3_sqlite_catalog, tmp_path):
+    bt = s3_sqlite_catalog
     bt.ok("migrate")
     submit(bt, "s3-down")
     work(bt)
@@ -238,12 +239,12 @@ def test_an_unreachable_store_is_catalog_unavailable_with_the_endpoint_and_no_se
 
 
 def test_the_server_stopped_during_uploads_fails_the_attempts_and_nothing_is_visible(
-        s3_catalog, tmp_path):
-    bt = s3_catalog
+        s3_sqlite_catalog):
+    bt = s3_sqlite_catalog
     bt.ok("migrate")
-    big = '{"engine":"synthetic","seed":3,"symbols":400}'
+    big = '{"engine":"synthetic","seed":3,"symbols":300}'
     for i in range(3):
-        submit(bt, f"s3-cut-{i}", config=big, start="2015-01-01", end="2020-12-31", retries=0)
+        submit(bt, f"s3-cut-{i}", config=big, start="2018-01-01", end="2020-12-31", retries=0)
     worker = bt.spawn("worker", "--until-idle", "--poll-ms", "20")
     server = bt.server
     try:
