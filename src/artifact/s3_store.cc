@@ -11,7 +11,8 @@
 // own prefix; a dead one's is found by `verify` and removed by `cleanup` once older than their
 // grace period. Bundles are staged on local disk first (the writer checksums as it writes),
 // then uploaded; a command engine's working directory and the logs of a running attempt stay
-// on local disk too (under the temporary directory) until the attempt ends.
+// on local disk too (under the temporary directory) until the attempt ends. Reads go through
+// Arrow's filesystem (whole files in one request each, range requests for partial reads).
 
 #include <arrow/buffer.h>
 #include <arrow/filesystem/s3fs.h>
@@ -36,8 +37,10 @@
 #include <set>
 #include <sstream>
 
+#include "artifact/json_internal.h"
 #include "artifact/layout_internal.h"
 #include "artifact/s3_store_internal.h"
+#include "artifact/source_internal.h"
 #include "btstore/errors.h"
 
 namespace btstore::internal {
@@ -489,18 +492,22 @@ class S3ArtifactStore : public ArtifactStore {
     return {PathProblem::kNone, location, owner, {}};
   }
 
+  // The reader reads the objects through Arrow's filesystem: a whole read fetches each file
+  // with one request (files in parallel), a partial read fetches the footer and then only the
+  // row groups it needs, with range requests that Parquet's pre-buffering coalesces.
   BacktestResult Read(const BundleLocation& where, const ReadOptions& options,
                       ReadStats* stats) override {
-    LocalCopy copy(*this, where.location);
-    BacktestResult result = ReadBundle(copy.dir(), options, stats);
-    // What crossed the network is the whole of every object fetched.
-    if (stats) stats->bytes_read = copy.bytes();
-    return result;
+    return Guarded(where.location, [&] {
+      S3BundleSource source(*this, where.location);
+      return ReadBundleFrom(source, options, stats);
+    });
   }
 
   BundleInfo Inspect(const BundleLocation& where) override {
-    LocalCopy copy(*this, where.location);
-    return InspectBundle(copy.dir());
+    return Guarded(where.location, [&] {
+      S3BundleSource source(*this, where.location);
+      return InspectBundleFrom(source);
+    });
   }
 
   std::string ReadSummaryText(const BundleLocation& where) override {
@@ -563,48 +570,87 @@ class S3ArtifactStore : public ArtifactStore {
   const std::string& base() const { return base_; }
 
  private:
-  // A bundle's objects fetched into a local temporary directory, removed when it goes.
-  class LocalCopy {
+  // A bundle's objects as the reader's source, listed once (one request; the listing gives
+  // the sizes, so opening a file needs no request of its own).
+  class S3BundleSource : public BundleSource {
    public:
-    LocalCopy(S3ArtifactStore& store, const std::string& location) {
-      const std::string key = store.KeyOf(location);
-      fs::path parent = store.local_ / "reads";
-      std::error_code ec;
-      fs::create_directories(parent, ec);
-      if (ec) ThrowLocal("cannot create", parent, ec);
-      std::string pattern = (parent / "bundle-XXXXXX").string();
-      if (::mkdtemp(pattern.data()) == nullptr) {
-        ThrowLocal("cannot create", pattern, std::error_code(errno, std::generic_category()));
+    S3BundleSource(S3ArtifactStore& store, std::string location)
+        : store_(store), location_(std::move(location)), key_(store.KeyOf(location_)) {
+      for (afs::FileInfo& info : store_.List(key_)) {
+        if (info.type() == afs::FileType::File) files_.emplace(info.base_name(), std::move(info));
       }
-      dir_ = pattern;
-      std::vector<afs::FileInfo> files;
-      for (afs::FileInfo& info : store.List(key)) {
-        if (info.type() == afs::FileType::File) files.push_back(std::move(info));
-      }
-      std::atomic<size_t> next{0};
-      std::atomic<int64_t> total{0};
-      auto work = [&] {
-        for (size_t i = next++; i < files.size(); i = next++) {
-          total += store.Download(files[i].path(), dir_ / files[i].base_name());
-        }
-      };
-      RunParallel(work, files.size());
-      bytes_ = total.load();
     }
-    ~LocalCopy() {
-      std::error_code ec;
-      fs::remove_all(dir_, ec);
-    }
-    LocalCopy(const LocalCopy&) = delete;
-    LocalCopy& operator=(const LocalCopy&) = delete;
 
-    const fs::path& dir() const { return dir_; }
-    int64_t bytes() const { return bytes_; }
+    const std::string& where() const override { return location_; }
+    bool Exists() override { return !files_.empty(); }
+
+    std::vector<std::string> List() override {
+      std::vector<std::string> names;
+      for (const auto& [name, info] : files_) names.push_back(name);
+      return names;
+    }
+
+    bool Has(const std::string& name) override { return files_.contains(name); }
+
+    std::optional<SourceFile> Open(const std::string& name) override {
+      auto it = files_.find(name);
+      if (it == files_.end()) return std::nullopt;
+      auto file = store_.fs_->OpenInputFile(it->second);
+      if (!file.ok()) store_.Throw(file.status(), "opening", it->second.path());
+      return SourceFile{*std::move(file), it->second.size()};
+    }
+
+    std::optional<WholeFile> ReadWhole(const std::string& name) override {
+      std::optional<SourceFile> opened = Open(name);
+      if (!opened) return std::nullopt;
+      auto whole = ReadWholeAt(*opened->file, opened->size);
+      if (!whole.ok()) store_.Throw(whole.status(), "reading", key_ + "/" + name);
+      return *std::move(whole);
+    }
+
+    std::optional<std::string> ReadJson(
+        const std::string& name,
+        const std::function<void(const std::string&)>& unreadable) override {
+      auto it = files_.find(name);
+      if (it == files_.end()) return std::nullopt;
+      const auto size = static_cast<std::uintmax_t>(std::max<int64_t>(it->second.size(), 0));
+      if (size > kMaxJsonFileBytes) {
+        throw InvalidResult(
+            name + " is " + std::to_string(size) + " bytes, more than the " +
+                std::to_string(kMaxJsonFileBytes) + " bytes it may have",
+            {{"file", name}, {"path", PathOf(name)}, {"bytes", std::to_string(size)}});
+      }
+      std::optional<std::string> text;
+      try {
+        text = store_.GetObject(it->second.path(), "reading");
+      } catch (const InternalError& e) {
+        unreadable(name + " is unreadable: " + e.what());
+        throw InvalidResult(name + " is unreadable", {{"file", name}, {"path", PathOf(name)}});
+      }
+      if (!text) return std::nullopt;
+      return CheckJsonText(name, PathOf(name), *std::move(text));
+    }
 
    private:
-    fs::path dir_;
-    int64_t bytes_ = 0;
+    S3ArtifactStore& store_;
+    std::string location_;
+    std::string key_;
+    std::map<std::string, afs::FileInfo> files_;
   };
+
+  // Run `read`; an error the reader took for a corrupt file is the store's when the store
+  // cannot be reached (a range request that failed inside Parquet's decoding).
+  template <typename Read>
+  auto Guarded(const std::string& location, Read read) -> decltype(read()) {
+    try {
+      return read();
+    } catch (const InvalidResult&) {
+      const std::string key = KeyOf(location);
+      auto probe = fs_->GetFileInfo(key);
+      if (!probe.ok() && IsUnavailable(probe.status())) Throw(probe.status(), "reading", key);
+      throw;
+    }
+  }
 
   // Run `work` on up to kTransferThreads threads (this one included); rethrows the first error.
   static void RunParallel(const std::function<void()>& work, size_t items) {
@@ -737,24 +783,6 @@ class S3ArtifactStore : public ArtifactStore {
       (void)(*out)->Abort();
       Throw(status, "uploading", key);
     }
-  }
-
-  // Download the object `key` to the local file `path`; returns its size.
-  int64_t Download(const std::string& key, const fs::path& path) {
-    auto file = fs_->OpenInputFile(key);
-    if (!file.ok()) Throw(file.status(), "downloading", key);
-    auto size = (*file)->GetSize();
-    if (!size.ok()) Throw(size.status(), "downloading", key);
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    if (!out) ThrowLocal("cannot create", path, std::error_code(errno, std::generic_category()));
-    for (int64_t at = 0; at < *size; at += kUploadChunkBytes) {
-      auto buffer = (*file)->ReadAt(at, std::min(kUploadChunkBytes, *size - at));
-      if (!buffer.ok()) Throw(buffer.status(), "downloading", key);
-      out.write(reinterpret_cast<const char*>((*buffer)->data()), (*buffer)->size());
-    }
-    out.close();
-    if (!out) ThrowLocal("cannot write", path, std::error_code(EIO, std::generic_category()));
-    return *size;
   }
 
   std::string CheckpointsKey(const std::string& job_id) const {

@@ -129,6 +129,46 @@ TEST_F(S3StoreTest, ReadsWholeAndByDateRangeVerifyingTheManifest) {
   EXPECT_NE(store_->ReadSummaryText(where).find("\"job-r\""), std::string::npos);
 }
 
+TEST_F(S3StoreTest, APartialReadFetchesOnlyTheRowGroupsOfItsRange) {
+  WriteOptions options;
+  options.row_group_rows = 10000;  // 200 days of 50 permnos per row group
+  BacktestResult result = MakeResult(4000, 50, 3);
+  result.job_id = "job-range";
+  const BundleLocation where = store_->Resolve(store_->Stage(result, options).location, true);
+  ReadOptions month;
+  month.tables = {"daily_signals"};
+  month.from = Date::Parse("2020-06-01");
+  month.to = Date::Parse("2020-06-30");
+  ReadStats part;
+  const BacktestResult read = store_->Read(where, month, &part);
+  EXPECT_EQ(read.daily_signals->num_rows(), 30 * 50);
+  ReadOptions all;
+  all.tables = {"daily_signals"};
+  ReadStats whole;
+  store_->Read(where, all, &whole);
+  EXPECT_EQ(part.row_groups_read, 1);
+  EXPECT_EQ(part.row_groups_skipped, 19);
+  // The footer and one row group of twenty, fetched with range requests.
+  EXPECT_LT(part.bytes_read * 5, whole.bytes_read) << part.bytes_read << " of " << whole.bytes_read;
+}
+
+TEST_F(S3StoreTest, AReplacedObjectFailsTheManifestCheck) {
+  const StagedBundle staged = store_->Stage(Result("job-bad", 60, 1), {});
+  const StagedBundle other = store_->Stage(Result("job-bad", 60, 9), {});
+  arrow::fs::S3Options options =
+      arrow::fs::S3Options::FromAccessKey(S3Server::kAccessKey, S3Server::kSecretKey);
+  options.endpoint_override = "127.0.0.1:" + std::to_string(server->port());
+  options.scheme = "http";
+  options.region = "us-east-1";
+  auto client = arrow::fs::S3FileSystem::Make(options);
+  ASSERT_TRUE(client.ok());
+  const std::string from = other.location.substr(5) + "/daily_signals.parquet";
+  const std::string to = staged.location.substr(5) + "/daily_signals.parquet";
+  ASSERT_TRUE((*client)->CopyFile(from, to).ok());
+  EXPECT_THROW(store_->Read(store_->Resolve(staged.location, true), {}, nullptr), InvalidResult);
+  EXPECT_THROW(store_->Inspect(store_->Resolve(staged.location, true)), InvalidResult);
+}
+
 TEST_F(S3StoreTest, ResolveNamesEachProblem) {
   const StagedBundle staged = store_->Stage(Result("job-p"), {});
   const std::string relative = staged.location.substr(root_.size() + 1);
