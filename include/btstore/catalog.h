@@ -62,8 +62,9 @@ struct RetentionCandidate {
   Timestamp aged_from;  ///< completed_at, or created_at where that is null
 };
 
-/// Wakes a worker when a cancel is requested (PostgreSQL LISTEN/NOTIFY). A hint only: the row
-/// is the truth, and workers also read it on every heartbeat.
+/// Wakes a worker when a cancel is requested (PostgreSQL: LISTEN/NOTIFY; SQLite: a directory
+/// beside the database file, watched with inotify, for the processes of its one host). A hint
+/// only: the row is the truth, and workers also read it on every heartbeat.
 class CancelListener {
  public:
   virtual ~CancelListener() = default;
@@ -170,9 +171,10 @@ class Catalog {
 
   // --- User moves ------------------------------------------------------------------------------
 
-  /// Cancel a job: pending becomes cancelled at once; running gets cancel_requested (and, on
-  /// PostgreSQL, a NOTIFY on channel `btstore_cancel` with the job_id). Idempotent for a running
-  /// job already asked to cancel. Returns the row after the move.
+  /// Cancel a job: pending becomes cancelled at once; running gets cancel_requested (and a
+  /// wake-up for the listeners: on PostgreSQL a NOTIFY on channel `btstore_cancel` with the
+  /// job_id, on SQLite a file created in `<database file>-cancels` once committed). Idempotent
+  /// for a running job already asked to cancel. Returns the row after the move.
   /// Throws JobNotFound, InvalidTransition for a terminal job, CatalogUnavailable.
   virtual JobRecord RequestCancel(std::string_view job_id, Timestamp now) = 0;
 
@@ -190,7 +192,8 @@ class Catalog {
   virtual std::vector<JobRecord> RescueExpired(Timestamp now, std::chrono::milliseconds retry_delay,
                                                int max_jobs) = 0;
 
-  /// Return a listener for cancel notifications, or nullptr where the backend has none (SQLite).
+  /// Return a listener for cancel notifications, or nullptr where the backend has none (an
+  /// in-memory SQLite catalog).
   /// Throws CatalogUnavailable.
   virtual std::unique_ptr<CancelListener> ListenForCancels() = 0;
 

@@ -147,9 +147,15 @@ std::string EngineReportJson(const EngineReport& report);
 /// object with a string name; fields of the wrong type read as absent. Never throws.
 std::optional<EngineReport> ReadEngineReport(std::string_view summary_json);
 
-/// Return a result with no tables yet that carries the job's identity, as every engine's result
-/// does: job_id, alpha_name, dates, weight method and ConfigHash(config). Throws InvalidArgument
-/// for a config that is not a JSON object.
+/// Give `result` a job's identity, as every result stored for it carries: job_id, alpha_name,
+/// dates, weight method and ConfigHash(config_json). Throws InvalidArgument for a config that is
+/// not a JSON object.
+void SetJobIdentity(BacktestResult& result, std::string_view job_id, std::string_view alpha_name,
+                    Date start_date, Date end_date, std::string_view weight_method,
+                    std::string_view config_json);
+
+/// Return a result with no tables yet that carries the job's identity (SetJobIdentity). Throws
+/// InvalidArgument for a config that is not a JSON object.
 BacktestResult ResultFor(const JobRecord& job);
 
 /// Return "sha256:<64 hex digits>" of the config with sorted keys and no whitespace, so the same

@@ -345,20 +345,20 @@ SubmitResult SqlCatalog::InsertCompleted(const JobSpec& spec, const CompletionRe
   ValidateJobSpec(spec);
   SqlParams p;
   const std::string now_p = p.Add(now);
-  std::string values = p.Add(NewUuid()) + ", " + p.Add(spec.job_id) + ", 'completed', " +
-                       p.Add(spec.alpha_name) + ", " + p.Add(spec.start_date) + ", " +
-                       p.Add(spec.end_date) + ", " + p.Add(spec.weight_method) + ", " +
-                       p.Add(spec.config_json) + ", " + now_p + ", " + now_p + ", " + now_p +
-                       ", 100, " + p.Add(spec.job_timeout_seconds) + ", " +
-                       p.Add(spec.created_by) + ", " + p.Add(static_cast<int>(spec.priority)) +
-                       ", " + p.Add(spec.max_retries) + ", " + p.Add(record.result_path) + ", " +
-                       p.Add(record.snapshot_id) + ", " + p.Add(record.dataset_version_ids_json) +
-                       ", " + p.AddNullable(record.cost_config_json) + ", " +
-                       p.AddNullable(record.cost_summary_json) + ", " + p.Add(EngineOf(spec));
+  std::string values =
+      p.Add(NewUuid()) + ", " + p.Add(spec.job_id) + ", 'completed', " + p.Add(spec.alpha_name) +
+      ", " + p.Add(spec.start_date) + ", " + p.Add(spec.end_date) + ", " +
+      p.Add(spec.weight_method) + ", " + p.Add(spec.config_json) + ", " + now_p + ", " + now_p +
+      ", " + now_p + ", 100, " + p.Add(spec.job_timeout_seconds) + ", " + p.Add(spec.created_by) +
+      ", " + p.Add(static_cast<int>(spec.priority)) + ", " + p.Add(spec.max_retries) + ", " +
+      p.Add(record.result_path) + ", " + p.Add(record.snapshot_id) + ", " +
+      p.Add(record.dataset_version_ids_json) + ", " + p.AddNullable(record.cost_config_json) +
+      ", " + p.AddNullable(record.cost_summary_json) + ", " + p.Add(EngineOf(spec));
   std::string columns =
       "id, job_id, status, alpha_name, start_date, end_date, weight_method, config_json, "
       "created_at, started_at, completed_at, progress_pct, job_timeout, created_by, priority, "
-      "max_retries, result_path, snapshot_id, dataset_version_ids, cost_config, cost_summary, engine";
+      "max_retries, result_path, snapshot_id, dataset_version_ids, cost_config, cost_summary, "
+      "engine";
   for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
     columns += ", " + std::string(Metrics::kNames[m]);
     values += ", " + p.AddMetric(record.metrics.At(m));

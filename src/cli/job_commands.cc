@@ -90,10 +90,28 @@ void AddMigrate(CLI::App& app, Action& action) {
 // --- submit ----------------------------------------------------------------------------------
 
 // Defaults are the library's (JobSpec's).
-struct SubmitFlags {
+// The flags that name a job, shared by submit and import.
+struct JobFlags {
   std::string alpha, start, end, user, job_id;
   std::string weight_method = JobSpec{}.weight_method;
   std::string config = JobSpec{}.config_json;
+
+  // The job spec they give (InvalidArgument naming the flag for a bad value).
+  JobSpec Spec() const {
+    JobSpec spec;
+    spec.job_id = job_id;
+    if (!spec.job_id.empty()) ValidateJobId(spec.job_id);
+    spec.alpha_name = alpha;
+    spec.start_date = Date::Parse(start, "--start");
+    spec.end_date = Date::Parse(end, "--end");
+    spec.weight_method = weight_method;
+    spec.config_json = wire::ParseConfigText(config, "--config");
+    spec.created_by = user.empty() ? DefaultUser() : user;
+    return spec;
+  }
+};
+
+struct SubmitFlags : JobFlags {
   std::string priority = std::string(ToString(JobSpec{}.priority));
   int max_retries = JobSpec{}.max_retries;
   int job_timeout = JobSpec{}.job_timeout_seconds;
@@ -129,15 +147,7 @@ void AddSubmit(CLI::App& app, Action& action) {
               "--json prints {\"job_id\": ..., \"created\": true|false}.\n");
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
-      JobSpec spec;
-      spec.job_id = flags->job_id;
-      if (!spec.job_id.empty()) ValidateJobId(spec.job_id);
-      spec.alpha_name = flags->alpha;
-      spec.start_date = Date::Parse(flags->start, "--start");
-      spec.end_date = Date::Parse(flags->end, "--end");
-      spec.weight_method = flags->weight_method;
-      spec.config_json = wire::ParseConfigText(flags->config, "--config");
-      spec.created_by = flags->user.empty() ? DefaultUser() : flags->user;
+      JobSpec spec = flags->Spec();
       spec.priority = ParsePriority(flags->priority);
       spec.max_retries = flags->max_retries;
       spec.job_timeout_seconds = flags->job_timeout;
@@ -158,10 +168,8 @@ void AddSubmit(CLI::App& app, Action& action) {
 
 // --- import ----------------------------------------------------------------------------------
 
-struct ImportFlags {
-  std::string dir, alpha, start, end, user, job_id;
-  std::string weight_method = JobSpec{}.weight_method;
-  std::string config = JobSpec{}.config_json;
+struct ImportFlags : JobFlags {
+  std::string dir;
 };
 
 void AddImport(CLI::App& app, Action& action) {
@@ -191,15 +199,7 @@ void AddImport(CLI::App& app, Action& action) {
       "--json prints {\"job_id\", \"created\": true|false, \"status\", \"result_path\"}.\n");
   cmd->callback([&action, flags] {
     action = [flags](Context& ctx) {
-      JobSpec spec;
-      spec.job_id = flags->job_id;
-      if (!spec.job_id.empty()) ValidateJobId(spec.job_id);
-      spec.alpha_name = flags->alpha;
-      spec.start_date = Date::Parse(flags->start, "--start");
-      spec.end_date = Date::Parse(flags->end, "--end");
-      spec.weight_method = flags->weight_method;
-      spec.config_json = wire::ParseConfigText(flags->config, "--config");
-      spec.created_by = flags->user.empty() ? DefaultUser() : flags->user;
+      JobSpec spec = flags->Spec();
 
       std::unique_ptr<Service> service = ctx.OpenService();
       SubmitResult result = service->jobs().Import(flags->dir, std::move(spec));

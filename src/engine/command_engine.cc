@@ -393,12 +393,8 @@ class CommandEngine : public Engine {
               "\": the program exited 0 but its output is not a valid bundle: " + e.what(),
           std::move(details));
     }
-    result.job_id = job.job_id;
-    result.alpha_name = job.alpha_name;
-    result.start_date = job.start_date;
-    result.end_date = job.end_date;
-    result.weight_method = job.weight_method;
-    result.config_hash = ConfigHash(job.config_json);
+    SetJobIdentity(result, job.job_id, job.alpha_name, job.start_date, job.end_date,
+                   job.weight_method, job.config_json);
     if (!ReadEngineReport(result.extra_summary_json)) {
       nlohmann::json extra = nlohmann::json::parse(result.extra_summary_json, nullptr, false);
       if (!extra.is_object()) extra = nlohmann::json::object();

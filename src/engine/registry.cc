@@ -194,14 +194,21 @@ std::optional<EngineReport> ReadEngineReport(std::string_view summary_json) {
                       OptionalInt(engine, "resumed_at_day"), OptionalInt(engine, "computed_days")};
 }
 
+void SetJobIdentity(BacktestResult& result, std::string_view job_id, std::string_view alpha_name,
+                    Date start_date, Date end_date, std::string_view weight_method,
+                    std::string_view config_json) {
+  result.config_hash = ConfigHash(config_json);  // first: it is the one that can throw
+  result.job_id = job_id;
+  result.alpha_name = alpha_name;
+  result.start_date = start_date;
+  result.end_date = end_date;
+  result.weight_method = weight_method;
+}
+
 BacktestResult ResultFor(const JobRecord& job) {
   BacktestResult result;
-  result.job_id = job.job_id;
-  result.alpha_name = job.alpha_name;
-  result.start_date = job.start_date;
-  result.end_date = job.end_date;
-  result.weight_method = job.weight_method;
-  result.config_hash = ConfigHash(job.config_json);
+  SetJobIdentity(result, job.job_id, job.alpha_name, job.start_date, job.end_date,
+                 job.weight_method, job.config_json);
   return result;
 }
 

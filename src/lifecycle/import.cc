@@ -107,12 +107,8 @@ SubmitResult JobService::Import(const std::filesystem::path& dir, JobSpec spec) 
     throw InvalidResult(message, {{"file", file}, {"path", (dir / file).string()}});
   }
   // btstore's writer owns the identity keys of summary.json: they are the job's.
-  result.job_id = spec.job_id;
-  result.alpha_name = spec.alpha_name;
-  result.start_date = spec.start_date;
-  result.end_date = spec.end_date;
-  result.weight_method = spec.weight_method;
-  result.config_hash = ConfigHash(spec.config_json);
+  SetJobIdentity(result, spec.job_id, spec.alpha_name, spec.start_date, spec.end_date,
+                 spec.weight_method, spec.config_json);
 
   // The same import again: answered without writing anything.
   auto answer_existing = [&](const JobRecord& existing) -> SubmitResult {

@@ -19,6 +19,7 @@
 #include "artifact/bundle_fixtures.h"
 #include "artifact/layout_internal.h"
 #include "btstore/errors.h"
+#include "support/expect_error.h"
 #include "support/temp_dir.h"
 
 namespace btstore {
@@ -26,20 +27,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::DescribeDifference;
+using testing::ExpectError;
 using testing::MakeResult;
 using testing::TempDir;
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
+using testing::ReadText;
+using testing::WriteText;
 
 nlohmann::json ReadSummaryJson(const fs::path& dir) {
   return nlohmann::json::parse(ReadText(dir / "summary.json"));
@@ -47,19 +39,6 @@ nlohmann::json ReadSummaryJson(const fs::path& dir) {
 
 void WriteSummaryJson(const fs::path& dir, const nlohmann::json& doc) {
   WriteText(dir / "summary.json", doc.dump());
-}
-
-// Run `fn`, expecting a btstore error of `code`; return it for more checks.
-template <typename Fn>
-Error ExpectError(ErrorCode code, Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    EXPECT_EQ(ErrorCodeName(e.code()), ErrorCodeName(code)) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "expected " << ErrorCodeName(code) << ", nothing was thrown";
-  return Error(ErrorCode::kInternal, "nothing thrown");
 }
 
 uint64_t Bits(double v) {

@@ -22,6 +22,7 @@
 #include "artifact/bundle_fixtures.h"
 #include "btstore/bundle.h"
 #include "btstore/errors.h"
+#include "support/expect_error.h"
 #include "support/temp_dir.h"
 
 namespace btstore {
@@ -29,33 +30,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::DescribeDifference;
+using testing::ExpectError;
 using testing::MakeResult;
 using testing::TempDir;
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
-
-// Run `fn`, expecting a btstore error of `code`; return it for more checks.
-template <typename Fn>
-Error ExpectError(ErrorCode code, Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    EXPECT_EQ(ErrorCodeName(e.code()), ErrorCodeName(code)) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "expected " << ErrorCodeName(code) << ", nothing was thrown";
-  return Error(ErrorCode::kInternal, "nothing thrown");
-}
+using testing::ReadText;
+using testing::WriteText;
 
 class HardeningTest : public ::testing::Test {
  protected:

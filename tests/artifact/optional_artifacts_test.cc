@@ -18,6 +18,7 @@
 #include "artifact/bundle_fixtures.h"
 #include "btstore/bundle.h"
 #include "btstore/errors.h"
+#include "support/expect_error.h"
 #include "support/temp_dir.h"
 
 namespace btstore {
@@ -25,23 +26,14 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::DescribeDifference;
+using testing::ExpectError;
 using testing::MakeResult;
 using testing::TempDir;
+using testing::ReadText;
+using testing::WriteText;
 
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 uint64_t Bits(double v) {
   uint64_t bits;
@@ -139,19 +131,6 @@ constexpr std::string_view kWalkForward = R"({
 })";
 constexpr std::string_view kParamSearch = R"({"version": "1.0", "created_at": "2024-05-01",
   "combinations": [{"lookback": 20, "ic": 0.30000000000000004}], "best": null})";
-
-// Run `fn`, expecting a btstore error of `code`; return it for more checks.
-template <typename Fn>
-Error ExpectError(ErrorCode code, Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    EXPECT_EQ(ErrorCodeName(e.code()), ErrorCodeName(code)) << e.what();
-    return e;
-  }
-  ADD_FAILURE() << "expected " << ErrorCodeName(code) << ", nothing was thrown";
-  return Error(ErrorCode::kInternal, "nothing thrown");
-}
 
 class OptionalArtifactsTest : public ::testing::Test {
  protected:

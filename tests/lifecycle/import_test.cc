@@ -20,6 +20,7 @@
 #include "btstore/service.h"
 #include "lifecycle/retention_fixture.h"
 #include "support/result_compare.h"
+#include "support/temp_dir.h"
 
 namespace btstore::testing {
 namespace {
@@ -27,18 +28,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-void WriteText(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-}
 
 void Check(const arrow::Status& status) { ASSERT_TRUE(status.ok()) << status.ToString(); }
 

@@ -18,6 +18,7 @@
 #include "lifecycle/retention_fixture.h"
 #include "lifecycle/worker_test_util.h"
 #include "support/result_compare.h"
+#include "support/temp_dir.h"
 
 namespace btstore::testing {
 namespace {
@@ -26,13 +27,6 @@ namespace fs = std::filesystem;
 
 // WorkerEvent::Kind as btstore_test_worker prints it ("event N ...").
 constexpr int kReleasedEvent = static_cast<int>(WorkerEvent::Kind::kReleased);
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // A child process (argv[0] is the program) with stdout and stderr in a file; killed if still
 // running when this object dies.

@@ -450,7 +450,7 @@ TEST_P(WorkerTest, StopGivesARunningJobBackAsPendingWithItsCheckpointAndNoRetryS
   EXPECT_EQ(FilesUnder(root_ / ".staging"), 0);
 }
 
-// --- Cancels through PostgreSQL's NOTIFY --------------------------------------------------------
+// --- Cancels through the listener: PostgreSQL's NOTIFY, SQLite's watched directory --------------
 
 // Workers whose heartbeats are so rare (5 minutes) that only the cancel listener can deliver a
 // cancel in time.
@@ -478,13 +478,35 @@ class NotifyCancelTest : public LifecycleTest {
     return pids;
   }
 
+  // The SQLite catalog's wake-up directory (beside the database file).
+  fs::path WakeupDir() const { return url_.substr(std::string("sqlite:").size()) + "-cancels"; }
+
+  // inotify instances of this process: the in-process worker's listener on SQLite.
+  static int InotifyInstances() {
+    int count = 0;
+    for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+      std::error_code error;
+      if (fs::read_symlink(entry.path(), error).string() == "anon_inode:inotify") ++count;
+    }
+    return count;
+  }
+
+  bool Listening(SqlSession* admin) {
+    return admin != nullptr ? !ListenerPids(*admin).empty() : InotifyInstances() > 0;
+  }
+
   // Submit a job that runs for minutes and wait until the worker runs it (its engine sleeping)
-  // and its listener is listening.
-  void StartLongJob(EventLog& log, SqlSession& admin) {
+  // and its listener is listening (`admin` on PostgreSQL, null on SQLite).
+  void StartLongJob(EventLog& log, SqlSession* admin) {
     service_->Submit(Spec(kJob, R"({"symbols":5,"delay_ms_per_day":60000})"));
     ASSERT_TRUE(PollUntil([&] { return !log.Of(WorkerEvent::Kind::kClaimed).empty(); }));
-    ASSERT_TRUE(PollUntil([&] { return !ListenerPids(admin).empty(); }));
+    ASSERT_TRUE(PollUntil([&] { return Listening(admin); }));
     ASSERT_EQ(Job(kJob).status, JobStatus::kRunning);
+  }
+
+  std::unique_ptr<SqlSession> AdminSession() const {
+    if (GetParam() != Backend::kPostgres) return nullptr;
+    return std::make_unique<SqlSession>(PgCluster::Get().AdminUrl());
   }
 
   // Milliseconds until the job is cancelled (bounded by `timeout`), or nullopt.
@@ -500,25 +522,27 @@ class NotifyCancelTest : public LifecycleTest {
 };
 
 TEST_P(NotifyCancelTest, DeliversACancelWellUnderASecondWithoutAHeartbeat) {
-  SqlSession admin(PgCluster::Get().AdminUrl());
+  std::unique_ptr<SqlSession> admin = AdminSession();
   EventLog log;
   BackgroundWorker worker(url_, root_, SlowHeartbeats(&log));
-  StartLongJob(log, admin);
+  StartLongJob(log, admin.get());
   const auto requested = std::chrono::steady_clock::now();
   EXPECT_EQ(service_->Cancel(kJob).status, JobStatus::kRunning);
   std::optional<int64_t> latency = MillisUntilCancelled(requested, std::chrono::seconds(5));
   ASSERT_TRUE(latency) << "the cancel did not arrive within 5 s (heartbeats every 300 s)";
-  std::cout << "cancel latency through NOTIFY: " << *latency << " ms" << std::endl;
+  std::cout << "cancel latency through the listener: " << *latency << " ms" << std::endl;
   EXPECT_LT(*latency, 1000);
   EXPECT_EQ(worker.Join(), 1);
   EXPECT_EQ(log.Of(WorkerEvent::Kind::kCancelled).size(), 1u);
 }
 
-TEST_P(NotifyCancelTest, ACancelSentWhileTheListenerIsCutOffArrivesOnceItReconnects) {
+using NotifyReconnectTest = NotifyCancelTest;
+
+TEST_P(NotifyReconnectTest, ACancelSentWhileTheListenerIsCutOffArrivesOnceItReconnects) {
   SqlSession admin(PgCluster::Get().AdminUrl());
   EventLog log;
   BackgroundWorker worker(url_, root_, SlowHeartbeats(&log));
-  StartLongJob(log, admin);
+  StartLongJob(log, &admin);
   const std::string database = "\"" + DatabaseName() + "\"";
   // Let connections in again however the test ends (the worker and the test still need them).
   struct AllowConnections {
@@ -549,7 +573,34 @@ TEST_P(NotifyCancelTest, ACancelSentWhileTheListenerIsCutOffArrivesOnceItReconne
   EXPECT_EQ(log.Of(WorkerEvent::Kind::kCancelled).size(), 1u);
 }
 
-INSTANTIATE_TEST_SUITE_P(Postgres, NotifyCancelTest, ::testing::Values(Backend::kPostgres),
+// SQLite: the listener watches the wake-up directory; removing it cuts the listener off, and a
+// cancel sent then (its wake-up lands in a new directory nobody watches yet) arrives once the
+// listener watches again and re-reads its rows.
+using WakeupDirectoryTest = NotifyCancelTest;
+
+TEST_P(WakeupDirectoryTest, ACancelSentWhileTheDirectoryIsGoneArrivesOnceItIsWatchedAgain) {
+  EventLog log;
+  BackgroundWorker worker(url_, root_, SlowHeartbeats(&log));
+  StartLongJob(log, nullptr);
+  ASSERT_TRUE(fs::is_directory(WakeupDir()));
+  fs::remove_all(WakeupDir());
+  const auto cut = std::chrono::steady_clock::now();
+  EXPECT_EQ(service_->Cancel(kJob).status, JobStatus::kRunning);
+  std::optional<int64_t> latency = MillisUntilCancelled(cut, std::chrono::seconds(10));
+  ASSERT_TRUE(latency) << "the cancel did not arrive within 10 s of the directory's removal";
+  std::cout << "cancel latency with the wake-up directory removed: " << *latency << " ms"
+            << std::endl;
+  EXPECT_LT(*latency, 5000);  // the listener retries within a second; heartbeats take 300 s
+  EXPECT_EQ(worker.Join(), 1);
+  EXPECT_EQ(log.Of(WorkerEvent::Kind::kCancelled).size(), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, NotifyCancelTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         BackendParamName());
+INSTANTIATE_TEST_SUITE_P(Postgres, NotifyReconnectTest, ::testing::Values(Backend::kPostgres),
+                         BackendParamName());
+INSTANTIATE_TEST_SUITE_P(Sqlite, WakeupDirectoryTest, ::testing::Values(Backend::kSqlite),
                          BackendParamName());
 
 TEST(WorkerOptions, RejectsNoEnginesNoConcurrencyAndLeasesUnderASecond) {

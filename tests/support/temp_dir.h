@@ -2,6 +2,7 @@
 /// A temporary directory for one test, removed with everything in it when the object dies.
 
 #include <filesystem>
+#include <string>
 #include <string_view>
 
 namespace btstore::testing {
@@ -28,5 +29,11 @@ class TempDir {
 
   std::filesystem::path path_;
 };
+
+/// Return the bytes of the file at `path` ("" when it cannot be read).
+std::string ReadText(const std::filesystem::path& path);
+
+/// Replace the file at `path` with `text` (created when missing).
+void WriteText(const std::filesystem::path& path, std::string_view text);
 
 }  // namespace btstore::testing

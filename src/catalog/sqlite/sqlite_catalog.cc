@@ -10,7 +10,9 @@
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
@@ -19,6 +21,7 @@
 #include "catalog/backends_internal.h"
 #include "catalog/migrations_internal.h"
 #include "catalog/sql_catalog_internal.h"
+#include "catalog/sqlite/cancel_wakeups_internal.h"
 
 namespace btstore::internal {
 namespace {
@@ -221,11 +224,23 @@ class SqliteTransaction {
 class SqliteCatalog : public SqlCatalog {
  public:
   SqliteCatalog(const std::filesystem::path& path, std::chrono::milliseconds busy_timeout)
-      : conn_(path, busy_timeout) {}
+      : conn_(path, busy_timeout) {
+    if (path != ":memory:") wakeups_ = CancelWakeupDir(path);
+  }
 
   std::string_view Backend() const override { return "sqlite"; }
 
-  std::unique_ptr<CancelListener> ListenForCancels() override { return nullptr; }
+  JobRecord RequestCancel(std::string_view job_id, Timestamp now) override {
+    JobRecord job = SqlCatalog::RequestCancel(job_id, now);
+    // After the commit, so that a worker woken by it finds the cancel on the row.
+    if (job.status == JobStatus::kRunning && wakeups_) SendCancelWakeup(*wakeups_, job.job_id);
+    return job;
+  }
+
+  std::unique_ptr<CancelListener> ListenForCancels() override {
+    if (!wakeups_) return nullptr;  // an in-memory catalog has no other process to wake
+    return WatchCancelWakeups(*wakeups_);
+  }
 
  protected:
   // Values are stored in their canonical text form already (see the migration).
@@ -263,6 +278,7 @@ class SqliteCatalog : public SqlCatalog {
  private:
   std::mutex mutex_;
   SqliteConnection conn_;
+  std::optional<std::filesystem::path> wakeups_;  // the cancel wake-up directory of the file
 };
 
 }  // namespace
