@@ -14,7 +14,9 @@ is faster), checks each case's target, prints tables and optionally writes every
 Cases (see docs/PERFORMANCE.md): 1 write a bundle, 2 read a whole bundle, 3 read one month,
 4 list_jobs on a large catalog, 5 retention, 6 lifecycle throughput and cancel latency,
 7 memory of cases 1-3, 8 command engine overhead over an in-process engine, 9 the Python
-package (get_result into polars, ic_panel, list_jobs from Python; bench/python_bench.py). Cases 4-6 start a private PostgreSQL cluster (initdb/pg_ctl in a
+package (get_result into polars, ic_panel, list_jobs from Python; bench/python_bench.py), 10
+bundles on S3 (a private moto server on loopback: write, whole read and one month, vs pyarrow and
+polars on the same server). Cases 4-6 start a private PostgreSQL cluster (initdb/pg_ctl in a
 temporary directory, as the `postgres` user when run as root) and use SQLite files.
 """
 
@@ -32,7 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
-from btstore_testing import PgCluster, PgClusterError  # noqa: E402
+from btstore_testing import PgCluster, PgClusterError, S3Server  # noqa: E402
 MIB = 1024 * 1024
 
 # Result shapes: (name, trading days, permnos). The first one of a mode spans ten years and is
@@ -118,6 +120,7 @@ def run_json_rusage(cmd, timeout=None):
 
 class Bench:
     def __init__(self, build_dir):
+        self.build_dir = build_dir
         self.exe = os.path.join(build_dir, "bench", "btstore_bench")
         if not os.access(self.exe, os.X_OK):
             sys.exit(f"run_bench: {self.exe} not found; build the target btstore_bench first")
@@ -462,6 +465,76 @@ class BundleCases:
                 row["target_met"] = fraction < 0.05
         self.report.print_case(case)
 
+    def case10(self):
+        """Bundles on S3: the result written, read whole and read by month through a local moto
+        server, btstore (the executable: checksums and a catalog commit included, process start
+        too) vs pyarrow and polars on the same tables and server."""
+        name, days, symbols = self.s.datasets[0]
+        src = self.source(name, days, symbols)
+        server = S3Server(bucket="btstore-bench")
+        try:
+            env = {**os.environ, **server.env(), "TMPDIR": self.work}
+            root = f"s3://{server.bucket}/btstore"
+            url = f"sqlite:{os.path.join(self.work, 's3-bench.db')}"
+            btstore = [os.path.join(self.bench.build_dir, "btstore"), "--catalog", url,
+                       "--artifact-root", root, "--json"]
+            peers = [sys.executable, os.path.join(HERE, "s3_peers.py")]
+
+            def timed(cmd):
+                start = time.perf_counter()
+                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+                seconds = time.perf_counter() - start
+                if proc.returncode != 0:
+                    raise StepFailed(f"{' '.join(cmd[:6])}...: {proc.stderr[-500:]}")
+                return seconds, json.loads(proc.stdout)
+
+            subprocess.run([*btstore, "migrate"], env=env, check=True, capture_output=True)
+            runs = {op: {t: [] for t in ("btstore", "pyarrow", "polars")}
+                    for op in ("write", "read", "month")}
+            month_bytes = []
+            job = None
+            for i in range(self.s.repeats[name]):
+                seconds, doc = timed([*btstore, "import", src, "--alpha", "bench", "--start",
+                                      "2010-01-04", "--end", "2019-12-31", "--job-id",
+                                      f"s3-bench-{i}"])
+                runs["write"]["btstore"].append(seconds)
+                job = doc["job_id"]
+                for tool in ("pyarrow", "polars"):
+                    seconds, _ = timed([*peers, "write", "--tool", tool, "--src", src, "--uri",
+                                        f"s3://{server.bucket}/{tool}-{i}"])
+                    runs["write"][tool].append(seconds)
+                seconds, _ = timed([*btstore, "result", job])
+                runs["read"]["btstore"].append(seconds)
+                for tool in ("pyarrow", "polars"):
+                    _, facts = timed([*peers, "read", "--tool", tool, "--uri",
+                                      f"s3://{server.bucket}/{tool}-{i}"])
+                    runs["read"][tool].append(facts["seconds"])
+                seconds, doc = timed([*btstore, "result", job, "--tables", "daily_signals",
+                                      "--from", MONTH[0], "--to", MONTH[1]])
+                runs["month"]["btstore"].append(seconds)
+                month_bytes.append(doc["bytes_read"])
+                _, facts = timed([*peers, "month", "--tool", "polars", "--uri",
+                                  f"s3://{server.bucket}/polars-{i}", "--from", MONTH[0],
+                                  "--to", MONTH[1]])
+                runs["month"]["polars"].append(facts["seconds"])
+            file_bytes = os.path.getsize(os.path.join(src, "daily_signals.parquet"))
+            for op, tools in runs.items():
+                case = f"10 S3 (local moto server) {op} of {name}" + (
+                    f", one month {MONTH[0]}..{MONTH[1]} of signals" if op == "month" else "")
+                med = {t: median(v) for t, v in tools.items() if v}
+                for tool, value in med.items():
+                    extra = {"note": ("btstore timed as a process (start, catalog commit)"
+                                      if op == "write" else
+                                      "btstore timed as a process (start, catalog lookup)")
+                             if tool == "btstore" else "timed in process"}
+                    if op == "month" and tool == "btstore":
+                        extra["bytes_read_mb"] = median(month_bytes) / MIB
+                        extra["bytes_read_fraction"] = median(month_bytes) / file_bytes
+                    self.report.add(case, tool, value, med["btstore"], **extra)
+                self.report.print_case(case)
+        finally:
+            server.close()
+
     def case8(self):
         for name, days, symbols in self.s.datasets:
             src = self.source(name, days, symbols)
@@ -786,7 +859,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller data, fewer repetitions")
     parser.add_argument("--json-out", help="write every row as a JSON list to this file")
-    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9", help="e.g. 1,2,3")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10", help="e.g. 1,2,3")
     parser.add_argument("--build-dir", default=os.path.join(ROOT, "build"))
     parser.add_argument("--work-dir", help="scratch directory (default: a new one under $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -795,9 +868,9 @@ def main():
     try:
         cases = sorted({int(c) for c in args.cases.split(",") if c.strip()})
     except ValueError:
-        parser.error("--cases takes numbers 1-9, comma separated")
-    if any(c < 1 or c > 9 for c in cases):
-        parser.error("--cases takes numbers 1-9")
+        parser.error("--cases takes numbers 1-10, comma separated")
+    if any(c < 1 or c > 10 for c in cases):
+        parser.error("--cases takes numbers 1-10")
     if 7 in cases:  # memory is read off the btstore runs of cases 1-3
         cases = sorted(set(cases) | {1, 2, 3})
 
@@ -820,7 +893,7 @@ def main():
             try:
                 {1: bundles.case1, 2: bundles.case2, 3: bundles.case3, 4: catalogs.case4,
                  5: catalogs.case5, 6: catalogs.case6, 7: bundles.case7,
-                 8: bundles.case8, 9: python.case9}[case]()
+                 8: bundles.case8, 9: python.case9, 10: bundles.case10}[case]()
             except StepFailed as error:
                 # Report the failure as a row and go on with the other cases.
                 print(f"  case {case} FAILED: {error}")

@@ -6,8 +6,8 @@
 /// The lifecycle layer asks it for all of this and never builds a path itself.
 ///
 /// Locations are opaque strings: an absolute path for the local store, a URI for an object
-/// store. Only the local implementation exists (ArtifactStore::Open); an S3-compatible one
-/// implements the same interface over Arrow's filesystem layer.
+/// store. Two implementations exist, chosen by ArtifactStore::Open: the local directory and an
+/// S3-compatible object store over Arrow's S3 filesystem.
 
 #include <chrono>
 #include <memory>
@@ -89,9 +89,12 @@ class ArtifactStore {
  public:
   virtual ~ArtifactStore() = default;
 
-  /// Open the local store rooted at the directory `root` (created when missing; relative to the
-  /// working directory). Throws InvalidArgument for an empty root, InternalError when the
-  /// directory cannot be created or resolved.
+  /// Open the store rooted at `root`: for "s3://bucket/prefix", the store on S3-compatible
+  /// object storage (endpoint from BTSTORE_S3_ENDPOINT, region and credentials from the standard
+  /// AWS environment variables and files; the bucket must exist); otherwise the local store
+  /// rooted at the directory `root` (created when missing; relative to the working directory).
+  /// Throws InvalidArgument for an empty root or an S3 root without a bucket, InternalError when
+  /// the directory cannot be created or resolved or the S3 client cannot be set up.
   static std::unique_ptr<ArtifactStore> Open(const std::string& root);
 
   /// Return the root as stored result paths are compared with it (absolute, canonical).
@@ -183,5 +186,11 @@ class ArtifactStore {
   /// how many entries it removed. Throws InternalError.
   virtual int RemoveDebris(std::chrono::seconds min_age) = 0;
 };
+
+/// Release the S3 client library when a store on object storage was opened in this process;
+/// otherwise do nothing. Call it once at the end of main, after every store is destroyed: no
+/// store on object storage can be opened afterwards. (Arrow's S3 library must be finalised, and
+/// finalising it from an exit handler crashes.)
+void FinalizeObjectStores();
 
 }  // namespace btstore

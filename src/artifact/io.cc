@@ -186,6 +186,23 @@ class AnonymousBuffer : public arrow::Buffer {
 
 }  // namespace
 
+arrow::Result<WholeFile> ReadWholeAt(arrow::io::RandomAccessFile& file, int64_t size) {
+  if (size == 0) return WholeFile{std::make_shared<arrow::Buffer>(nullptr, 0), ChecksumOf("", 0)};
+  void* memory = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) {
+    return arrow::Status::OutOfMemory("cannot allocate ", size, " bytes: ", std::strerror(errno));
+  }
+  auto buffer = std::make_shared<AnonymousBuffer>(static_cast<uint8_t*>(memory), size);
+  ARROW_ASSIGN_OR_RAISE(int64_t n, file.ReadAt(0, size, memory));
+  if (n != size) {
+    return arrow::Status::IOError("the file was truncated while being read (", n, " of ", size,
+                                  " bytes)");
+  }
+  std::string checksum = ChecksumOf(memory, static_cast<size_t>(size));
+  return WholeFile{std::move(buffer), std::move(checksum)};
+}
+
 WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file) {
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
                                                                  &XXH3_freeState);

@@ -100,6 +100,11 @@ struct WholeFile {
 /// Throws InvalidResult naming `file` (truncated while read, or unreadable).
 WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file);
 
+/// Read the `size` bytes of `file` with one ReadAt into private anonymous memory (as
+/// ReadWholeFile) and checksum them: for files behind a network, where one request beats many.
+/// Returns the status of a failed read; a short one is an IOError.
+arrow::Result<WholeFile> ReadWholeAt(arrow::io::RandomAccessFile& file, int64_t size);
+
 /// Drop the pages of [offset, offset + length) of a buffer returned by ReadWholeFile from this
 /// process's resident set, for good: call it only for bytes that were decoded and are not
 /// needed again. This bounds the memory that a whole-file read holds at once.

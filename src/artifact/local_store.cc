@@ -18,6 +18,7 @@
 
 #include "artifact/io_internal.h"
 #include "artifact/layout_internal.h"
+#include "artifact/s3_store_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/artifact_store.h"
 #include "btstore/errors.h"
@@ -505,6 +506,7 @@ std::unique_ptr<ArtifactStore> ArtifactStore::Open(const std::string& root) {
   if (root.empty()) {
     throw InvalidArgument("the artifact root must not be empty", {{"field", "artifact_root"}});
   }
+  if (root.starts_with(internal::kS3Scheme)) return internal::OpenS3Store(root);
   return std::make_unique<LocalArtifactStore>(PrepareArtifactRoot(root));
 }
 

@@ -21,6 +21,7 @@
 
 #include "artifact/io_internal.h"
 #include "artifact/optional_internal.h"
+#include "artifact/source_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/bundle.h"
 #include "btstore/errors.h"
@@ -211,49 +212,55 @@ std::shared_ptr<arrow::Table> ReadWholeInBatches(parquet::arrow::FileReader& rea
   return internal::Unwrap(arrow::ConcatenateTables(parts), FailureKind::kRead, file);
 }
 
-void ReadFile(const fs::path& dir, const Plan& plan, FileTask& task) {
+void ReadFile(internal::BundleSource& source, const Plan& plan, FileTask& task) {
   const ReadOptions& options = *plan.options;
   std::string file = task.name + std::string(kParquetSuffix);
-  fs::path file_path = dir / file;
-  std::optional<internal::BundleFile> opened = internal::OpenBundleFile(dir, file);
-  if (!opened) {
-    BadFile(file, "is missing from the bundle " + dir.string(), {{"path", file_path.string()}});
-  }
-  const int64_t size = opened->size;
-
+  const std::string file_path = source.PathOf(file);
+  auto missing = [&] {
+    BadFile(file, "is missing from the bundle " + source.where(), {{"path", file_path}});
+  };
   const ArtifactInfo* expected = nullptr;
   if (plan.manifest->has_value()) {
     auto it = (*plan.manifest)->find(file);
     if (it != (*plan.manifest)->end()) expected = &it->second;
   }
-  if (expected && expected->bytes != size) {
-    BadFile(file,
-            "is " + std::to_string(size) + " bytes, the manifest says " +
-                std::to_string(expected->bytes) + " (truncated or replaced)",
-            {{"expected_bytes", std::to_string(expected->bytes)},
-             {"found_bytes", std::to_string(size)}});
-  }
+  auto check_size = [&](int64_t size) {
+    if (expected && expected->bytes != size) {
+      BadFile(file,
+              "is " + std::to_string(size) + " bytes, the manifest says " +
+                  std::to_string(expected->bytes) + " (truncated or replaced)",
+              {{"expected_bytes", std::to_string(expected->bytes)},
+               {"found_bytes", std::to_string(size)}});
+    }
+  };
 
   auto counter = std::make_shared<std::atomic<int64_t>>(0);
   std::shared_ptr<arrow::io::RandomAccessFile> input;
   std::shared_ptr<arrow::Buffer> whole;
+  int64_t size = 0;
   if (!plan.partial) {
     // A whole-file read copies the file into memory, hashing it on the way, and decodes from
     // that copy: one pass over the file.
-    internal::WholeFile read = internal::ReadWholeFile(opened->fd.get(), size, file);
-    whole = std::move(read.data);
+    std::optional<internal::WholeFile> read = source.ReadWhole(file);
+    if (!read) missing();
+    size = read->data->size();
+    check_size(size);
+    whole = std::move(read->data);
     task.bytes_read = whole->size();
     if (options.verify_checksums && expected && !expected->checksum.empty() &&
-        read.checksum != expected->checksum) {
+        read->checksum != expected->checksum) {
       BadFile(file,
               "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
-                  read.checksum + " (the file was modified or corrupted)",
-              {{"expected", expected->checksum}, {"found", read.checksum}});
+                  read->checksum + " (the file was modified or corrupted)",
+              {{"expected", expected->checksum}, {"found", read->checksum}});
     }
     input = std::make_shared<arrow::io::BufferReader>(whole);
   } else {
-    auto readable = internal::Unwrap(arrow::io::ReadableFile::Open(opened->fd.Release()),
-                                     FailureKind::kRead, file);
+    std::optional<internal::SourceFile> opened = source.Open(file);
+    if (!opened) missing();
+    size = opened->size;
+    check_size(size);
+    std::shared_ptr<arrow::io::RandomAccessFile> readable = opened->file;
     if (size <= kSmallFileBytes) {
       // Parquet's first read of the footer would take all of a small file anyway; reading its
       // row groups again would cost (and count) their bytes twice.
@@ -367,19 +374,13 @@ void RecomputeIcMetrics(const std::vector<double>& ic, bool has_mean_ic, bool ha
   if (!has_icir) metrics.icir = stats.icir;
 }
 
-std::vector<std::string> ParquetStems(const fs::path& dir) {
+std::vector<std::string> ParquetStems(internal::BundleSource& source) {
   std::vector<std::string> stems;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    std::string name = entry.path().filename().string();
+  for (const std::string& name : source.List()) {
     if (name.size() <= kParquetSuffix.size() || !name.ends_with(kParquetSuffix)) continue;
     std::string stem = name.substr(0, name.size() - kParquetSuffix.size());
     // Other names (hidden files, odd characters) are not tables of the bundle.
     if (internal::IsSafeFileStem(stem)) stems.push_back(stem);
-  }
-  if (ec) {
-    throw InvalidResult("cannot list " + dir.string() + ": " + ec.message(),
-                        {{"path", dir.string()}});
   }
   std::sort(stems.begin(), stems.end());
   return stems;
@@ -387,13 +388,13 @@ std::vector<std::string> ParquetStems(const fs::path& dir) {
 
 // Read and check the JSON artifact `name`, and its manifest entry when there is one. Throws
 // InvalidResult naming its file.
-std::string ReadJsonArtifact(const fs::path& dir, const std::string& name,
+std::string ReadJsonArtifact(internal::BundleSource& source, const std::string& name,
                              const std::optional<std::map<std::string, ArtifactInfo>>& manifest,
                              bool verify_checksums) {
   const std::string file = internal::JsonArtifactFile(name);
-  std::optional<std::string> text = internal::ReadJsonFile(dir, file, [](const std::string&) {});
+  std::optional<std::string> text = source.ReadJson(file, [](const std::string&) {});
   if (!text) {
-    BadFile(file, "is missing from the bundle " + dir.string(), {{"path", (dir / file).string()}});
+    BadFile(file, "is missing from the bundle " + source.where(), {{"path", source.PathOf(file)}});
   }
   if (manifest) {
     if (auto it = manifest->find(file); it != manifest->end()) {
@@ -420,34 +421,29 @@ std::string ReadJsonArtifact(const fs::path& dir, const std::string& name,
   } catch (const InvalidArgument& e) {
     // A fault of the file, not of the request.
     ErrorDetails details = e.details();
-    details["path"] = (dir / file).string();
+    details["path"] = source.PathOf(file);
     throw InvalidResult(e.what(), std::move(details));
   }
 }
 
-BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadStats* stats,
-                        BundleInfo* info) {
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) {
-    throw ResultPathMissing("bundle directory " + dir.string() + " does not exist",
-                            {{"path", dir.string()}});
+BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& options,
+                        ReadStats* stats, BundleInfo* info) {
+  const std::string& dir = source.where();
+  if (!source.Exists()) {
+    throw ResultPathMissing("bundle directory " + dir + " does not exist", {{"path", dir}});
   }
   if (options.from && options.to && *options.to < *options.from) {
     throw InvalidArgument("the date range is empty: to is before from",
                           {{"from", options.from->ToString()}, {"to", options.to->ToString()}});
   }
-  internal::ParsedSummary summary = internal::ReadSummary(dir);
+  internal::ParsedSummary summary = internal::ReadSummary(source);
 
-  std::vector<std::string> present = ParquetStems(dir);
+  std::vector<std::string> present = ParquetStems(source);
   std::set<std::string> present_set(present.begin(), present.end());
   auto listed = [&](const std::string& file) {
     return summary.manifest && summary.manifest->contains(file);
   };
-  auto on_disk = [&](const std::string& file) {
-    std::error_code exists_ec;
-    // symlink_status: an entry that is a symbolic link is there (and refused when read).
-    return fs::exists(fs::symlink_status(dir / file, exists_ec));
-  };
+  auto on_disk = [&](const std::string& file) { return source.Has(file); };
   std::vector<std::string> names;
   // JSON artifacts asked for by name: their errors are thrown. Otherwise every one present is
   // read, and one that cannot be is reported as unavailable.
@@ -474,7 +470,7 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
   for (const auto& name : artifacts_by_name) {
     const std::string file = internal::JsonArtifactFile(name);
     if (!on_disk(file) && !listed(file)) {
-      throw InvalidArgument("the bundle has no " + file, {{"table", name}, {"path", dir.string()}});
+      throw InvalidArgument("the bundle has no " + file, {{"table", name}, {"path", dir}});
     }
   }
   for (const auto& name : names) {
@@ -487,9 +483,9 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
       std::string tables;
       for (const auto& stem : present) tables += (tables.empty() ? "" : ", ") + stem;
       throw InvalidArgument("the bundle has no table '" + name + "' (its tables: " + tables + ")",
-                            {{"table", name}, {"path", dir.string()}});
+                            {{"table", name}, {"path", dir}});
     }
-    BadFile(file, "is missing from the bundle " + dir.string(), {{"path", (dir / file).string()}});
+    BadFile(file, "is missing from the bundle " + dir, {{"path", source.PathOf(file)}});
   }
   if (summary.manifest) {
     for (const auto& [file, entry] : *summary.manifest) {
@@ -497,8 +493,8 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
       const bool json_artifact =
           file.ends_with(".json") && IsJsonArtifact(file.substr(0, file.size() - 5));
       if (!json_artifact && !on_disk(file)) {
-        BadFile(file, "is listed in the manifest but missing from " + dir.string(),
-                {{"path", (dir / file).string()}});
+        BadFile(file, "is listed in the manifest but missing from " + dir,
+                {{"path", source.PathOf(file)}});
       }
     }
   }
@@ -508,7 +504,7 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
   for (size_t i = 0; i < names.size(); ++i) tasks[i].name = names[i];
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i = next++; i < tasks.size(); i = next++) ReadFile(dir, plan, tasks[i]);
+    for (size_t i = next++; i < tasks.size(); i = next++) ReadFile(source, plan, tasks[i]);
   };
   size_t threads =
       std::clamp<size_t>(std::thread::hardware_concurrency(), 1, std::max<size_t>(tasks.size(), 1));
@@ -561,7 +557,7 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
       FileTask ic_task;
       ic_task.name = std::string(kIcTable);
       Plan ic_plan{&ic_options, &summary.manifest, true};
-      ReadFile(dir, ic_plan, ic_task);
+      ReadFile(source, ic_plan, ic_task);
       total.bytes_read += ic_task.bytes_read;
       ic = ic_task.table;
     }
@@ -569,12 +565,12 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
   }
   for (const auto& name : artifacts_by_name) {
     result.json_artifacts[name] =
-        ReadJsonArtifact(dir, name, summary.manifest, options.verify_checksums);
+        ReadJsonArtifact(source, name, summary.manifest, options.verify_checksums);
   }
   for (const auto& name : artifacts_if_readable) {
     try {
       result.json_artifacts[name] =
-          ReadJsonArtifact(dir, name, summary.manifest, options.verify_checksums);
+          ReadJsonArtifact(source, name, summary.manifest, options.verify_checksums);
     } catch (const InvalidResult& e) {
       result.unavailable[internal::JsonArtifactFile(name)] = e.what();
     }
@@ -589,19 +585,19 @@ BacktestResult ReadImpl(const fs::path& dir, const ReadOptions& options, ReadSta
 
 }  // namespace
 
-BacktestResult ReadBundle(const fs::path& dir, const ReadOptions& options, ReadStats* stats) {
-  return ReadImpl(dir, options, stats, nullptr);
+namespace internal {
+
+BacktestResult ReadBundleFrom(BundleSource& source, const ReadOptions& options, ReadStats* stats) {
+  return ReadImpl(source, options, stats, nullptr);
 }
 
-std::string ReadSummaryText(const fs::path& dir) { return internal::ReadSummaryText(dir); }
-
-BundleInfo InspectBundle(const fs::path& dir) {
+BundleInfo InspectBundleFrom(BundleSource& source) {
   BundleInfo info;
-  BacktestResult result = ReadImpl(dir, ReadOptions{}, nullptr, &info);
+  BacktestResult result = ReadImpl(source, ReadOptions{}, nullptr, &info);
   // Inspecting validates everything: a corrupt JSON artifact is an error here.
   if (!result.unavailable.empty()) {
     const auto& [file, message] = *result.unavailable.begin();
-    throw InvalidResult(message, {{"file", file}, {"path", (dir / file).string()}});
+    throw InvalidResult(message, {{"file", file}, {"path", source.PathOf(file)}});
   }
   result.daily_signals = nullptr;
   result.daily_weights = nullptr;
@@ -609,6 +605,18 @@ BundleInfo InspectBundle(const fs::path& dir) {
   result.extra_tables.clear();
   info.summary_only = std::move(result);
   return info;
+}
+
+}  // namespace internal
+
+BacktestResult ReadBundle(const fs::path& dir, const ReadOptions& options, ReadStats* stats) {
+  return internal::ReadBundleFrom(*internal::LocalSource(dir), options, stats);
+}
+
+std::string ReadSummaryText(const fs::path& dir) { return internal::ReadSummaryText(dir); }
+
+BundleInfo InspectBundle(const fs::path& dir) {
+  return internal::InspectBundleFrom(*internal::LocalSource(dir));
 }
 
 }  // namespace btstore

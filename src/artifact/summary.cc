@@ -12,6 +12,7 @@
 
 #include "artifact/io_internal.h"
 #include "artifact/json_internal.h"
+#include "artifact/source_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/errors.h"
 
@@ -182,23 +183,36 @@ std::optional<std::string> ReadJsonFile(const fs::path& dir, const std::string& 
     text.append(chunk.data(), static_cast<size_t>(n));
     if (text.size() > kMaxJsonFileBytes) too_large(text.size());
   }
+  return CheckJsonText(name, path.string(), std::move(text));
+}
+
+std::string CheckJsonText(const std::string& name, const std::string& path, std::string text) {
+  if (text.size() > kMaxJsonFileBytes) {
+    throw InvalidResult(name + " is " + std::to_string(text.size()) + " bytes, more than the " +
+                            std::to_string(kMaxJsonFileBytes) + " bytes it may have",
+                        {{"file", name}, {"path", path}, {"bytes", std::to_string(text.size())}});
+  }
   // Parsers and serializers of JSON recurse once per level: refuse a hostile depth before any
   // of them sees the text.
   if (int depth = JsonNestingDepth(text); depth > kMaxJsonDepth) {
-    throw InvalidResult(
-        name + " is nested " + std::to_string(depth) + " levels deep, more than the " +
-            std::to_string(kMaxJsonDepth) + " levels of arrays and objects it may have",
-        {{"file", name}, {"path", path.string()}, {"depth", std::to_string(depth)}});
+    throw InvalidResult(name + " is nested " + std::to_string(depth) +
+                            " levels deep, more than the " + std::to_string(kMaxJsonDepth) +
+                            " levels of arrays and objects it may have",
+                        {{"file", name}, {"path", path}, {"depth", std::to_string(depth)}});
   }
   return text;
 }
 
-std::string ReadSummaryText(const fs::path& dir) {
-  fs::path path = dir / kSummary;
-  std::optional<std::string> text = ReadJsonFile(
-      dir, std::string(kSummary), [&](const std::string& message) { Missing(message, path); });
+std::string ReadSummaryText(const fs::path& dir) { return ReadSummaryText(*LocalSource(dir)); }
+
+ParsedSummary ReadSummary(const fs::path& dir) { return ReadSummary(*LocalSource(dir)); }
+
+std::string ReadSummaryText(BundleSource& source) {
+  const fs::path path = source.PathOf(std::string(kSummary));
+  std::optional<std::string> text = source.ReadJson(
+      std::string(kSummary), [&](const std::string& message) { Missing(message, path); });
   if (!text) {
-    Missing("summary.json is missing from " + dir.string() +
+    Missing("summary.json is missing from " + source.where() +
                 ": the bundle has no reproducibility metadata; rewrite it with its snapshot_id "
                 "and dataset_version_ids",
             path);
@@ -206,10 +220,10 @@ std::string ReadSummaryText(const fs::path& dir) {
   return *std::move(text);
 }
 
-ParsedSummary ReadSummary(const fs::path& dir) {
-  fs::path path = dir / kSummary;
+ParsedSummary ReadSummary(BundleSource& source) {
+  const fs::path path = source.PathOf(std::string(kSummary));
   ParsedSummary parsed;
-  parsed.text = ReadSummaryText(dir);
+  parsed.text = ReadSummaryText(source);
   Json doc;
   try {
     // nlohmann's lexer also rejects ill-formed UTF-8 inside strings.

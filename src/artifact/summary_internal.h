@@ -45,6 +45,11 @@ std::string ReadSummaryText(const std::filesystem::path& dir);
 /// a manifest entry that is not a plain file name).
 ParsedSummary ReadSummary(const std::filesystem::path& dir);
 
+class BundleSource;
+/// ReadSummaryText and ReadSummary over any source (source_internal.h), with their errors.
+std::string ReadSummaryText(BundleSource& source);
+ParsedSummary ReadSummary(BundleSource& source);
+
 /// Encode the summary of `result` with its manifest, as the writer stores it: indented, or
 /// compact when indented it would be larger than kMaxJsonFileBytes. Throws InvalidArgument when
 /// even the compact form is larger than that (no reader would accept it).

@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
+#include "btstore/artifact_store.h"
 #include "btstore/errors.h"
 #include "btstore/service.h"
 #include "btstore/wire.h"
@@ -37,14 +39,18 @@ int Main(int argc, char** argv) {
   app.fallthrough();
 
   Context ctx;
-  std::string catalog, artifact_root;
+  std::string catalog, artifact_root, s3_endpoint;
   app.add_option("--catalog", catalog,
                  "catalog URL: postgresql://... (any libpq string) or sqlite:PATH\n"
                  "[env BTSTORE_CATALOG, default " +
                      std::string(kDefaultCatalogUrl) + "]");
-  app.add_option("--artifact-root", artifact_root,
-                 "directory of result bundles [env BTSTORE_ARTIFACT_ROOT, default " +
-                     std::string(kDefaultArtifactRoot) + "]");
+  app.add_option(
+      "--artifact-root", artifact_root,
+      "directory of result bundles, or s3://bucket/prefix [env BTSTORE_ARTIFACT_ROOT, default " +
+          std::string(kDefaultArtifactRoot) + "]");
+  app.add_option("--s3-endpoint", s3_endpoint,
+                 "endpoint of an S3-compatible service for an s3:// artifact root, e.g.\n"
+                 "http://127.0.0.1:9000 [env BTSTORE_S3_ENDPOINT, default AWS S3]");
   app.add_flag("--json", ctx.json, "print one JSON document on stdout (errors too)");
 
   Action action;
@@ -67,6 +73,9 @@ int Main(int argc, char** argv) {
 
   ctx.catalog_url = ResolveCatalogUrl(catalog);
   ctx.artifact_root = ResolveArtifactRoot(artifact_root);
+  // The store reads its endpoint where every other tool of the process (the worker's children
+  // too) finds it.
+  if (!s3_endpoint.empty()) ::setenv("BTSTORE_S3_ENDPOINT", s3_endpoint.c_str(), 1);
   ctx.stdout_is_terminal = isatty(STDOUT_FILENO) == 1;
 
   try {
@@ -79,4 +88,8 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace btstore::cli
 
-int main(int argc, char** argv) { return btstore::cli::Main(argc, argv); }
+int main(int argc, char** argv) {
+  const int status = btstore::cli::Main(argc, argv);
+  btstore::FinalizeObjectStores();
+  return status;
+}

@@ -10,6 +10,7 @@
 
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
+#include "lifecycle/verify_internal.h"
 
 namespace btstore {
 
@@ -50,6 +51,21 @@ void RemoveJobFiles(Catalog& catalog, ArtifactStore& store, const RetentionCandi
     }
   }
   batch.RemoveJob(job.job_id);
+}
+
+// Remove what attempts that lost to the completed one left (a dead worker's upload on an object
+// store, where every attempt writes under a prefix of its own), once older than kDebrisMinAge
+// so that no slow writer is swept mid-write. A local root has none: its attempts share one place.
+void RemoveStrayAttempts(Catalog& catalog, ArtifactStore& store) {
+  std::unique_ptr<RemovalBatch> removal;
+  for (const StoredBundle& bundle : store.ListBundles(kDebrisMinAge)) {
+    if (!internal::IsStrayAttempt(catalog, store, bundle)) continue;
+    const BundleLocation where = store.Resolve(bundle.location, /*require_bundle=*/false);
+    if (where.problem != PathProblem::kNone) continue;
+    if (!removal) removal = store.BeginRemoval();
+    removal->RemoveBundle(where, bundle.name);
+  }
+  if (removal) removal->Commit();
 }
 
 RetentionReport DryRun(Catalog& catalog, Timestamp cutoff, const RetentionOptions& options) {
@@ -117,6 +133,7 @@ RetentionReport CleanupOldResults(Catalog& catalog, ArtifactStore& store, Clock&
     if (options.on_progress) options.on_progress(report.removed);
   }
   store.RemoveDebris(kDebrisMinAge);
+  RemoveStrayAttempts(catalog, store);
   return report;
 }
 

@@ -3,6 +3,7 @@
 
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
+#include "lifecycle/verify_internal.h"
 
 namespace btstore {
 
@@ -32,13 +33,21 @@ class Verifier {
   }
 
   // Report bundles under the root that no job row names and that are older than `grace`
-  // (younger ones may be a publish in progress by another tool).
+  // (younger ones may be a publish in progress by another tool), and those of attempts that
+  // lost to the one that completed their job (on an object store every attempt writes under a
+  // prefix of its own; a dead worker's stays until `cleanup` removes it).
   void FindOrphans(std::chrono::seconds grace) {
     for (const StoredBundle& bundle : store_.ListBundles(grace)) {
-      if (HasJobRow(bundle.name)) continue;
-      report_.problems.push_back(
-          {VerifyProblem::Kind::kOrphanBundle, "", bundle.location, "",
-           "no job row has the name of directory " + bundle.name + "; remove it or register it"});
+      if (!HasJobRow(bundle.name)) {
+        report_.problems.push_back(
+            {VerifyProblem::Kind::kOrphanBundle, "", bundle.location, "",
+             "no job row has the name of directory " + bundle.name + "; remove it or register it"});
+      } else if (internal::IsStrayAttempt(catalog_, store_, bundle)) {
+        report_.problems.push_back(
+            {VerifyProblem::Kind::kOrphanBundle, bundle.name, bundle.location, "",
+             "an attempt of job " + bundle.name + " that did not complete it left this; " +
+                 "cleanup removes it"});
+      }
     }
   }
 
@@ -80,6 +89,17 @@ class Verifier {
 };
 
 }  // namespace
+
+namespace internal {
+
+bool IsStrayAttempt(Catalog& catalog, ArtifactStore& store, const StoredBundle& bundle) {
+  const std::optional<JobRecord> job = catalog.FindJob(bundle.name);
+  if (!job || job->status != JobStatus::kCompleted || job->expiring_at) return false;
+  const BundleLocation current = store.Resolve(job->result_path, /*require_bundle=*/false);
+  return current.problem == PathProblem::kNone && current.location != bundle.location;
+}
+
+}  // namespace internal
 
 VerifyReport VerifyBundles(Catalog& catalog, ArtifactStore& store, const VerifyOptions& options) {
   Verifier verifier(catalog, store, options.on_progress);

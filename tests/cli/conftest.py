@@ -10,12 +10,14 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 from btstore_testing import PgCluster, free_port, pg_missing_reason  # noqa: E402,F401
+from btstore_testing import S3Server, moto_missing_reason  # noqa: E402
 from btstore_testing import btstore_bin as find_btstore  # noqa: E402
 
 IN_CI = os.environ.get("CI") == "true"
@@ -58,9 +60,13 @@ class Btstore:
         base = [btstore_bin(), "--catalog", self.url, "--artifact-root", str(self.root)]
         return base + (["--json"] if json_out else []) + [str(a) for a in args]
 
+    def environment(self):
+        """The environment of its runs (the store's endpoint and credentials for S3)."""
+        return None
+
     def run(self, *args, expect=0, json_out=True, timeout=180):
         proc = subprocess.run(self.argv(*args, json_out=json_out), capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, env=self.environment())
         result = Result([str(a) for a in args], proc)
         if expect is not None:
             assert result.returncode == expect, result
@@ -72,7 +78,27 @@ class Btstore:
 
     def spawn(self, *args, json_out=True):
         return subprocess.Popen(self.argv(*args, json_out=json_out), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, env=self.environment())
+
+
+class S3Btstore(Btstore):
+    """Runs `btstore` with one catalog and an s3:// artifact root on `server`; `uri` is the root,
+    `cwd` its working directory (its local temporary directory is under it)."""
+
+    def __init__(self, backend, url, server, prefix, cwd):
+        super().__init__(backend, url, cwd / "unused-local-root")
+        self.server = server
+        self.uri = f"s3://{server.bucket}/{prefix}"
+        self.cwd = Path(cwd)
+
+    def argv(self, *args, json_out=True):
+        base = [btstore_bin(), "--catalog", self.url, "--artifact-root", self.uri]
+        return base + (["--json"] if json_out else []) + [str(a) for a in args]
+
+    def environment(self):
+        tmp = self.cwd / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return {**os.environ, **self.server.env(), "TMPDIR": str(tmp)}
 
 
 @pytest.fixture(scope="session")
@@ -105,6 +131,46 @@ def catalog(request, tmp_path):
 def pg_catalog(request, tmp_path):
     """A fresh PostgreSQL catalog."""
     return make_btstore("postgresql", request, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    reason = moto_missing_reason()
+    if reason:
+        if IN_CI:
+            pytest.fail(reason + " (CI=true: S3 tests may not skip)")
+        pytest.skip(reason)
+    server = S3Server()
+    yield server
+    server.close()
+
+
+def make_s3_btstore(backend, request, tmp_path):
+    server = request.getfixturevalue("s3_server")
+    prefix = f"results-{uuid.uuid4().hex[:12]}"
+    if backend == "sqlite":
+        url = f"sqlite:{tmp_path / 'catalog.db'}"
+    else:
+        url = request.getfixturevalue("pg_cluster").new_database(prefix="btstore_s3_")
+    return S3Btstore(backend, url, server, prefix, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def s3_catalog(request, tmp_path):
+    """A fresh catalog on each backend with its own artifact root on the private S3 server."""
+    return make_s3_btstore(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def s3_sqlite_catalog(request, tmp_path):
+    """A fresh SQLite catalog with its own artifact root on the private S3 server."""
+    return make_s3_btstore("sqlite", request, tmp_path)
+
+
+@pytest.fixture
+def s3_pg_catalog(request, tmp_path):
+    """A fresh PostgreSQL catalog with its own artifact root on the private S3 server."""
+    return make_s3_btstore("postgresql", request, tmp_path)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Helpers shared by the Python tests (tests/cli, tests/interop) and the benchmark driver
-(bench/run_bench.py): the btstore executable under test, and a private PostgreSQL cluster.
+(bench/run_bench.py): the btstore executable under test, a private PostgreSQL cluster and a
+private S3-compatible server (moto's).
 
 PgCluster runs initdb + pg_ctl in a temporary directory (as the `postgres` user when run as
 root) on a free 127.0.0.1 port, never a server that happens to be running, and removes it all
@@ -11,7 +12,9 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -118,3 +121,99 @@ class PgCluster:
             self._pg("pg_ctl", "-D", str(self.data), "-m", self.stop_mode, "-w", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def moto_missing_reason(python=None):
+    """Why moto's S3 server cannot be started here, or None when it can."""
+    python = python or os.environ.get("BTSTORE_PYTHON") or sys.executable
+    proc = subprocess.run([python, "-c", "import moto.server"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return "moto[server] is not installed (pip install -r requirements-dev.txt)"
+    return None
+
+
+class S3Server:
+    """A private S3-compatible server: moto's standalone server on a free 127.0.0.1 port, with
+    one bucket, started by the tests and stopped by stop(). Its objects live in its memory, so a
+    restart starts empty.
+
+    env() gives the variables that point btstore (BTSTORE_S3_ENDPOINT and the AWS variables) at
+    it; storage_options() the same for polars.
+    """
+
+    ACCESS_KEY = "btstore-test-key"
+    SECRET_KEY = "btstore-test-secret-0123456789"
+    REGION = "us-east-1"
+
+    def __init__(self, bucket="btstore-test", python=None):
+        self.python = python or os.environ.get("BTSTORE_PYTHON") or sys.executable
+        self.bucket = bucket
+        self.port = None
+        self.proc = None
+        self.dir = Path(tempfile.mkdtemp(prefix="btstore-s3-"))
+        self.log = self.dir / "server.log"
+        self.start()
+        self.create_bucket(bucket)
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        """Start the server (again on the same port after stop()) and wait until it answers."""
+        last_error = None
+        for _ in range(START_ATTEMPTS):
+            port = self.port or free_port()
+            # The server logs every request: into a file, since an unread pipe would fill up
+            # and stall it.
+            with open(self.log, "w") as log:
+                self.proc = subprocess.Popen(
+                    [self.python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                    stdout=log, stderr=subprocess.STDOUT)
+            self.port = port
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    last_error = Path(self.log).read_text()[-2000:]
+                    break
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        return
+                except OSError:
+                    time.sleep(0.05)  # the server binds its port within a second or two
+            else:
+                last_error = "moto did not listen within 30 s"
+            self.stop()
+        raise RuntimeError(f"cannot start moto's S3 server: {last_error}")
+
+    def stop(self):
+        """Kill the server and wait for it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def close(self):
+        """Stop the server and remove its log."""
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def filesystem(self):
+        import pyarrow.fs as pafs
+        return pafs.S3FileSystem(access_key=self.ACCESS_KEY, secret_key=self.SECRET_KEY,
+                                 region=self.REGION, scheme="http",
+                                 endpoint_override=f"127.0.0.1:{self.port}",
+                                 allow_bucket_creation=True)
+
+    def create_bucket(self, bucket):
+        self.filesystem().create_dir(bucket)
+
+    def env(self):
+        return {"BTSTORE_S3_ENDPOINT": self.endpoint, "AWS_ACCESS_KEY_ID": self.ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": self.SECRET_KEY, "AWS_REGION": self.REGION,
+                "AWS_EC2_METADATA_DISABLED": "true"}
+
+    def storage_options(self):
+        return {"aws_access_key_id": self.ACCESS_KEY, "aws_secret_access_key": self.SECRET_KEY,
+                "aws_region": self.REGION, "aws_endpoint_url": self.endpoint,
+                "aws_allow_http": "true"}

@@ -1,0 +1,86 @@
+"""The peer side of the S3 benchmark (case 10): pyarrow and polars writing and reading a bundle's
+tables to and from the same S3-compatible server as btstore. One measurement per process, one
+JSON object printed ({"seconds", "rows"}):
+
+    s3_peers.py write --tool pyarrow|polars --src BUNDLE_DIR --uri s3://bucket/prefix
+    s3_peers.py read  --tool pyarrow|polars --uri s3://bucket/prefix
+    s3_peers.py month --tool polars --uri s3://bucket/prefix --from YYYY-MM-DD --to YYYY-MM-DD
+
+The endpoint and credentials come from the environment (BTSTORE_S3_ENDPOINT and the AWS
+variables), as for btstore. `write` reads the local tables first (untimed).
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import time
+
+TABLES = ("daily_signals", "daily_weights", "daily_ic")
+
+
+def filesystem():
+    import pyarrow.fs as pafs
+    endpoint = os.environ["BTSTORE_S3_ENDPOINT"]
+    scheme, _, host = endpoint.partition("://")
+    return pafs.S3FileSystem(access_key=os.environ["AWS_ACCESS_KEY_ID"],
+                             secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+                             region=os.environ.get("AWS_REGION", "us-east-1"), scheme=scheme,
+                             endpoint_override=host)
+
+
+def storage_options():
+    return {"aws_access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+            "aws_region": os.environ.get("AWS_REGION", "us-east-1"),
+            "aws_endpoint_url": os.environ["BTSTORE_S3_ENDPOINT"], "aws_allow_http": "true"}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("op", choices=("write", "read", "month"))
+    parser.add_argument("--tool", choices=("pyarrow", "polars"), required=True)
+    parser.add_argument("--src")
+    parser.add_argument("--uri", required=True)
+    parser.add_argument("--from", dest="start")
+    parser.add_argument("--to", dest="end")
+    args = parser.parse_args()
+    key = args.uri[len("s3://"):]
+    rows = 0
+    if args.op == "write":
+        import pyarrow.parquet as pq
+        tables = {t: pq.read_table(os.path.join(args.src, f"{t}.parquet")) for t in TABLES}
+        if args.tool == "polars":
+            import polars as pl
+            frames = {t: pl.from_arrow(table) for t, table in tables.items()}
+        fs = filesystem()
+        start = time.perf_counter()
+        for name, table in tables.items():
+            if args.tool == "pyarrow":
+                pq.write_table(table, f"{key}/{name}.parquet", filesystem=fs)
+            else:
+                frames[name].write_parquet(f"{args.uri}/{name}.parquet",
+                                           storage_options=storage_options())
+            rows += table.num_rows
+    elif args.op == "read":
+        start = time.perf_counter()
+        for name in TABLES:
+            if args.tool == "pyarrow":
+                import pyarrow.parquet as pq
+                rows += pq.read_table(f"{key}/{name}.parquet", filesystem=filesystem()).num_rows
+            else:
+                import polars as pl
+                rows += pl.read_parquet(f"{args.uri}/{name}.parquet",
+                                        storage_options=storage_options()).height
+    else:
+        import polars as pl
+        low, high = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+        start = time.perf_counter()
+        rows = (pl.scan_parquet(f"{args.uri}/daily_signals.parquet",
+                                storage_options=storage_options())
+                .filter(pl.col("date").is_between(low, high)).collect().height)
+    print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,877 @@
+// The artifact store on S3-compatible object storage, over Arrow's S3 filesystem. Layout under
+// the root s3://bucket/prefix:
+//
+//   <prefix>/<job_id>/a-<UTC time>-<random>/   one attempt's bundle (summary.json, *.parquet)
+//   <prefix>/.checkpoints/<job_id>/attempt-N.ckpt
+//   <prefix>/.logs/<job_id>/attempt-N.stdout, attempt-N.stderr   uploaded when the attempt ends
+//
+// There is no rename on S3, so nothing is ever moved: each attempt uploads its bundle under a
+// prefix of its own that no reader is told about, and the catalog's completion transaction,
+// which records that prefix as result_path, is the commit point. A losing attempt deletes its
+// own prefix; a dead one's is found by `verify` and removed by `cleanup` once older than their
+// grace period. Bundles are staged on local disk first (the writer checksums as it writes),
+// then uploaded; a command engine's working directory and the logs of a running attempt stay
+// on local disk too (under the temporary directory) until the attempt ends. Reads go through
+// Arrow's filesystem (whole files in one request each, range requests for partial reads).
+
+#include <arrow/buffer.h>
+#include <arrow/filesystem/s3fs.h>
+#include <arrow/io/interfaces.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <iomanip>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "artifact/json_internal.h"
+#include "artifact/layout_internal.h"
+#include "artifact/s3_store_internal.h"
+#include "artifact/source_internal.h"
+#include "btstore/errors.h"
+
+namespace btstore::internal {
+
+std::mutex s3_state_mutex;
+bool s3_finalized = false;  // guarded by s3_state_mutex: once released, S3 cannot start again
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace afs = arrow::fs;
+
+constexpr std::string_view kSummaryFile = "summary.json";
+constexpr std::string_view kAttemptPrefix = "a-";
+// How many files of one bundle are uploaded or downloaded at once.
+constexpr size_t kTransferThreads = 4;
+// Uploads are streamed from the local file in parts of this size.
+constexpr int64_t kUploadChunkBytes = int64_t{8} << 20;
+// Retries of a request that failed in a way the SDK deems transient (throttling such as 503
+// SlowDown, server errors, connection resets and refusals), with exponential backoff from
+// kFirstRetryDelay, jittered, capped at kMaxRetryDelay: about 3 s in all before a store that
+// stays unreachable is reported.
+constexpr int64_t kMaxRetries = 6;
+constexpr int64_t kFirstRetryDelayMs = 50;
+constexpr int64_t kMaxRetryDelayMs = 1000;
+
+// The retry policy above, through Arrow's retry hook (the AWS SDK's standard strategy waits up
+// to 20 s between tries, which makes an unreachable store take minutes to report).
+class BackoffRetryStrategy : public afs::S3RetryStrategy {
+ public:
+  bool ShouldRetry(const AWSErrorDetail& error, int64_t attempted_retries) override {
+    return error.should_retry && attempted_retries < kMaxRetries;
+  }
+  int64_t CalculateDelayBeforeNextRetry(const AWSErrorDetail&, int64_t attempted_retries) override {
+    thread_local std::mt19937_64 random{std::random_device{}()};
+    const int64_t ceiling =
+        std::min(kMaxRetryDelayMs, kFirstRetryDelayMs << std::min<int64_t>(attempted_retries, 10));
+    // Full jitter keeps many workers throttled at once from retrying in step.
+    return ceiling / 2 + static_cast<int64_t>(random() % static_cast<uint64_t>(ceiling / 2 + 1));
+  }
+};
+
+// Initialise the AWS SDK once per process (FinalizeObjectStores ends it; it cannot start again).
+void InitializeS3Once() {
+  std::lock_guard lock(s3_state_mutex);
+  if (s3_finalized) {
+    throw InternalError("the S3 client library was already released in this process");
+  }
+  arrow::Status status = afs::EnsureS3Initialized();
+  if (!status.ok()) {
+    throw InternalError("cannot initialise the S3 client: " + status.ToString());
+  }
+}
+
+// Arrow's messages never carry the secret key, but a message built from a request the SDK
+// echoes might: whatever the secret is, it never leaves this process in an error.
+std::string Scrubbed(std::string text) {
+  for (const char* variable : {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}) {
+    const char* secret = std::getenv(variable);
+    if (secret == nullptr || std::string_view(secret).size() < 4) continue;
+    for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
+      text.replace(at, std::strlen(secret), "***");
+    }
+  }
+  return text;
+}
+
+// Whether `status` says that the store could not be reached or refused to serve (network,
+// timeouts, throttling that outlasted the retries, credentials it does not accept): then the
+// store is unavailable, as a database that cannot be reached is.
+bool IsUnavailable(const arrow::Status& status) {
+  const std::string& m = status.message();
+  for (std::string_view marker : {"NETWORK_CONNECTION",
+                                  "Couldn't connect",
+                                  "curlCode",
+                                  "Connection refused",
+                                  "Could not resolve",
+                                  "Timeout",
+                                  "timed out",
+                                  "SLOW_DOWN",
+                                  "SlowDown",
+                                  "SERVICE_UNAVAILABLE",
+                                  "Service Unavailable",
+                                  "INVALID_ACCESS_KEY_ID",
+                                  "InvalidAccessKeyId",
+                                  "SIGNATURE_DOES_NOT_MATCH",
+                                  "SignatureDoesNotMatch",
+                                  "ACCESS_DENIED",
+                                  "AccessDenied",
+                                  "UNRECOGNIZED_CLIENT",
+                                  "InvalidClientTokenId",
+                                  "NO_SUCH_BUCKET",
+                                  "NoSuchBucket"}) {
+    if (m.find(marker) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// A random hex string of 16 digits, for attempt prefixes nothing else can take.
+std::string RandomHex() {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  static constexpr char kDigits[] = "0123456789abcdef";
+  uint64_t value = random();
+  std::string out(16, '0');
+  for (char& c : out) {
+    c = kDigits[value & 0xf];
+    value >>= 4;
+  }
+  return out;
+}
+
+// "a-20261201T034501Z-<16 hex>": the time lets a sweep judge an attempt's age without asking the
+// store (S3 lists no times for prefixes).
+std::string NewAttemptName(std::chrono::system_clock::time_point now) {
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+  return std::string(kAttemptPrefix) + stamp + "-" + RandomHex();
+}
+
+// The time an attempt name was made, or nullopt for any other name.
+std::optional<std::chrono::system_clock::time_point> AttemptTime(std::string_view name) {
+  if (!name.starts_with(kAttemptPrefix) || name.size() < kAttemptPrefix.size() + 16) {
+    return std::nullopt;
+  }
+  std::tm tm{};
+  const std::string stamp(name.substr(kAttemptPrefix.size(), 16));
+  std::istringstream in(stamp);
+  in >> std::get_time(&tm, "%Y%m%dT%H%M%SZ");
+  if (in.fail()) return std::nullopt;
+  return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+// The components of a key, with "." dropped and ".." folded; nullopt when ".." climbs above
+// the bucket.
+std::optional<std::vector<std::string>> KeyComponents(std::string_view key) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= key.size()) {
+    size_t end = key.find('/', start);
+    if (end == std::string_view::npos) end = key.size();
+    const std::string_view part = key.substr(start, end - start);
+    if (part == "..") {
+      if (parts.empty()) return std::nullopt;
+      parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.emplace_back(part);
+    }
+    start = end + 1;
+  }
+  return parts;
+}
+
+std::string Join(const std::vector<std::string>& parts, size_t count) {
+  std::string out;
+  for (size_t i = 0; i < count && i < parts.size(); ++i) {
+    if (i > 0) out += '/';
+    out += parts[i];
+  }
+  return out;
+}
+
+bool IsJobIdName(std::string_view name) {
+  try {
+    ValidateJobId(name);
+  } catch (const InvalidArgument&) {
+    return false;
+  }
+  return true;
+}
+
+std::string ValidJobId(std::string_view job_id) {
+  ValidateJobId(job_id);
+  return std::string(job_id);
+}
+
+std::string AttemptFileName(int attempt) { return "attempt-" + std::to_string(attempt); }
+
+// Held while one job's publication runs in this process; see LockJob.
+class ProcessJobLock : public JobLock {
+ public:
+  ProcessJobLock(std::mutex& mutex, std::condition_variable& released, std::set<std::string>& held,
+                 std::string job_id)
+      : mutex_(mutex), released_(released), held_(held), job_id_(std::move(job_id)) {
+    std::unique_lock lock(mutex_);
+    released_.wait(lock, [&] { return !held_.contains(job_id_); });
+    held_.insert(job_id_);
+  }
+  ~ProcessJobLock() override {
+    {
+      std::lock_guard lock(mutex_);
+      held_.erase(job_id_);
+    }
+    released_.notify_all();
+  }
+  ProcessJobLock(const ProcessJobLock&) = delete;
+  ProcessJobLock& operator=(const ProcessJobLock&) = delete;
+
+ private:
+  std::mutex& mutex_;
+  std::condition_variable& released_;
+  std::set<std::string>& held_;
+  std::string job_id_;
+};
+
+class S3ArtifactStore;
+
+class S3RemovalBatch : public RemovalBatch {
+ public:
+  explicit S3RemovalBatch(S3ArtifactStore& store) : store_(store) {}
+  void RemoveBundle(const BundleLocation& where, std::string_view job_id) override;
+  void RemoveJob(std::string_view job_id) override;
+  // Each removal above returned only once the store acknowledged it: nothing is left to flush.
+  void Commit() override {}
+
+ private:
+  S3ArtifactStore& store_;
+};
+
+class S3ArtifactStore : public ArtifactStore {
+ public:
+  S3ArtifactStore(std::shared_ptr<afs::S3FileSystem> fs, std::string base, std::string endpoint)
+      : fs_(std::move(fs)),
+        base_(std::move(base)),
+        root_text_(std::string(kS3Scheme) + base_),
+        endpoint_(std::move(endpoint)),
+        local_(fs::temp_directory_path() / "btstore-s3") {}
+
+  const std::string& root() const override { return root_text_; }
+
+  // --- Publishing ------------------------------------------------------------------------------
+
+  StagedBundle Stage(const BacktestResult& result, const WriteOptions& options) override {
+    const std::string job_id = ValidJobId(result.job_id);
+    const fs::path local = StageBundle(result, local_ / kStagingDir, options);
+    const std::string key =
+        base_ + "/" + job_id + "/" + NewAttemptName(std::chrono::system_clock::now());
+    try {
+      Upload(local, key);
+    } catch (...) {
+      std::error_code ec;
+      fs::remove_all(local, ec);
+      // What was uploaded is unreachable (no row names it); removing it now saves the sweep.
+      (void)fs_->DeleteDir(key);
+      throw;
+    }
+    std::error_code ec;
+    fs::remove_all(local, ec);
+    return {std::string(kS3Scheme) + key};
+  }
+
+  void Discard(const StagedBundle& staged) override {
+    DeletePrefix(KeyOf(staged.location), "removing the staged bundle");
+  }
+
+  // Each attempt writes under a prefix of its own and nothing is moved, so there is no shared
+  // place for workers on different hosts to race for: the catalog's completion (a CAS fenced by
+  // the attempt number) decides which attempt's prefix becomes the result. This lock only
+  // serializes the attempts of one process, as the local store's flock does.
+  std::unique_ptr<JobLock> LockJob(std::string_view job_id) override {
+    return std::make_unique<ProcessJobLock>(lock_mutex_, lock_released_, locked_jobs_,
+                                            ValidJobId(job_id));
+  }
+
+  std::string Publish(const StagedBundle& staged, std::string_view job_id) override {
+    const std::string id = ValidJobId(job_id);
+    const std::string job_prefix = root_text_ + "/" + id + "/";
+    if (!staged.location.starts_with(job_prefix)) {
+      throw InternalError("the staged bundle " + staged.location + " is not one of job " + id,
+                          {{"job_id", id}, {"path", staged.location}});
+    }
+    std::lock_guard lock(published_mutex_);
+    published_[id] = staged.location;
+    return staged.location;
+  }
+
+  void Unpublish(std::string_view job_id) override {
+    std::string location;
+    {
+      std::lock_guard lock(published_mutex_);
+      auto it = published_.find(std::string(job_id));
+      if (it == published_.end()) return;
+      location = it->second;
+      published_.erase(it);
+    }
+    DeletePrefix(KeyOf(location), "removing the unpublished bundle");
+  }
+
+  // --- Checkpoints -----------------------------------------------------------------------------
+
+  // A PUT replaces an object whole: a reader sees the previous checkpoint or this one.
+  std::string SaveCheckpoint(std::string_view job_id, int attempt,
+                             std::string_view bytes) override {
+    const std::string key =
+        CheckpointsKey(ValidJobId(job_id)) + "/" + AttemptFileName(attempt) + ".ckpt";
+    PutObject(key, bytes, "saving the checkpoint");
+    return std::string(kS3Scheme) + key;
+  }
+
+  std::optional<std::string> LoadCheckpoint(const std::string& location) override {
+    const std::string key = KeyOf(location);
+    return GetObject(key, "loading the checkpoint");
+  }
+
+  void RemoveCheckpoints(std::string_view job_id) override {
+    if (!IsJobIdName(job_id)) return;
+    (void)fs_->DeleteDir(CheckpointsKey(std::string(job_id)));
+  }
+
+  // --- Attempt directories and logs -------------------------------------------------------------
+
+  std::string MakeAttemptDir(std::string_view job_id, int attempt) override {
+    const fs::path job_dir = local_ / kRunsDir / ValidJobId(job_id);
+    std::error_code ec;
+    fs::remove_all(job_dir, ec);
+    if (ec) ThrowLocal("cannot remove", job_dir, ec);
+    const fs::path dir = job_dir / AttemptFileName(attempt);
+    fs::create_directories(dir, ec);
+    if (ec) ThrowLocal("cannot create", dir, ec);
+    return dir.string();
+  }
+
+  // The attempt ended: its logs go to the store (readable from any host from now on), then the
+  // local copies and the working directory go. Best effort, as on the local store.
+  void RemoveAttemptDir(std::string_view job_id, int attempt) override {
+    if (!IsJobIdName(job_id)) return;
+    const std::string id(job_id);
+    for (LogStream stream : {LogStream::kStdout, LogStream::kStderr}) {
+      const fs::path local = LocalLogPath(id, attempt, stream);
+      std::error_code ec;
+      if (!fs::exists(local, ec)) continue;
+      try {
+        Upload(local, LogKey(id, attempt, stream));
+        fs::remove(local, ec);
+      } catch (const Error&) {
+        // Kept locally: ReadLog serves it from here on this host.
+      }
+    }
+    const fs::path job_dir = local_ / kRunsDir / id;
+    std::error_code ec;
+    fs::remove_all(job_dir / AttemptFileName(attempt), ec);
+    fs::remove(job_dir, ec);
+  }
+
+  std::string LogLocation(std::string_view job_id, int attempt, LogStream stream) override {
+    const fs::path path = LocalLogPath(ValidJobId(job_id), attempt, stream);
+    std::error_code ec;
+    fs::create_directories(path.parent_path(), ec);
+    if (ec) ThrowLocal("cannot create", path.parent_path(), ec);
+    return path.string();
+  }
+
+  std::vector<int> LogAttempts(std::string_view job_id) override {
+    const std::string id = ValidJobId(job_id);
+    std::set<int> attempts;
+    auto add = [&](std::string name) {
+      const size_t dot = name.rfind('.');
+      if (dot == std::string::npos) return;
+      name.resize(dot);
+      constexpr std::string_view kPrefix = "attempt-";
+      if (!name.starts_with(kPrefix)) return;
+      int attempt = 0;
+      const char* first = name.data() + kPrefix.size();
+      const char* last = name.data() + name.size();
+      auto [ptr, err] = std::from_chars(first, last, attempt);
+      if (err == std::errc() && ptr == last && attempt > 0) attempts.insert(attempt);
+    };
+    for (const afs::FileInfo& info : List(base_ + "/" + std::string(kLogsDir) + "/" + id)) {
+      add(info.base_name());
+    }
+    std::error_code ec;
+    for (fs::directory_iterator it(local_ / kLogsDir / id, ec), end; !ec && it != end;
+         it.increment(ec)) {
+      add(it->path().filename().string());
+    }
+    return {attempts.begin(), attempts.end()};
+  }
+
+  std::string ReadLog(std::string_view job_id, int attempt, LogStream stream, int64_t offset,
+                      int64_t max_bytes) override {
+    const std::string id = ValidJobId(job_id);
+    const int64_t want = std::max<int64_t>(max_bytes, 0);
+    // A running attempt on this host logs locally; an ended one's log is in the store.
+    const fs::path local = LocalLogPath(id, attempt, stream);
+    std::ifstream in(local, std::ios::binary);
+    if (in) {
+      std::string bytes(static_cast<size_t>(want), '\0');
+      in.seekg(offset);
+      in.read(bytes.data(), want);
+      bytes.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+      return bytes;
+    }
+    const std::string key = LogKey(id, attempt, stream);
+    auto file = fs_->OpenInputFile(key);
+    if (!file.ok()) {
+      if (IsNotFound(file.status(), key)) return {};
+      Throw(file.status(), "reading the log", key);
+    }
+    auto size = (*file)->GetSize();
+    if (!size.ok()) Throw(size.status(), "reading the log", key);
+    if (offset >= *size || want == 0) return {};
+    auto buffer = (*file)->ReadAt(offset, std::min(want, *size - offset));
+    if (!buffer.ok()) Throw(buffer.status(), "reading the log", key);
+    return (*buffer)->ToString();
+  }
+
+  // --- Reading ---------------------------------------------------------------------------------
+
+  BundleLocation Resolve(const std::optional<std::string>& result_path,
+                         bool require_bundle) const override {
+    if (!result_path || result_path->empty()) return {PathProblem::kNoPath, {}, {}, {}};
+    std::string key;
+    if (result_path->starts_with(kS3Scheme)) {
+      key = result_path->substr(kS3Scheme.size());
+    } else if (result_path->starts_with('/') || result_path->find("://") != std::string::npos) {
+      // A local path or another store's URI cannot be under an S3 root.
+      return {PathProblem::kOutsideRoot, *result_path, {}, {}};
+    } else {
+      key = base_ + "/" + *result_path;
+    }
+    const std::optional<std::vector<std::string>> parts = KeyComponents(key);
+    if (!parts) return {PathProblem::kOutsideRoot, *result_path, {}, {}};
+    const std::vector<std::string> root_parts = *KeyComponents(base_);
+    const std::string location = std::string(kS3Scheme) + Join(*parts, parts->size());
+    if (parts->size() < root_parts.size() ||
+        !std::equal(root_parts.begin(), root_parts.end(), parts->begin())) {
+      return {PathProblem::kOutsideRoot, location, {}, {}};
+    }
+    if (parts->size() == root_parts.size()) return {PathProblem::kIsRoot, location, {}, {}};
+    const std::string& owner = (*parts)[root_parts.size()];
+    if (owner.starts_with('.')) return {PathProblem::kInternalDir, location, owner, {}};
+    if (require_bundle) {
+      const std::string bundle_key = Join(*parts, parts->size());
+      auto summary = fs_->GetFileInfo(bundle_key + "/" + std::string(kSummaryFile));
+      if (!summary.ok()) {
+        if (IsUnavailable(summary.status())) Throw(summary.status(), "resolving", bundle_key);
+        return {PathProblem::kUnresolvable, location, owner, Scrubbed(summary.status().message())};
+      }
+      if (summary->type() == afs::FileType::NotFound) {
+        auto self = fs_->GetFileInfo(bundle_key);
+        if (self.ok() && self->type() == afs::FileType::File) {
+          return {PathProblem::kNotADirectory, location, owner, {}};
+        }
+        return {PathProblem::kMissingOnDisk, location, owner, {}};
+      }
+    }
+    return {PathProblem::kNone, location, owner, {}};
+  }
+
+  // The reader reads the objects through Arrow's filesystem: a whole read fetches each file
+  // with one request (files in parallel), a partial read fetches the footer and then only the
+  // row groups it needs, with range requests that Parquet's pre-buffering coalesces.
+  BacktestResult Read(const BundleLocation& where, const ReadOptions& options,
+                      ReadStats* stats) override {
+    return Guarded(where.location, [&] {
+      S3BundleSource source(*this, where.location);
+      return ReadBundleFrom(source, options, stats);
+    });
+  }
+
+  BundleInfo Inspect(const BundleLocation& where) override {
+    return Guarded(where.location, [&] {
+      S3BundleSource source(*this, where.location);
+      return InspectBundleFrom(source);
+    });
+  }
+
+  std::string ReadSummaryText(const BundleLocation& where) override {
+    const std::string key = KeyOf(where.location) + "/" + std::string(kSummaryFile);
+    std::optional<std::string> text = GetObject(key, "reading summary.json");
+    if (!text) {
+      throw MissingReproducibilityMetadata("summary.json is missing from " + where.location,
+                                           {{"path", where.location}});
+    }
+    return *text;
+  }
+
+  // --- Maintenance -----------------------------------------------------------------------------
+
+  std::unique_ptr<RemovalBatch> BeginRemoval() override {
+    return std::make_unique<S3RemovalBatch>(*this);
+  }
+
+  // Every attempt prefix under a job's name is a bundle (or part of one); its age is the time in
+  // its name (S3 has none for prefixes). Other names under a job are listed whatever their age.
+  std::vector<StoredBundle> ListBundles(std::chrono::seconds min_age) override {
+    const auto now = std::chrono::system_clock::now();
+    std::vector<StoredBundle> bundles;
+    for (const afs::FileInfo& job : List(base_)) {
+      const std::string name = job.base_name();
+      if (name.starts_with('.') || job.type() != afs::FileType::Directory) continue;
+      for (const afs::FileInfo& attempt : List(job.path())) {
+        if (attempt.type() != afs::FileType::Directory) continue;
+        const auto made = AttemptTime(attempt.base_name());
+        if (made && now - *made < min_age) continue;
+        bundles.push_back({name, std::string(kS3Scheme) + attempt.path()});
+      }
+    }
+    return bundles;
+  }
+
+  // Objects of dead attempts need the catalog to be judged (see verify and cleanup); what is
+  // debris without it is the local staging a crashed writer left before its upload.
+  int RemoveDebris(std::chrono::seconds min_age) override {
+    std::error_code ec;
+    if (!fs::exists(local_, ec)) return 0;
+    return RemoveStagingDebris(local_, min_age);
+  }
+
+  // --- For the removal batch -------------------------------------------------------------------
+
+  void DeletePrefix(const std::string& key, const std::string& what) {
+    arrow::Status status = fs_->DeleteDir(key);
+    if (!status.ok() && !IsNotFound(status, key)) Throw(status, what, key);
+  }
+
+  std::string KeyOf(const std::string& location) const {
+    if (!location.starts_with(root_text_ + "/")) {
+      throw InternalError(location + " is not under the artifact root " + root_text_,
+                          {{"path", location}, {"artifact_root", root_text_}});
+    }
+    return location.substr(kS3Scheme.size());
+  }
+
+  const std::string& base() const { return base_; }
+
+ private:
+  // A bundle's objects as the reader's source, listed once (one request; the listing gives
+  // the sizes, so opening a file needs no request of its own).
+  class S3BundleSource : public BundleSource {
+   public:
+    S3BundleSource(S3ArtifactStore& store, std::string location)
+        : store_(store), location_(std::move(location)), key_(store.KeyOf(location_)) {
+      for (afs::FileInfo& info : store_.List(key_)) {
+        if (info.type() == afs::FileType::File) files_.emplace(info.base_name(), std::move(info));
+      }
+    }
+
+    const std::string& where() const override { return location_; }
+    bool Exists() override { return !files_.empty(); }
+
+    std::vector<std::string> List() override {
+      std::vector<std::string> names;
+      for (const auto& [name, info] : files_) names.push_back(name);
+      return names;
+    }
+
+    bool Has(const std::string& name) override { return files_.contains(name); }
+
+    std::optional<SourceFile> Open(const std::string& name) override {
+      auto it = files_.find(name);
+      if (it == files_.end()) return std::nullopt;
+      auto file = store_.fs_->OpenInputFile(it->second);
+      if (!file.ok()) store_.Throw(file.status(), "opening", it->second.path());
+      return SourceFile{*std::move(file), it->second.size()};
+    }
+
+    std::optional<WholeFile> ReadWhole(const std::string& name) override {
+      std::optional<SourceFile> opened = Open(name);
+      if (!opened) return std::nullopt;
+      auto whole = ReadWholeAt(*opened->file, opened->size);
+      if (!whole.ok()) store_.Throw(whole.status(), "reading", key_ + "/" + name);
+      return *std::move(whole);
+    }
+
+    std::optional<std::string> ReadJson(
+        const std::string& name,
+        const std::function<void(const std::string&)>& unreadable) override {
+      auto it = files_.find(name);
+      if (it == files_.end()) return std::nullopt;
+      const auto size = static_cast<std::uintmax_t>(std::max<int64_t>(it->second.size(), 0));
+      if (size > kMaxJsonFileBytes) {
+        throw InvalidResult(
+            name + " is " + std::to_string(size) + " bytes, more than the " +
+                std::to_string(kMaxJsonFileBytes) + " bytes it may have",
+            {{"file", name}, {"path", PathOf(name)}, {"bytes", std::to_string(size)}});
+      }
+      std::optional<std::string> text;
+      try {
+        text = store_.GetObject(it->second.path(), "reading");
+      } catch (const InternalError& e) {
+        unreadable(name + " is unreadable: " + e.what());
+        throw InvalidResult(name + " is unreadable", {{"file", name}, {"path", PathOf(name)}});
+      }
+      if (!text) return std::nullopt;
+      return CheckJsonText(name, PathOf(name), *std::move(text));
+    }
+
+   private:
+    S3ArtifactStore& store_;
+    std::string location_;
+    std::string key_;
+    std::map<std::string, afs::FileInfo> files_;
+  };
+
+  // Run `read`; an error the reader took for a corrupt file is the store's when the store
+  // cannot be reached (a range request that failed inside Parquet's decoding).
+  template <typename Read>
+  auto Guarded(const std::string& location, Read read) -> decltype(read()) {
+    try {
+      return read();
+    } catch (const InvalidResult&) {
+      const std::string key = KeyOf(location);
+      auto probe = fs_->GetFileInfo(key);
+      if (!probe.ok() && IsUnavailable(probe.status())) Throw(probe.status(), "reading", key);
+      throw;
+    }
+  }
+
+  // Run `work` on up to kTransferThreads threads (this one included); rethrows the first error.
+  static void RunParallel(const std::function<void()>& work, size_t items) {
+    const size_t threads = std::clamp<size_t>(items, 1, kTransferThreads);
+    std::vector<std::future<void>> others;
+    for (size_t t = 1; t < threads; ++t) others.push_back(std::async(std::launch::async, work));
+    std::exception_ptr first;
+    try {
+      work();
+    } catch (...) {
+      first = std::current_exception();
+    }
+    for (auto& other : others) {
+      try {
+        other.get();
+      } catch (...) {
+        if (!first) first = std::current_exception();
+      }
+    }
+    if (first) std::rethrow_exception(first);
+  }
+
+  [[noreturn]] static void ThrowLocal(const std::string& what, const fs::path& path,
+                                      std::error_code ec) {
+    throw InternalError(what + " " + path.string() + ": " + ec.message(),
+                        {{"path", path.string()}});
+  }
+
+  [[noreturn]] void Throw(const arrow::Status& status, const std::string& what,
+                          const std::string& key) const {
+    const std::string location = std::string(kS3Scheme) + key;
+    const std::string message = Scrubbed(status.message());
+    const std::string endpoint = endpoint_.empty() ? "AWS S3" : endpoint_;
+    if (IsUnavailable(status)) {
+      throw CatalogUnavailable("the artifact store at " + endpoint + " is unavailable (" + what +
+                                   " " + location + "): " + message,
+                               {{"endpoint", endpoint}, {"path", location}});
+    }
+    throw InternalError(what + " " + location + " failed at " + endpoint + ": " + message,
+                        {{"endpoint", endpoint}, {"path", location}});
+  }
+
+  bool IsNotFound(const arrow::Status& status, const std::string& key) const {
+    if (IsUnavailable(status)) return false;
+    if (status.IsIOError() || status.IsInvalid()) {
+      const std::string& m = status.message();
+      if (m.find("does not exist") != std::string::npos ||
+          m.find("NoSuchKey") != std::string::npos ||
+          m.find("RESOURCE_NOT_FOUND") != std::string::npos ||
+          m.find("Path does not exist") != std::string::npos) {
+        return true;
+      }
+    }
+    auto info = fs_->GetFileInfo(key);
+    return info.ok() && info->type() == afs::FileType::NotFound;
+  }
+
+  std::vector<afs::FileInfo> List(const std::string& key) {
+    afs::FileSelector selector;
+    selector.base_dir = key;
+    selector.allow_not_found = true;
+    auto listed = fs_->GetFileInfo(selector);
+    if (!listed.ok()) Throw(listed.status(), "listing", key);
+    return *std::move(listed);
+  }
+
+  void PutObject(const std::string& key, std::string_view bytes, const std::string& what) {
+    auto out = fs_->OpenOutputStream(key);
+    if (!out.ok()) Throw(out.status(), what, key);
+    arrow::Status status = (*out)->Write(bytes.data(), static_cast<int64_t>(bytes.size()));
+    if (status.ok()) status = (*out)->Close();
+    if (!status.ok()) {
+      (void)(*out)->Abort();
+      Throw(status, what, key);
+    }
+  }
+
+  std::optional<std::string> GetObject(const std::string& key, const std::string& what) {
+    auto file = fs_->OpenInputFile(key);
+    if (!file.ok()) {
+      if (IsNotFound(file.status(), key)) return std::nullopt;
+      Throw(file.status(), what, key);
+    }
+    auto size = (*file)->GetSize();
+    if (!size.ok()) Throw(size.status(), what, key);
+    auto buffer = (*file)->ReadAt(0, *size);
+    if (!buffer.ok()) Throw(buffer.status(), what, key);
+    return (*buffer)->ToString();
+  }
+
+  // Upload the local file `path`, or every file of the directory `path`, to `key`.
+  void Upload(const fs::path& path, const std::string& key) {
+    std::error_code ec;
+    if (!fs::is_directory(path, ec)) {
+      UploadFile(path, key);
+      return;
+    }
+    std::vector<fs::path> files;
+    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
+      files.push_back(it->path());
+    }
+    if (ec) ThrowLocal("cannot list", path, ec);
+    std::atomic<size_t> next{0};
+    auto work = [&] {
+      for (size_t i = next++; i < files.size(); i = next++) {
+        UploadFile(files[i], key + "/" + files[i].filename().string());
+      }
+    };
+    RunParallel(work, files.size());
+  }
+
+  void UploadFile(const fs::path& path, const std::string& key) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) ThrowLocal("cannot open", path, std::error_code(errno, std::generic_category()));
+    auto out = fs_->OpenOutputStream(key);
+    if (!out.ok()) Throw(out.status(), "uploading", key);
+    std::string chunk(static_cast<size_t>(kUploadChunkBytes), '\0');
+    arrow::Status status;
+    while (status.ok() && in) {
+      in.read(chunk.data(), kUploadChunkBytes);
+      const std::streamsize n = in.gcount();
+      if (n > 0) status = (*out)->Write(chunk.data(), n);
+    }
+    if (status.ok() && in.bad()) {
+      (void)(*out)->Abort();
+      ThrowLocal("cannot read", path, std::error_code(EIO, std::generic_category()));
+    }
+    if (status.ok()) status = (*out)->Close();
+    if (!status.ok()) {
+      (void)(*out)->Abort();
+      Throw(status, "uploading", key);
+    }
+  }
+
+  std::string CheckpointsKey(const std::string& job_id) const {
+    return base_ + "/" + std::string(kCheckpointsDir) + "/" + job_id;
+  }
+
+  std::string LogKey(const std::string& job_id, int attempt, LogStream stream) const {
+    return base_ + "/" + std::string(kLogsDir) + "/" + job_id + "/" + AttemptFileName(attempt) +
+           "." + std::string(ToString(stream));
+  }
+
+  fs::path LocalLogPath(const std::string& job_id, int attempt, LogStream stream) const {
+    return local_ / kLogsDir / job_id /
+           (AttemptFileName(attempt) + "." + std::string(ToString(stream)));
+  }
+
+  std::shared_ptr<afs::S3FileSystem> fs_;
+  std::string base_;       // "bucket/prefix", the root as Arrow names it
+  std::string root_text_;  // "s3://bucket/prefix"
+  std::string endpoint_;   // as configured, for messages; empty for AWS
+  fs::path local_;         // local staging, run directories and live logs
+
+  std::mutex lock_mutex_;
+  std::condition_variable lock_released_;
+  std::set<std::string> locked_jobs_;
+
+  std::mutex published_mutex_;
+  std::map<std::string, std::string> published_;  // job_id -> what this process published
+};
+
+void S3RemovalBatch::RemoveBundle(const BundleLocation& where, std::string_view job_id) {
+  const std::string key = store_.KeyOf(where.location);
+  store_.DeletePrefix(key, "removing the bundle of job " + std::string(job_id) + " at");
+}
+
+void S3RemovalBatch::RemoveJob(std::string_view job_id) {
+  if (!IsJobIdName(job_id)) return;
+  const std::string id(job_id);
+  const std::string what = "removing the files of job " + id + " at";
+  store_.DeletePrefix(store_.base() + "/" + id, what);
+  for (std::string_view area : {kCheckpointsDir, kLogsDir}) {
+    store_.DeletePrefix(store_.base() + "/" + std::string(area) + "/" + id, what);
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<ArtifactStore> OpenS3Store(const std::string& root) {
+  const std::optional<std::vector<std::string>> parts =
+      KeyComponents(std::string_view(root).substr(kS3Scheme.size()));
+  if (!parts || parts->empty()) {
+    throw InvalidArgument("the artifact root " + root + " names no bucket (s3://bucket/prefix)",
+                          {{"field", "artifact_root"}});
+  }
+  InitializeS3Once();
+  afs::S3Options options = afs::S3Options::Defaults();
+  std::string endpoint;
+  if (const char* value = std::getenv("BTSTORE_S3_ENDPOINT"); value != nullptr && *value) {
+    endpoint = value;
+    std::string_view host = endpoint;
+    if (host.starts_with("http://")) {
+      options.scheme = "http";
+      host.remove_prefix(7);
+    } else if (host.starts_with("https://")) {
+      host.remove_prefix(8);
+    }
+    while (host.ends_with('/')) host.remove_suffix(1);
+    options.endpoint_override = std::string(host);
+  }
+  options.retry_strategy = std::make_shared<BackoffRetryStrategy>();
+  options.connect_timeout = 5;
+  options.request_timeout = 30;
+  auto fs = afs::S3FileSystem::Make(options);
+  if (!fs.ok()) {
+    throw InternalError("cannot set up the S3 client for " + root + ": " +
+                        Scrubbed(fs.status().message()));
+  }
+  return std::make_unique<S3ArtifactStore>(*std::move(fs), Join(*parts, parts->size()), endpoint);
+}
+
+}  // namespace btstore::internal
+
+namespace btstore {
+
+void FinalizeObjectStores() {
+  std::lock_guard lock(internal::s3_state_mutex);
+  if (internal::s3_finalized || !arrow::fs::IsS3Initialized()) return;
+  internal::s3_finalized = true;
+  (void)arrow::fs::FinalizeS3();
+}
+
+}  // namespace btstore

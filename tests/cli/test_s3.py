@@ -1,0 +1,268 @@
+"""The command line with an s3:// artifact root on a private S3-compatible server (moto's, on
+loopback): jobs, reads, verify and cleanup, cancel, kill -9 + rescue + resume on another
+"host", two workers sharing only the catalog and the bucket (PostgreSQL), on both catalogs; and
+the store's faults, which do not depend on the catalog, on SQLite."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from datetime import datetime
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import S3Btstore
+
+SMALL = '{"engine":"synthetic","seed":7,"symbols":20}'
+SLOW = ('{"engine":"synthetic","seed":1,"symbols":20,"delay_ms_per_day":25,'
+        '"checkpoint_every_days":5}')
+DEADLINE_SECONDS = 60
+
+
+def submit(bt, job_id, config=SMALL, start="2020-01-01", end="2020-03-31", retries=2):
+    doc = bt.ok("submit", "--job-id", job_id, "--alpha", "momentum", "--start", start, "--end",
+                end, "--config", config, "--max-retries", retries)
+    assert doc["job_id"] == job_id
+
+
+def work(bt, *extra):
+    return bt.ok("worker", "--until-idle", "--poll-ms", "20", *extra)
+
+
+def wait_until(predicate, what):
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
+
+
+def keys_under(bt, key):
+    """The object keys under `key` (bucket/prefix/...), relative to it."""
+    import pyarrow.fs as pafs
+    selector = pafs.FileSelector(key, recursive=True, allow_not_found=True)
+    return sorted(info.path[len(key) + 1:] for info in bt.server.filesystem().get_file_info(selector)
+                  if info.type == pafs.FileType.File)
+
+
+def key_of(uri):
+    assert uri.startswith("s3://")
+    return uri[len("s3://"):]
+
+
+def test_a_job_publishes_under_an_attempt_prefix_and_reads_back_from_the_store(s3_catalog,
+                                                                               tmp_path):
+    bt = s3_catalog
+    bt.ok("migrate")
+    submit(bt, "s3-1")
+    assert work(bt)["events"]["completed"] == 1
+    job = bt.ok("show", "s3-1")
+    assert job["status"] == "completed"
+    path = job["result_path"]
+    assert path.startswith(bt.uri + "/s3-1/a-"), path
+    assert keys_under(bt, key_of(path)) == ["daily_ic.parquet", "daily_signals.parquet",
+                                            "daily_weights.parquet", "summary.json"]
+    # Nothing else of the job is left in the store (no staging, no checkpoint).
+    assert keys_under(bt, key_of(bt.uri)) == [
+        path[len(bt.uri) + 1:] + "/" + name for name in keys_under(bt, key_of(path))]
+
+    whole = bt.ok("result", "s3-1")
+    assert whole["tables"]["daily_signals"]["rows"] == 20 * 65
+    part = bt.ok("result", "s3-1", "--from", "2020-02-03", "--to", "2020-02-07")
+    assert part["tables"]["daily_signals"]["rows"] == 20 * 5
+    assert part["bytes_read"] > 0
+    assert bt.ok("verify")["problems"] == []
+
+    # Readable straight from the store by polars and pyarrow.
+    signals_uri = path + "/daily_signals.parquet"
+    frame = pl.read_parquet(signals_uri, storage_options=bt.server.storage_options())
+    assert frame.height == 20 * 65
+    table = pq.read_table(key_of(signals_uri), filesystem=bt.server.filesystem())
+    assert table.num_rows == 20 * 65
+    assert frame.equals(pl.from_arrow(table))
+
+    # --export writes a local bundle with the same tables.
+    export = tmp_path / "export"
+    bt.ok("result", "s3-1", "--export", export)
+    assert pl.read_parquet(export / "daily_signals.parquet").equals(frame)
+
+
+def test_cancel_removes_nothing_visible_and_resume_completes(s3_catalog):
+    bt = s3_catalog
+    bt.ok("migrate")
+    submit(bt, "s3-cancel", config=SLOW, start="2020-01-01", end="2020-12-31")
+    worker = bt.spawn("worker", "--until-idle", "--poll-ms", "20", "--lease-seconds", "2")
+    try:
+        wait_until(lambda: bt.ok("show", "s3-cancel")["checkpoint_path"], "a checkpoint is saved")
+        checkpoint = bt.ok("show", "s3-cancel")["checkpoint_path"]
+        assert checkpoint.startswith(bt.uri + "/.checkpoints/s3-cancel/"), checkpoint
+        bt.ok("cancel", "s3-cancel")
+        stdout, stderr = worker.communicate(timeout=120)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, stderr
+    job = bt.ok("show", "s3-cancel")
+    assert job["status"] == "cancelled" and job["result_path"] is None
+    assert keys_under(bt, key_of(bt.uri) + "/s3-cancel") == []
+
+    bt.ok("resume", "s3-cancel")
+    assert work(bt)["events"]["completed"] == 1
+    job = bt.ok("show", "s3-cancel")
+    assert job["status"] == "completed"
+    assert job["summary"]["engine"]["resumed_at_day"] > 0
+    # The checkpoints go once the job completed.
+    assert keys_under(bt, key_of(bt.uri) + "/.checkpoints/s3-cancel") == []
+
+
+def test_kill_9_then_another_host_rescues_and_resumes_from_the_checkpoint(s3_catalog, tmp_path):
+    bt = s3_catalog
+    bt.ok("migrate")
+    submit(bt, "s3-killed", config=SLOW, start="2020-01-01", end="2020-12-31")
+    host_a = S3Btstore(bt.backend, bt.url, bt.server, bt.uri.split("/", 3)[3], tmp_path / "a")
+    host_b = S3Btstore(bt.backend, bt.url, bt.server, bt.uri.split("/", 3)[3], tmp_path / "b")
+    worker = host_a.spawn("worker", "--until-idle", "--poll-ms", "20", "--lease-seconds", "1")
+    try:
+        wait_until(lambda: bt.ok("show", "s3-killed")["checkpoint_path"], "a checkpoint is saved")
+        worker.send_signal(signal.SIGKILL)
+        worker.communicate(timeout=60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    lease = datetime.fromisoformat(bt.ok("show", "s3-killed")["lease_expires_at"]).timestamp()
+    wait_until(lambda: time.time() > lease + 0.05, "the dead worker's lease expired")
+    summary = work(host_b, "--lease-seconds", "1")
+    assert summary["events"]["rescued"] >= 1 and summary["events"]["completed"] == 1, summary
+    job = bt.ok("show", "s3-killed")
+    assert job["status"] == "completed" and job["attempt"] == 2
+    assert 0 < job["summary"]["engine"]["resumed_at_day"]
+    assert bt.ok("verify")["problems"] == []
+
+
+def test_two_workers_sharing_only_the_catalog_and_the_bucket_run_each_job_once(s3_pg_catalog,
+                                                                               tmp_path):
+    bt = s3_pg_catalog
+    bt.ok("migrate")
+    job_ids = [f"many-{i:03d}" for i in range(int(os.environ.get("BTSTORE_S3_JOBS", "24")))]
+    for i, job_id in enumerate(job_ids):
+        submit(bt, job_id, config='{"engine":"synthetic","seed":%d,"symbols":10}' % i,
+               end="2020-01-31")
+    prefix = bt.uri.split("/", 3)[3]
+    hosts = [S3Btstore(bt.backend, bt.url, bt.server, prefix, tmp_path / f"host{i}")
+             for i in range(2)]
+    workers = [h.spawn("worker", "--until-idle", "--concurrency", "2", "--poll-ms", "20",
+                       "--worker-id", f"host{i}") for i, h in enumerate(hosts)]
+    try:
+        outputs = [w.communicate(timeout=300) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+    for w, (_, stderr) in zip(workers, outputs):
+        assert w.returncode == 0, stderr
+    summaries = [json.loads(stdout) for stdout, _ in outputs]
+    finished = sorted(event["job_id"] for s in summaries for event in s["jobs"])
+    assert finished == job_ids  # each job ran exactly once
+    assert all(s["events"]["completed"] > 0 for s in summaries), summaries
+
+    options = bt.server.storage_options()
+    fs = bt.server.filesystem()
+    for job_id in job_ids:
+        job = bt.ok("show", job_id)
+        assert job["status"] == "completed" and job["attempt"] == 1
+        # One attempt prefix per job: nothing was written twice.
+        keys = keys_under(bt, key_of(bt.uri) + "/" + job_id)
+        assert len({k.split("/")[0] for k in keys}) == 1, keys
+        uri = job["result_path"] + "/daily_weights.parquet"
+        assert pl.read_parquet(uri, storage_options=options).height > 0
+        assert pq.read_table(key_of(uri), filesystem=fs).num_rows > 0
+
+
+def test_verify_reports_and_cleanup_sweeps_a_dead_attempts_objects(s3_catalog):
+    bt = s3_catalog
+    bt.ok("migrate")
+    submit(bt, "s3-old")
+    work(bt)
+    path = bt.ok("show", "s3-old")["result_path"]
+    # A dead attempt's objects: an older attempt prefix that no row names.
+    fs = bt.server.filesystem()
+    dead = key_of(bt.uri) + "/s3-old/a-20200101T000000Z-00000000deadbeef"
+    fs.copy_file(key_of(path) + "/summary.json", dead + "/summary.json")
+    problems = bt.run("verify", expect=6).json()["problems"]
+    assert [(p["kind"], p["path"]) for p in problems] == [("orphan_bundle", "s3://" + dead)], \
+        problems
+    assert keys_under(bt, dead) == ["summary.json"]  # verify only reports
+
+    # cleanup sweeps it (older than its grace) and keeps the job's bundle.
+    assert bt.ok("cleanup", "--retention-days", "3650")["removed"] == 0
+    assert keys_under(bt, dead) == []
+    assert len(keys_under(bt, key_of(path))) == 4
+    assert bt.ok("verify")["problems"] == []
+
+    # Removing the job removes everything of it.
+    assert bt.ok("cleanup", "--retention-days", "0")["removed"] == 1
+    assert keys_under(bt, key_of(bt.uri)) == []
+
+
+def test_an_unreachable_store_is_catalog_unavailable_with_the_endpoint_and_no_secret(
+        s3_sqlite_catalog, tmp_path):
+    bt = s3_sqlite_catalog
+    bt.ok("migrate")
+    submit(bt, "s3-down")
+    work(bt)
+    secret = bt.server.SECRET_KEY
+    closed = f"http://127.0.0.1:{bt.server.port + 1 if bt.server.port < 65535 else 1}"
+
+    class Unreachable(S3Btstore):
+        def environment(self):
+            return {**super().environment(), "BTSTORE_S3_ENDPOINT": closed}
+
+    down = Unreachable(bt.backend, bt.url, bt.server, bt.uri.split("/", 3)[3], tmp_path / "d")
+    for args in (["result", "s3-down"], ["verify"]):
+        for json_out in (True, False):
+            result = down.run(*args, expect=5, json_out=json_out)
+            assert closed in result.stdout + result.stderr, result
+            assert secret not in result.stdout + result.stderr, result
+    # A worker that cannot upload fails the attempt with the real error and leaves no bundle.
+    submit(bt, "s3-upload", retries=0)
+    down.ok("worker", "--until-idle", "--poll-ms", "20")
+    job = bt.ok("show", "s3-upload")
+    assert job["status"] == "failed" and job["result_path"] is None, job
+    assert closed in (job["error_message"] or ""), job
+    assert secret not in json.dumps(job)
+    assert keys_under(bt, key_of(bt.uri) + "/s3-upload") == []
+
+
+def test_the_server_stopped_during_uploads_fails_the_attempts_and_nothing_is_visible(
+        s3_sqlite_catalog):
+    bt = s3_sqlite_catalog
+    bt.ok("migrate")
+    big = '{"engine":"synthetic","seed":3,"symbols":300}'
+    for i in range(3):
+        submit(bt, f"s3-cut-{i}", config=big, start="2018-01-01", end="2020-12-31", retries=0)
+    worker = bt.spawn("worker", "--until-idle", "--poll-ms", "20")
+    server = bt.server
+    try:
+        wait_until(lambda: keys_under(bt, key_of(bt.uri) + "/s3-cut-0"), "an upload started")
+        server.stop()
+        stdout, stderr = worker.communicate(timeout=300)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        if server.proc is None:
+            server.start()
+            server.create_bucket(server.bucket)
+    assert worker.returncode == 0, stderr
+    jobs = [bt.ok("show", f"s3-cut-{i}") for i in range(3)]
+    # The job whose upload was cut, and those after it, failed with the store's error (each
+    # retry found the server down) and name no bundle.
+    failed = [job for job in jobs if job["status"] != "completed"]
+    assert failed, jobs
+    for job in failed:
+        assert job["status"] == "failed" and job["result_path"] is None, job
+        assert f"artifact store at {server.endpoint}" in job["error_message"], job
