@@ -13,6 +13,7 @@ Errors are subclasses of `btstore.Error` named as in the storage contract.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import math
@@ -25,6 +26,10 @@ import pyarrow as pa  # loads libarrow once, before the native module that links
 import polars as pl
 
 from . import _btstore
+
+# Arrow's S3 client must be released before the process ends, and a C exit handler is too late
+# for it; Python's exit handlers run while the interpreter (and the client) are still whole.
+atexit.register(_btstore.finalize_object_stores)
 from ._convert import (METRIC_NAMES, capsule_to_arrow, iso_date, iso_time, result_dict)
 from ._errors import (CatalogUnavailable, Error, Internal, InvalidArgument, InvalidResult,
                       InvalidTransition, JobNotFound, MissingReproducibilityMetadata,

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "arrow_bridge.h"
+#include "btstore/artifact_store.h"
 #include "btstore/service.h"
 #include "btstore/wire.h"
 #include "convert.h"
@@ -421,6 +422,8 @@ NB_MODULE(_btstore, m) {
   m.def("resolve_artifact_root",
         [](const std::string& given) { return ResolveArtifactRoot(given); });
   m.def("derive_job_id", [](nb::dict spec) { return DeriveJobId(SpecFromDict(spec)); });
+  m.def("finalize_object_stores", &FinalizeObjectStores,
+        "Release Arrow's S3 client (registered to run at interpreter exit).");
 
   nb::class_<Store>(m, "Store")
       .def(nb::init<const std::string&, const std::string&>(), "catalog"_a, "artifact_root"_a)

@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -50,7 +51,11 @@ def browser():
 
 
 def wait(driver, condition, timeout=20):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    # The page re-renders what live progress updates, so an element found a moment ago may be
+    # replaced before it is read: such a try is simply repeated.
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(NoSuchElementException,
+                                             StaleElementReferenceException)).until(condition)
 
 
 def open_view(driver, base, hash_):
@@ -149,9 +154,9 @@ def test_cancel_button_cancels_a_running_job(site, browser, output_dir):
         wait(browser, lambda d: api(server, token, f"/api/v1/jobs/{job_id}")["status"] == "running",
              timeout=30)
         open_view(browser, server.base, f"#/job/{job_id}")
-        button = wait(browser, lambda d: d.find_element(By.ID, "cancel"))
+        wait(browser, lambda d: d.find_element(By.ID, "cancel"))
         browser.save_screenshot(str(output_dir / "job-running.png"))
-        button.click()
+        wait(browser, lambda d: d.find_element(By.ID, "cancel").click() is None)
         wait(browser, lambda d: api(server, token, f"/api/v1/jobs/{job_id}")["status"] == "cancelled",
              timeout=30)
         wait(browser, lambda d: d.find_element(By.ID, "job-status").text == "cancelled")

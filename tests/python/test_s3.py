@@ -1,0 +1,66 @@
+"""The Python package over an artifact root on S3: a private moto server on loopback
+(tests/support/btstore_testing.py). The work runs in a child interpreter so that its exit, which
+must end Arrow's S3 client cleanly (the package finalises it at interpreter exit), is checked too.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import IN_CI
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from btstore_testing import S3Server, moto_missing_reason  # noqa: E402
+
+CHILD = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import polars as pl
+    import btstore
+    from conftest import make_result
+
+    store = btstore.Store(catalog=sys.argv[2], artifact_root=sys.argv[3])
+    source = make_result(seed=5)
+    imported = store.import_result(source, alpha_name="alpha", start_date="2024-01-01",
+                                   end_date="2024-03-01", created_by="ann", job_id="s3-py-1")
+    assert imported.created and imported.result_path.startswith(sys.argv[3] + "/s3-py-1/")
+    result = store.get_result("s3-py-1")
+    for name in ("daily_signals", "daily_weights", "daily_ic"):
+        assert getattr(result, name).equals(source[name], null_equal=True), name
+    month = store.get_result("s3-py-1", start="2024-02-01", end="2024-02-29")
+    assert month.daily_signals["date"].min().month == 2
+    print(imported.result_path)
+""")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    reason = moto_missing_reason()
+    if reason:
+        if IN_CI:
+            pytest.fail(reason + " (CI=true: the S3 tests may not skip)")
+        pytest.skip(reason)
+    server = S3Server(bucket="btstore-py")
+    yield server
+    server.close()
+
+
+def test_a_store_on_s3_round_trips_and_its_process_exits_cleanly(s3, tmp_path):
+    root = f"s3://{s3.bucket}/python"
+    env = dict(os.environ, **s3.env())
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(Path(__file__).resolve().parent),
+         f"sqlite:{tmp_path / 'catalog.db'}", root],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "FinalizeS3 was not called" not in proc.stderr
+    result_path = proc.stdout.strip().splitlines()[-1]
+    # What the store wrote is read by polars straight from the bucket.
+    import polars as pl
+    signals = pl.read_parquet(f"{result_path}/daily_signals.parquet",
+                              storage_options=s3.storage_options())
+    assert signals.height > 0 and signals.columns == ["date", "permno", "signal"]
