@@ -16,11 +16,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from btstore_testing import PgCluster, free_port, pg_missing_reason  # noqa: E402,F401
-from btstore_testing import S3Server, moto_missing_reason  # noqa: E402
+from btstore_testing import free_port, private_pg_cluster  # noqa: E402,F401
+from btstore_testing import private_s3_server  # noqa: E402
 from btstore_testing import btstore_bin as find_btstore  # noqa: E402
-
-IN_CI = os.environ.get("CI") == "true"
 
 
 def btstore_bin():
@@ -103,14 +101,7 @@ class S3Btstore(Btstore):
 
 @pytest.fixture(scope="session")
 def pg_cluster():
-    reason = pg_missing_reason()
-    if reason:
-        if IN_CI:
-            pytest.fail(reason + " (CI=true: PostgreSQL tests may not skip)")
-        pytest.skip(reason)
-    cluster = PgCluster(prefix="btstore-cli-pg-")
-    yield cluster
-    cluster.stop()
+    yield from private_pg_cluster("btstore-cli-pg-")
 
 
 def make_btstore(backend, request, tmp_path):
@@ -135,14 +126,7 @@ def pg_catalog(request, tmp_path):
 
 @pytest.fixture(scope="session")
 def s3_server():
-    reason = moto_missing_reason()
-    if reason:
-        if IN_CI:
-            pytest.fail(reason + " (CI=true: S3 tests may not skip)")
-        pytest.skip(reason)
-    server = S3Server()
-    yield server
-    server.close()
+    yield from private_s3_server()
 
 
 def make_s3_btstore(backend, request, tmp_path):

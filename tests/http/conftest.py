@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from btstore_testing import PgCluster, pg_missing_reason  # noqa: E402
+from btstore_testing import private_pg_cluster  # noqa: E402
 from btstore_testing import btstore_bin as find_btstore  # noqa: E402
 
-IN_CI = os.environ.get("CI") == "true"
 OUTPUT_DIR = Path(os.environ.get("BTSTORE_BINARY_DIR", "build")) / "test-output" / "http"
 
 
@@ -141,14 +140,7 @@ class Server:
 
 @pytest.fixture(scope="session")
 def pg_cluster():
-    reason = pg_missing_reason()
-    if reason:
-        if IN_CI:
-            pytest.fail(reason + " (CI=true: PostgreSQL tests may not skip)")
-        pytest.skip(reason)
-    cluster = PgCluster(prefix="btstore-http-pg-")
-    yield cluster
-    cluster.stop()
+    yield from private_pg_cluster("btstore-http-pg-")
 
 
 def make_btstore(backend, request, tmp):

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
-from conftest import Btstore, PgCluster, Server, pg_missing_reason
+from btstore_testing import PgCluster, pg_missing_reason, skip_or_fail
+from conftest import Btstore, Server
 
 START, END = "2020-01-01", "2020-03-01"
 
@@ -174,8 +175,8 @@ def test_a_server_killed_mid_upload_writes_nothing(bt, tmp_path):
     assert bt.ok("list")["jobs"] == []
 
 
-@pytest.mark.skipif(pg_missing_reason() is not None, reason="needs PostgreSQL")
 def test_an_unreachable_catalog_is_503(tmp_path):
+    skip_or_fail(pg_missing_reason(), "PostgreSQL")
     cluster = PgCluster(prefix="btstore-http-503-")
     try:
         bt = Btstore(cluster.new_database(prefix="btstore_http_"), tmp_path / "results")

@@ -7,7 +7,6 @@ artifact root. `make_result` builds a valid result in memory as a notebook would
 
 import datetime as dt
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,23 +15,14 @@ import polars as pl
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from btstore_testing import PgCluster, pg_missing_reason  # noqa: E402
+from btstore_testing import private_pg_cluster  # noqa: E402
 
 import btstore  # noqa: E402
-
-IN_CI = os.environ.get("CI") == "true"
 
 
 @pytest.fixture(scope="session")
 def pg_cluster():
-    reason = pg_missing_reason()
-    if reason:
-        if IN_CI:
-            pytest.fail(reason + " (CI=true: PostgreSQL tests may not skip)")
-        pytest.skip(reason)
-    cluster = PgCluster(prefix="btstore-py-pg-")
-    yield cluster
-    cluster.stop()
+    yield from private_pg_cluster("btstore-py-pg-")
 
 
 class Place:

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
-from btstore_testing import S3Server, moto_missing_reason  # noqa: E402
+from btstore_testing import private_s3_server  # noqa: E402
 
 CHILD = textwrap.dedent("""
     import sys
@@ -39,14 +37,7 @@ CHILD = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def s3():
-    reason = moto_missing_reason()
-    if reason:
-        if IN_CI:
-            pytest.fail(reason + " (CI=true: the S3 tests may not skip)")
-        pytest.skip(reason)
-    server = S3Server(bucket="btstore-py")
-    yield server
-    server.close()
+    yield from private_s3_server(bucket="btstore-py")
 
 
 def test_a_store_on_s3_round_trips_and_its_process_exits_cleanly(s3, tmp_path):

@@ -217,3 +217,34 @@ class S3Server:
         return {"aws_access_key_id": self.ACCESS_KEY, "aws_secret_access_key": self.SECRET_KEY,
                 "aws_region": self.REGION, "aws_endpoint_url": self.endpoint,
                 "aws_allow_http": "true"}
+
+
+def skip_or_fail(reason, what):
+    """End the calling pytest test or fixture when `reason` (a missing tool) is set: a failure
+    under CI=true, where no test may skip, else a skip."""
+    import pytest  # only the pytest suites call this; the benchmarks import this module too
+
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: {what} tests may not skip)")
+        pytest.skip(reason)
+
+
+def private_pg_cluster(prefix):
+    """The body of a session fixture: a private PostgreSQL cluster, stopped at the end."""
+    skip_or_fail(pg_missing_reason(), "PostgreSQL")
+    cluster = PgCluster(prefix=prefix)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def private_s3_server(**kwargs):
+    """The body of a fixture: a private S3 server (S3Server(**kwargs)), closed at the end."""
+    skip_or_fail(moto_missing_reason(), "S3")
+    server = S3Server(**kwargs)
+    try:
+        yield server
+    finally:
+        server.close()
