@@ -6,12 +6,12 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from btstore_testing import wait_until
 from conftest import free_port
 
 COMMANDS = ["migrate", "submit", "import", "worker", "list", "show", "result", "cancel", "resume", "pin",
@@ -37,16 +37,6 @@ def completed_job(bt, job_id="done-1"):
     summary = run_worker(bt)
     assert summary["events"]["completed"] >= 1
     return bt.ok("show", job_id)
-
-
-def wait_until(predicate, what):
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
 
 
 def same_cells(a, b):

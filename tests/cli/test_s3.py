@@ -14,12 +14,12 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from btstore_testing import wait_until
 from conftest import S3Btstore
 
 SMALL = '{"engine":"synthetic","seed":7,"symbols":20}'
 SLOW = ('{"engine":"synthetic","seed":1,"symbols":20,"delay_ms_per_day":25,'
         '"checkpoint_every_days":5}')
-DEADLINE_SECONDS = 60
 
 
 def submit(bt, job_id, config=SMALL, start="2020-01-01", end="2020-03-31", retries=2):
@@ -30,16 +30,6 @@ def submit(bt, job_id, config=SMALL, start="2020-01-01", end="2020-03-31", retri
 
 def work(bt, *extra):
     return bt.ok("worker", "--until-idle", "--poll-ms", "20", *extra)
-
-
-def wait_until(predicate, what):
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.05)
 
 
 def keys_under(bt, key):

@@ -248,3 +248,15 @@ def private_s3_server(**kwargs):
         yield server
     finally:
         server.close()
+
+
+def wait_until(predicate, what, timeout=60.0):
+    """Poll `predicate` (a cheap read) every 50 ms until it returns something true, and return
+    that; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.05)
