@@ -49,6 +49,31 @@ int WorkerOutageEvents(EventLog& log, const std::string& containing) {
   return count;
 }
 
+// A worker's Run() on a thread of its own, keeping what it returned or threw; stopped and joined
+// when the test ends, however it ends.
+struct RunningWorker {
+  explicit RunningWorker(std::unique_ptr<Worker> owned) : worker(std::move(owned)) {
+    thread = std::thread([this] {
+      try {
+        finished = worker->Run();
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      returned.store(true);
+    });
+  }
+  ~RunningWorker() {
+    worker->Stop();
+    thread.join();
+  }
+
+  std::unique_ptr<Worker> worker;
+  std::atomic<bool> returned{false};
+  std::optional<int> finished;
+  std::string error;
+  std::thread thread;
+};
+
 TEST(WorkerOutageTest, ARunningJobCompletesAcrossARestartOfPostgres) {
   if (auto why = PgCluster::SkipReason()) GTEST_SKIP() << *why;
   PgCluster& cluster = PgCluster::Get();
@@ -76,27 +101,7 @@ TEST(WorkerOutageTest, ARunningJobCompletesAcrossARestartOfPostgres) {
   options.rescue_interval = std::chrono::milliseconds(100);
   options.until_idle = true;
   options.on_event = log.Recorder();
-  std::unique_ptr<Worker> owned_worker = service->NewWorker(options);
-  Worker& worker = *owned_worker;
-  std::atomic<bool> returned{false};
-  std::optional<int> finished;
-  std::string error;
-  std::thread thread([&] {
-    try {
-      finished = worker.Run();
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-    returned.store(true);
-  });
-  struct Joiner {
-    Worker& worker;
-    std::thread& thread;
-    ~Joiner() {
-      worker.Stop();
-      thread.join();
-    }
-  } joiner{worker, thread};
+  RunningWorker running(service->NewWorker(options));
 
   // Stop the server in the middle of the job, once a checkpoint was recorded.
   ASSERT_TRUE(PollUntil([&] {
@@ -113,12 +118,12 @@ TEST(WorkerOutageTest, ARunningJobCompletesAcrossARestartOfPostgres) {
                std::chrono::steady_clock::now() - stopped_at > std::chrono::seconds(1);
       },
       std::chrono::seconds(20)));
-  EXPECT_FALSE(returned.load()) << error;
+  EXPECT_FALSE(running.returned.load()) << running.error;
   cluster.Start();
 
-  ASSERT_TRUE(PollUntil([&] { return returned.load(); }, std::chrono::seconds(40)));
-  ASSERT_EQ(error, "");
-  EXPECT_EQ(finished, 1);
+  ASSERT_TRUE(PollUntil([&] { return running.returned.load(); }, std::chrono::seconds(40)));
+  ASSERT_EQ(running.error, "");
+  EXPECT_EQ(running.finished, 1);
   EXPECT_GE(WorkerOutageEvents(log, "the catalog is available again"), 1);
 
   JobRecord job = catalog->GetJob("outage");
@@ -165,27 +170,7 @@ TEST(WorkerOutageTest, ACompletionInFlightWhenPostgresIsKilledIsRetriedAfterTheR
     blocker.Execute("BEGIN");
     blocker.Query("SELECT 1 FROM backtest_jobs WHERE job_id = 'in-flight' FOR UPDATE");
   };
-  std::unique_ptr<Worker> owned_worker = service->NewWorker(options);
-  Worker& worker = *owned_worker;
-  std::atomic<bool> returned{false};
-  std::optional<int> finished;
-  std::string error;
-  std::thread thread([&] {
-    try {
-      finished = worker.Run();
-    } catch (const std::exception& e) {
-      error = e.what();
-    }
-    returned.store(true);
-  });
-  struct Joiner {
-    Worker& worker;
-    std::thread& thread;
-    ~Joiner() {
-      worker.Stop();
-      thread.join();
-    }
-  } joiner{worker, thread};
+  RunningWorker running(service->NewWorker(options));
 
   SqlSession admin(cluster.AdminUrl());
   const std::string database = url.substr(url.rfind('/') + 1);
@@ -203,12 +188,12 @@ TEST(WorkerOutageTest, ACompletionInFlightWhenPostgresIsKilledIsRetriedAfterTheR
   ASSERT_TRUE(PollUntil(
       [&] { return WorkerOutageEvents(log, "the catalog is unavailable for completing") >= 2; },
       std::chrono::seconds(20)));
-  EXPECT_FALSE(returned.load()) << error;
+  EXPECT_FALSE(running.returned.load()) << running.error;
   cluster.Start();
 
-  ASSERT_TRUE(PollUntil([&] { return returned.load(); }, std::chrono::seconds(40)));
-  ASSERT_EQ(error, "");
-  EXPECT_EQ(finished, 1);
+  ASSERT_TRUE(PollUntil([&] { return running.returned.load(); }, std::chrono::seconds(40)));
+  ASSERT_EQ(running.error, "");
+  EXPECT_EQ(running.finished, 1);
   std::unique_ptr<Catalog> catalog = Catalog::Open(url);
   JobRecord job = catalog->GetJob("in-flight");
   ASSERT_EQ(job.status, JobStatus::kCompleted) << job.error_message.value_or("");
