@@ -500,33 +500,41 @@ HeartbeatResult SqlCatalog::Heartbeat(std::string_view job_id, int attempt, int 
   return result;
 }
 
+std::string SqlCatalog::WorkerMoveSql(std::string_view job_id, const std::string& set_clause,
+                                      const std::string& condition, SqlParams& params,
+                                      int attempt) const {
+  const std::string job_p = params.Add(job_id);
+  const std::string attempt_p = params.Add(attempt);
+  return "UPDATE backtest_jobs SET " + set_clause + " WHERE job_id = " + job_p +
+         " AND status = 'running' AND attempt = " + attempt_p + condition +
+         " RETURNING status, attempt";
+}
+
+TransitionResult SqlCatalog::RunWorkerMove(SqlConnection& conn, std::string_view job_id,
+                                           const std::string& sql, const SqlParams& params) {
+  std::vector<SqlRow> rows = conn.Query(sql, params.values());
+  if (!rows.empty()) {
+    return {true, ParseJobStatus(rows[0].at(0).value_or("")),
+            static_cast<int>(ToInt("attempt", rows[0].at(1).value_or("")))};
+  }
+  // Lost the race (or the attempt is stale): report the state that won.
+  std::optional<JobRecord> job = SelectJob(conn, job_id);
+  if (!job) throw JobNotFound(std::string(job_id));
+  return {false, job->status, job->attempt};
+}
+
 TransitionResult SqlCatalog::WorkerMove(std::string_view job_id, const std::string& set_clause,
                                         const std::string& condition, SqlParams params,
                                         int attempt) {
-  const std::string job_p = params.Add(job_id);
-  const std::string attempt_p = params.Add(attempt);
-  std::string sql = "UPDATE backtest_jobs SET " + set_clause + " WHERE job_id = " + job_p +
-                    " AND status = 'running' AND attempt = " + attempt_p + condition +
-                    " RETURNING status, attempt";
+  const std::string sql = WorkerMoveSql(job_id, set_clause, condition, params, attempt);
   TransitionResult result;
-  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
-    std::vector<SqlRow> rows = conn.Query(sql, params.values());
-    if (!rows.empty()) {
-      result = {true, ParseJobStatus(rows[0].at(0).value_or("")),
-                static_cast<int>(ToInt("attempt", rows[0].at(1).value_or("")))};
-      return;
-    }
-    // Lost the race (or the attempt is stale): report the state that won.
-    std::optional<JobRecord> job = SelectJob(conn, job_id);
-    if (!job) throw JobNotFound(std::string(job_id));
-    result = {false, job->status, job->attempt};
-  });
+  Transact(TxKind::kWrite,
+           [&](SqlConnection& conn) { result = RunWorkerMove(conn, job_id, sql, params); });
   return result;
 }
 
-TransitionResult SqlCatalog::Complete(std::string_view job_id, int attempt,
-                                      const CompletionRecord& record, Timestamp now) {
-  SqlParams p;
+std::string SqlCatalog::CompletionSet(const CompletionRecord& record, Timestamp now,
+                                      SqlParams& p) const {
   // The error_message of an earlier attempt (or of a rescue) does not describe a completed job.
   std::string set = "status = 'completed', progress_pct = 100, lease_expires_at = NULL, " +
                     std::string("error_message = NULL, completed_at = ") + p.Add(now) +
@@ -538,7 +546,37 @@ TransitionResult SqlCatalog::Complete(std::string_view job_id, int attempt,
   for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
     set += ", " + std::string(Metrics::kNames[m]) + " = " + p.AddMetric(record.metrics.At(m));
   }
-  return WorkerMove(job_id, set, " AND NOT cancel_requested", std::move(p), attempt);
+  return set;
+}
+
+// A completion is fenced by its attempt and loses to a requested cancel.
+constexpr std::string_view kCompletionCondition = " AND NOT cancel_requested";
+
+TransitionResult SqlCatalog::Complete(std::string_view job_id, int attempt,
+                                      const CompletionRecord& record, Timestamp now) {
+  SqlParams p;
+  std::string set = CompletionSet(record, now, p);
+  return WorkerMove(job_id, set, std::string(kCompletionCondition), std::move(p), attempt);
+}
+
+std::vector<TransitionResult> SqlCatalog::CompleteMany(
+    const std::vector<CompletionRequest>& requests, Timestamp now) {
+  std::vector<std::string> statements(requests.size());
+  std::vector<SqlParams> params(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const std::string set = CompletionSet(requests[i].record, now, params[i]);
+    statements[i] = WorkerMoveSql(requests[i].job_id, set, std::string(kCompletionCondition),
+                                  params[i], requests[i].attempt);
+  }
+  std::vector<TransitionResult> results;
+  if (requests.empty()) return results;
+  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+    results.clear();  // the body may run twice (see Transact)
+    for (size_t i = 0; i < requests.size(); ++i) {
+      results.push_back(RunWorkerMove(conn, requests[i].job_id, statements[i], params[i]));
+    }
+  });
+  return results;
 }
 
 TransitionResult SqlCatalog::Fail(std::string_view job_id, int attempt, std::string_view error,

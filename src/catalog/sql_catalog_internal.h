@@ -83,6 +83,8 @@ class SqlCatalog : public Catalog {
                             std::chrono::seconds lease, Timestamp now) override;
   TransitionResult Complete(std::string_view job_id, int attempt, const CompletionRecord& record,
                             Timestamp now) override;
+  std::vector<TransitionResult> CompleteMany(const std::vector<CompletionRequest>& requests,
+                                             Timestamp now) override;
   TransitionResult Fail(std::string_view job_id, int attempt, std::string_view error,
                         std::chrono::milliseconds retry_delay, Timestamp now) override;
   TransitionResult AcknowledgeCancel(std::string_view job_id, int attempt, Timestamp now) override;
@@ -144,8 +146,17 @@ class SqlCatalog : public Catalog {
   std::string UpdatePicked(const std::string& pick, const std::string& set,
                            const std::string& returning) const;
   std::string ExpiredPredicate(SqlParams& params, Timestamp cutoff) const;
+  // The fenced UPDATE of a worker's move (job_id and attempt added to `params`).
+  std::string WorkerMoveSql(std::string_view job_id, const std::string& set_clause,
+                            const std::string& condition, SqlParams& params, int attempt) const;
+  // Run a statement of WorkerMoveSql on `conn`; when it changed no row, report the state that
+  // won. Throws JobNotFound when the job does not exist.
+  TransitionResult RunWorkerMove(SqlConnection& conn, std::string_view job_id,
+                                 const std::string& sql, const SqlParams& params);
   TransitionResult WorkerMove(std::string_view job_id, const std::string& set_clause,
                               const std::string& condition, SqlParams params, int attempt);
+  // Complete's SET clause and fencing condition for one attempt.
+  std::string CompletionSet(const CompletionRecord& record, Timestamp now, SqlParams& params) const;
 };
 
 /// Return a random (version 4) UUID in lowercase text.
