@@ -10,6 +10,7 @@
 //   btstore_bench replicate --src DIR --root DIR --count N --prefix P
 //   btstore_bench retention --catalog URL --root DIR [--retention-days D] [--batch-size B]
 //   btstore_bench throughput --catalog URL --root DIR --jobs N [--workers W] [--concurrency C]
+//                            [--submitters S]
 //   btstore_bench ceiling --catalog URL --root DIR --jobs N [--threads T]
 //   btstore_bench queue --catalog URL --root DIR --jobs N [--workers W] [--batch B]
 //   btstore_bench cancel --catalog URL --root DIR --samples K
@@ -603,64 +604,6 @@ JobSpec NoopSpec(const std::string& job_id) {
 
 std::string RunTag() { return std::to_string(getpid()) + "-" + std::to_string(time(nullptr)); }
 
-int CmdThroughput(const Args& args) {
-  const std::string url = args.Str("catalog");
-  const fs::path root = args.Str("root");
-  const int jobs = static_cast<int>(args.Int("jobs"));
-  const int workers = static_cast<int>(args.Int("workers", 2));
-  const int concurrency = static_cast<int>(args.Int("concurrency", 1));
-  ServiceOptions opened;
-  opened.migrate = false;  // `migrate` is its own step of the benchmark
-  auto service = Service::Open(url, root.string(), opened);
-  const std::string tag = RunTag();
-
-  auto start = SteadyClock::now();
-  for (int i = 0; i < jobs; ++i) {
-    service->jobs().Submit(NoopSpec("noop-" + tag + "-" + std::to_string(i)));
-  }
-  const double submit_s = SecondsSince(start);
-
-  std::atomic<int> completed{0};
-  std::atomic<int> other{0};
-  // Each worker has its own service (its own catalog connections), as worker processes do.
-  std::vector<std::unique_ptr<Service>> services;
-  std::vector<std::unique_ptr<Worker>> pool;
-  for (int w = 0; w < workers; ++w) {
-    WorkerOptions options;
-    options.worker_id = "bench-" + tag + "-" + std::to_string(w);
-    options.concurrency = concurrency;
-    options.until_idle = true;
-    options.on_event = [&](const WorkerEvent& event) {
-      if (event.kind == WorkerEvent::Kind::kCompleted) {
-        ++completed;
-      } else if (event.kind == WorkerEvent::Kind::kFailed ||
-                 event.kind == WorkerEvent::Kind::kCancelled) {
-        ++other;
-      }
-    };
-    services.push_back(Service::Open(url, root.string(), opened));
-    pool.push_back(services.back()->NewWorker(options));
-  }
-  start = SteadyClock::now();
-  std::vector<std::thread> threads;
-  for (auto& worker : pool) threads.emplace_back([&worker] { worker->Run(); });
-  for (auto& thread : threads) thread.join();
-  const double process_s = SecondsSince(start);
-  std::cout << json{{"jobs", jobs},
-                    {"workers", workers},
-                    {"concurrency", concurrency},
-                    {"completed", completed.load()},
-                    {"not_completed", other.load()},
-                    {"submit_s", submit_s},
-                    {"process_s", process_s},
-                    {"submit_jobs_per_s", jobs / submit_s},
-                    {"process_jobs_per_s", completed.load() / process_s},
-                    {"end_to_end_jobs_per_s", completed.load() / (submit_s + process_s)},
-                    {"peak_rss_mb", StatusMib("VmHWM")}}
-            << "\n";
-  return 0;
-}
-
 // One thread of work per slot, all started together; returns the wall time until all end.
 double RunThreads(int threads, const std::function<void(int)>& body) {
   const auto start = SteadyClock::now();
@@ -718,6 +661,65 @@ CompletionRecord NoopCompletion(const std::string& job_id) {
   record.snapshot_id = "ceiling";
   record.dataset_version_ids_json = "{}";
   return record;
+}
+
+int CmdThroughput(const Args& args) {
+  const std::string url = args.Str("catalog");
+  const fs::path root = args.Str("root");
+  const int jobs = static_cast<int>(args.Int("jobs"));
+  const int workers = static_cast<int>(args.Int("workers", 2));
+  const int concurrency = static_cast<int>(args.Int("concurrency", 1));
+  const int submitters = static_cast<int>(args.Int("submitters", 1));
+  ServiceOptions opened;
+  opened.migrate = false;  // `migrate` is its own step of the benchmark
+  const std::string tag = RunTag();
+
+  // Each submitter is a client with its own service (its own catalog connections), submitting
+  // one job at a time, as separate users or processes do.
+  std::vector<std::unique_ptr<Service>> clients;
+  for (int s = 0; s < submitters; ++s) clients.push_back(Service::Open(url, root.string(), opened));
+  const double submit_s = RunThreads(submitters, [&](int s) {
+    for (int i = s; i < jobs; i += submitters) {
+      clients[s]->jobs().Submit(NoopSpec("noop-" + tag + "-" + std::to_string(i)));
+    }
+  });
+
+  std::atomic<int> completed{0};
+  std::atomic<int> other{0};
+  // Each worker has its own service (its own catalog connections), as worker processes do.
+  std::vector<std::unique_ptr<Service>> services;
+  std::vector<std::unique_ptr<Worker>> pool;
+  for (int w = 0; w < workers; ++w) {
+    WorkerOptions options;
+    options.worker_id = "bench-" + tag + "-" + std::to_string(w);
+    options.concurrency = concurrency;
+    options.until_idle = true;
+    options.on_event = [&](const WorkerEvent& event) {
+      if (event.kind == WorkerEvent::Kind::kCompleted) {
+        ++completed;
+      } else if (event.kind == WorkerEvent::Kind::kFailed ||
+                 event.kind == WorkerEvent::Kind::kCancelled) {
+        ++other;
+      }
+    };
+    services.push_back(Service::Open(url, root.string(), opened));
+    pool.push_back(services.back()->NewWorker(options));
+  }
+  const double process_s = RunThreads(workers, [&](int w) { pool[w]->Run(); });
+  std::cout << json{{"jobs", jobs},
+                    {"workers", workers},
+                    {"concurrency", concurrency},
+                    {"submitters", submitters},
+                    {"completed", completed.load()},
+                    {"not_completed", other.load()},
+                    {"submit_s", submit_s},
+                    {"process_s", process_s},
+                    {"submit_jobs_per_s", jobs / submit_s},
+                    {"process_jobs_per_s", completed.load() / process_s},
+                    {"end_to_end_jobs_per_s", completed.load() / (submit_s + process_s)},
+                    {"peak_rss_mb", StatusMib("VmHWM")}}
+            << "\n";
+  return 0;
 }
 
 // The machine's own limit for case 6: what one job needs of the database and the disk, done back
