@@ -1,8 +1,9 @@
 // One attempt's outcome, the protocol that keeps a job in exactly one terminal state per
-// attempt: run the engine; on a result stage the bundle, take the job's publish lock, re-check
-// ownership with a fenced heartbeat, publish, complete (a compare-and-set fenced by the attempt)
-// or unpublish when the completion lost; on an error fail the attempt (retried per policy); on
-// a stop acknowledge the cancel, give the job back (shutdown), fail it (job_timeout) or leave it
+// attempt: run the engine; on a result stage the bundle, take the job's publish lock, re-read
+// the row to check ownership, publish, complete (a compare-and-set fenced by the attempt, in a
+// group commit with the worker's other attempts that finish meanwhile: CompletionGroup) or
+// unpublish when the completion lost; on an error fail the attempt (retried per policy); on a
+// stop acknowledge the cancel, give the job back (shutdown), fail it (job_timeout) or leave it
 // to its new owner (lost lease).
 
 #include <algorithm>

@@ -1,8 +1,9 @@
 #pragma once
 // The worker's private parts, shared by its three files: worker.cc (the run loop: claims,
 // heartbeats, the cancel listener, rescue), worker_attempt.cc (one attempt's outcome: stage,
-// lock, re-check, publish, complete or unpublish; fail; stop) and worker_checkpoints.cc (the
-// engine's context: progress and checkpoints, and the heartbeat that records them).
+// lock, re-check, publish, complete or unpublish; fail; stop; the group commit of completions)
+// and worker_checkpoints.cc (the engine's context: progress and checkpoints, and the heartbeat
+// that records them).
 
 #include <atomic>
 #include <chrono>
