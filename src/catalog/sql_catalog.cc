@@ -2,8 +2,11 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
+#include <span>
 #include <utility>
 
 #include "btstore/errors.h"
@@ -559,21 +562,87 @@ TransitionResult SqlCatalog::Complete(std::string_view job_id, int attempt,
   return WorkerMove(job_id, set, std::string(kCompletionCondition), std::move(p), attempt);
 }
 
-std::vector<TransitionResult> SqlCatalog::CompleteMany(
-    const std::vector<CompletionRequest>& requests, Timestamp now) {
-  std::vector<std::string> statements(requests.size());
-  std::vector<SqlParams> params(requests.size());
-  for (size_t i = 0; i < requests.size(); ++i) {
-    const std::string set = CompletionSet(requests[i].record, now, params[i]);
-    statements[i] = WorkerMoveSql(requests[i].job_id, set, std::string(kCompletionCondition),
-                                  params[i], requests[i].attempt);
+std::vector<TransitionResult> SqlCatalog::CompleteInOneStatement(
+    SqlConnection& conn, std::span<const CompletionRequest> requests, Timestamp now) {
+  SqlParams p;
+  std::string values;
+  for (const CompletionRequest& request : requests) {
+    const CompletionRecord& r = request.record;
+    values += std::string(values.empty() ? "" : ", ") + "(" + p.Add(request.job_id) + ", " +
+              ParamExpr(p.Add(request.attempt), ColumnKind::kInt) + ", " + p.Add(r.result_path) +
+              ", " + p.Add(r.snapshot_id) + ", " +
+              ParamExpr(p.Add(r.dataset_version_ids_json), ColumnKind::kJson) + ", " +
+              ParamExpr(p.AddNullable(r.cost_config_json), ColumnKind::kJson) + ", " +
+              ParamExpr(p.AddNullable(r.cost_summary_json), ColumnKind::kJson);
+    for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+      values += ", " + ParamExpr(p.AddMetric(r.metrics.At(m)), ColumnKind::kDouble);
+    }
+    values += ")";
+  }
+  // VALUES names its columns column1, column2, ... in both dialects.
+  std::string set =
+      "status = 'completed', progress_pct = 100, lease_expires_at = NULL, error_message = NULL, "
+      "completed_at = " +
+      p.Add(now) +
+      ", result_path = v.column3, snapshot_id = v.column4, dataset_version_ids = v.column5, "
+      "cost_config = v.column6, cost_summary = v.column7";
+  for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+    set += ", " + std::string(Metrics::kNames[m]) + " = v.column" + std::to_string(8 + m);
+  }
+  const std::string sql = "UPDATE backtest_jobs SET " + set + " FROM (VALUES " + values +
+                          ") AS v WHERE backtest_jobs.job_id = v.column1 AND "
+                          "backtest_jobs.status = 'running' AND backtest_jobs.attempt = "
+                          "v.column2 AND NOT backtest_jobs.cancel_requested RETURNING "
+                          "backtest_jobs.job_id, backtest_jobs.status, backtest_jobs.attempt";
+  std::map<std::string, TransitionResult, std::less<>> applied;
+  for (const SqlRow& row : conn.Query(sql, p.values())) {
+    applied[row.at(0).value_or("")] = {true, ParseJobStatus(row.at(1).value_or("")),
+                                       static_cast<int>(ToInt("attempt", row.at(2).value_or("")))};
   }
   std::vector<TransitionResult> results;
+  for (const CompletionRequest& request : requests) {
+    auto it = applied.find(request.job_id);
+    if (it != applied.end()) {
+      results.push_back(it->second);
+      continue;
+    }
+    // Lost the race (or the attempt is stale): report the state that won.
+    std::optional<JobRecord> job = SelectJob(conn, request.job_id);
+    if (!job) throw JobNotFound(request.job_id);
+    results.push_back({false, job->status, job->attempt});
+  }
+  return results;
+}
+
+std::vector<TransitionResult> SqlCatalog::CompleteMany(
+    const std::vector<CompletionRequest>& requests, Timestamp now) {
+  // One statement per this many completions: far below both databases' limits on parameters.
+  constexpr size_t kCompletionsPerStatement = 500;
+  std::set<std::string_view> distinct;
+  for (const CompletionRequest& request : requests) distinct.insert(request.job_id);
+  std::vector<TransitionResult> results;
   if (requests.empty()) return results;
+  if (distinct.size() < requests.size()) {
+    // The same job twice: one UPDATE per request, in order, so the first one that owns it wins.
+    Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+      results.clear();  // the body may run twice (see Transact)
+      for (const CompletionRequest& request : requests) {
+        SqlParams p;
+        const std::string set = CompletionSet(request.record, now, p);
+        const std::string sql = WorkerMoveSql(
+            request.job_id, set, std::string(kCompletionCondition), p, request.attempt);
+        results.push_back(RunWorkerMove(conn, request.job_id, sql, p));
+      }
+    });
+    return results;
+  }
   Transact(TxKind::kWrite, [&](SqlConnection& conn) {
     results.clear();  // the body may run twice (see Transact)
-    for (size_t i = 0; i < requests.size(); ++i) {
-      results.push_back(RunWorkerMove(conn, requests[i].job_id, statements[i], params[i]));
+    for (size_t first = 0; first < requests.size(); first += kCompletionsPerStatement) {
+      const size_t last = std::min(requests.size(), first + kCompletionsPerStatement);
+      std::vector<TransitionResult> done =
+          CompleteInOneStatement(conn, std::span(requests).subspan(first, last - first), now);
+      results.insert(results.end(), done.begin(), done.end());
     }
   });
   return results;

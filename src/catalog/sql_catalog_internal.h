@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -108,6 +109,9 @@ class SqlCatalog : public Catalog {
   /// text the decoder expects: timestamps as FormatTimestamp text, dates as YYYY-MM-DD, UUIDs
   /// as lowercase text.
   virtual std::string ReadExpr(std::string_view expr, ColumnKind kind) const = 0;
+  /// Return an expression that turns `expr`, a bound parameter whose type the statement does
+  /// not give (a value inside VALUES), into a value for a column of `kind`.
+  virtual std::string ParamExpr(std::string_view expr, ColumnKind kind) const = 0;
   /// The row-locking clause a claim's subquery ends with (" FOR UPDATE SKIP LOCKED"), or "".
   virtual std::string_view LockClause() const = 0;
   /// A collation clause that orders text by bytes, as C++ does (job_id order).
@@ -155,8 +159,13 @@ class SqlCatalog : public Catalog {
                                  const std::string& sql, const SqlParams& params);
   TransitionResult WorkerMove(std::string_view job_id, const std::string& set_clause,
                               const std::string& condition, SqlParams params, int attempt);
-  // Complete's SET clause and fencing condition for one attempt.
+  // Complete's SET clause for one attempt.
   std::string CompletionSet(const CompletionRecord& record, Timestamp now, SqlParams& params) const;
+  // Complete `requests` (distinct jobs) with one UPDATE ... FROM (VALUES ...) on `conn`; return
+  // the results in order. Throws JobNotFound when a job does not exist.
+  std::vector<TransitionResult> CompleteInOneStatement(SqlConnection& conn,
+                                                       std::span<const CompletionRequest> requests,
+                                                       Timestamp now);
 };
 
 /// Return a random (version 4) UUID in lowercase text.

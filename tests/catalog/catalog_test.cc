@@ -374,6 +374,7 @@ TEST_P(CatalogTest, AGroupCommitCompletesEveryAttemptThatStillOwnsItsJobAndNoOth
     const std::string id = "job-" + std::to_string(i);
     requests.push_back({id, i == 1 ? 1 : 2, Completion(id)});
   }
+  requests[3].record.cost_config_json = R"({"bps": 5})";
   std::vector<TransitionResult> results = catalog_->CompleteMany(requests, At(45));
   ASSERT_EQ(results.size(), 4u);
   EXPECT_TRUE(results[0].applied);
@@ -386,14 +387,43 @@ TEST_P(CatalogTest, AGroupCommitCompletesEveryAttemptThatStillOwnsItsJobAndNoOth
     JobRecord job = catalog_->GetJob("job-" + std::to_string(i));
     EXPECT_EQ(job.status, JobStatus::kCompleted);
     EXPECT_EQ(job.completed_at, At(45));
+    EXPECT_EQ(job.progress_pct, 100);
     EXPECT_EQ(job.result_path, "/results/job-" + std::to_string(i));
+    EXPECT_EQ(job.snapshot_id, "snap-2026-01-05");
+    ASSERT_TRUE(job.dataset_version_ids_json.has_value());
+    EXPECT_NE(job.dataset_version_ids_json->find("\"v7\""), std::string::npos);
+    // The metrics come through the group's statement bit for bit, non-finite ones as null.
+    const Metrics expected = Completion("x").metrics;
+    for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+      if (std::isfinite(expected.At(m))) {
+        EXPECT_EQ(Bits(job.metrics.At(m)), Bits(expected.At(m))) << Metrics::kNames[m];
+      } else {
+        EXPECT_TRUE(std::isnan(job.metrics.At(m))) << Metrics::kNames[m];
+      }
+    }
   }
+  EXPECT_EQ(catalog_->GetJob("job-0").cost_config_json, std::nullopt);
+  ASSERT_TRUE(catalog_->GetJob("job-3").cost_config_json.has_value());
+  EXPECT_NE(catalog_->GetJob("job-3").cost_config_json->find("\"bps\""), std::string::npos);
   for (int i : {1, 2}) {
     JobRecord job = catalog_->GetJob("job-" + std::to_string(i));
     EXPECT_EQ(job.status, JobStatus::kRunning);
     EXPECT_EQ(job.result_path, std::nullopt);
   }
   EXPECT_TRUE(catalog_->CompleteMany({}, At(46)).empty());
+}
+
+TEST_P(CatalogTest, AGroupCommitNamingAJobTwiceCompletesItOnce) {
+  SubmitAndClaim("job-1", 0);
+  CompletionRecord second = Completion("job-1");
+  second.result_path = "/results/second";
+  std::vector<TransitionResult> results =
+      catalog_->CompleteMany({{"job-1", 1, Completion("job-1")}, {"job-1", 1, second}}, At(5));
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_TRUE(results[0].applied);
+  EXPECT_FALSE(results[1].applied);
+  EXPECT_EQ(results[1].status, JobStatus::kCompleted);
+  EXPECT_EQ(catalog_->GetJob("job-1").result_path, "/results/job-1");
 }
 
 TEST_P(CatalogTest, AGroupCommitWithAMissingJobAppliesNothing) {
