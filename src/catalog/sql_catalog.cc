@@ -536,20 +536,45 @@ TransitionResult SqlCatalog::WorkerMove(std::string_view job_id, const std::stri
   return result;
 }
 
-std::string SqlCatalog::CompletionSet(const CompletionRecord& record, Timestamp now,
-                                      SqlParams& p) const {
+namespace {
+
+// The value of each column that a completion sets, as SQL expressions.
+struct CompletionValues {
+  std::string completed_at, result_path, snapshot_id, dataset_version_ids, cost_config,
+      cost_summary;
+  std::vector<std::string> metrics;  // in Metrics::kNames order
+};
+
+// Complete's SET clause: one list, for the single completion and the group's statement.
+std::string CompletionAssignments(const CompletionValues& v) {
   // The error_message of an earlier attempt (or of a rescue) does not describe a completed job.
-  std::string set = "status = 'completed', progress_pct = 100, lease_expires_at = NULL, " +
-                    std::string("error_message = NULL, completed_at = ") + p.Add(now) +
-                    ", result_path = " + p.Add(record.result_path) +
-                    ", snapshot_id = " + p.Add(record.snapshot_id) +
-                    ", dataset_version_ids = " + p.Add(record.dataset_version_ids_json) +
-                    ", cost_config = " + p.AddNullable(record.cost_config_json) +
-                    ", cost_summary = " + p.AddNullable(record.cost_summary_json);
+  std::string set =
+      "status = 'completed', progress_pct = 100, lease_expires_at = NULL, error_message = NULL, "
+      "completed_at = " +
+      v.completed_at + ", result_path = " + v.result_path + ", snapshot_id = " + v.snapshot_id +
+      ", dataset_version_ids = " + v.dataset_version_ids + ", cost_config = " + v.cost_config +
+      ", cost_summary = " + v.cost_summary;
   for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
-    set += ", " + std::string(Metrics::kNames[m]) + " = " + p.AddMetric(record.metrics.At(m));
+    set += ", " + std::string(Metrics::kNames[m]) + " = " + v.metrics.at(m);
   }
   return set;
+}
+
+}  // namespace
+
+std::string SqlCatalog::CompletionSet(const CompletionRecord& record, Timestamp now,
+                                      SqlParams& p) const {
+  CompletionValues values{p.Add(now),
+                          p.Add(record.result_path),
+                          p.Add(record.snapshot_id),
+                          p.Add(record.dataset_version_ids_json),
+                          p.AddNullable(record.cost_config_json),
+                          p.AddNullable(record.cost_summary_json),
+                          {}};
+  for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+    values.metrics.push_back(p.AddMetric(record.metrics.At(m)));
+  }
+  return CompletionAssignments(values);
 }
 
 // A completion is fenced by its attempt and loses to a requested cancel.
@@ -580,16 +605,13 @@ std::vector<TransitionResult> SqlCatalog::CompleteInOneStatement(
     values += ")";
   }
   // VALUES names its columns column1, column2, ... in both dialects.
-  std::string set =
-      "status = 'completed', progress_pct = 100, lease_expires_at = NULL, error_message = NULL, "
-      "completed_at = " +
-      p.Add(now) +
-      ", result_path = v.column3, snapshot_id = v.column4, dataset_version_ids = v.column5, "
-      "cost_config = v.column6, cost_summary = v.column7";
+  CompletionValues from_values{p.Add(now),  "v.column3", "v.column4", "v.column5",
+                               "v.column6", "v.column7", {}};
   for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
-    set += ", " + std::string(Metrics::kNames[m]) + " = v.column" + std::to_string(8 + m);
+    from_values.metrics.push_back("v.column" + std::to_string(8 + m));
   }
-  const std::string sql = "UPDATE backtest_jobs SET " + set + " FROM (VALUES " + values +
+  const std::string sql = "UPDATE backtest_jobs SET " + CompletionAssignments(from_values) +
+                          " FROM (VALUES " + values +
                           ") AS v WHERE backtest_jobs.job_id = v.column1 AND "
                           "backtest_jobs.status = 'running' AND backtest_jobs.attempt = "
                           "v.column2 AND NOT backtest_jobs.cancel_requested RETURNING "
