@@ -6,8 +6,8 @@
 
 #include <arpa/inet.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
@@ -54,6 +54,7 @@ struct RequestState {
   Clock::time_point start;
   std::string route;
   std::string user;
+  std::string error;  // what an internal error said, for the operator's log only
 };
 thread_local RequestState t_request;
 
@@ -221,8 +222,9 @@ void CheckUploadName(const std::string& name) {
 void CheckTableName(const std::string& name) {
   static const std::regex kName(R"([A-Za-z0-9_][A-Za-z0-9_-]{0,127})");
   if (!std::regex_match(name, kName)) {
-    throw InvalidArgument("table name '" + name + "' is not a table of a bundle (letters, "
-                          "digits, '_', '-')",
+    throw InvalidArgument("table name '" + name +
+                              "' is not a table of a bundle (letters, "
+                              "digits, '_', '-')",
                           {{"table", name}});
   }
 }
@@ -383,7 +385,18 @@ void Server::Impl::Route(const std::string& method, const std::string& pattern,
       const Caller caller = Authorize(req, minimum);
       handler(req, res, caller);
     } catch (const std::exception& e) {
-      SendError(res, wire::Classify(e));
+      wire::Failure failure = wire::Classify(e);
+      if (failure.code == ErrorCode::kInternal) {
+        // A fault of the server, not of the request: its message may name paths, addresses or
+        // library internals, which are the operator's business. They go to the access log; the
+        // client learns only that it happened.
+        t_request.error = failure.message;
+        failure = wire::MakeFailure(
+            ErrorCode::kInternal,
+            "internal error: the server could not answer this request; its operator finds the "
+            "cause in the server's log");
+      }
+      SendError(res, failure);
     }
   };
   if (method == "GET") {
@@ -402,14 +415,15 @@ void Server::Impl::Log(const httplib::Request& req, const httplib::Response& res
   request_metrics_.Record(route, req.method, res.status, seconds);
   if (options_.access_log != nullptr) {
     // The path without its query: a query may hold filter values people consider private.
-    const Json line = {{"ts", FormatTimestamp(btstore::Now())},
-                       {"remote", req.remote_addr},
-                       {"method", req.method},
-                       {"path", req.path},
-                       {"route", route},
-                       {"status", res.status},
-                       {"ms", seconds * 1000.0},
-                       {"user", t_request.user.empty() ? Json(nullptr) : Json(t_request.user)}};
+    Json line = {{"ts", FormatTimestamp(btstore::Now())},
+                 {"remote", req.remote_addr},
+                 {"method", req.method},
+                 {"path", req.path},
+                 {"route", route},
+                 {"status", res.status},
+                 {"ms", seconds * 1000.0},
+                 {"user", t_request.user.empty() ? Json(nullptr) : Json(t_request.user)}};
+    if (!t_request.error.empty()) line["error"] = t_request.error;
     std::lock_guard lock(log_mutex_);
     *options_.access_log << JsonLine(line) << "\n" << std::flush;
   }
@@ -426,7 +440,7 @@ void Server::Impl::Setup() {
   svr_.set_keep_alive_max_count(1000);
   svr_.set_tcp_nodelay(true);
   svr_.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-    t_request = {Clock::now(), "", ""};
+    t_request = {Clock::now(), "", "", ""};
     return httplib::Server::HandlerResponse::Unhandled;
   });
   svr_.set_logger(
@@ -694,27 +708,24 @@ void Server::Impl::AddTableRoutes() {
           ReadOptions options =
               wire::ParseReadRequest(req.get_param_value("from"), req.get_param_value("to"),
                                      req.get_param_value("columns"), name, ApiName);
-          BacktestResult result = service_.jobs().GetResult(id, options);
-          std::shared_ptr<arrow::Table> table;
-          if (name == kSignalsTable) table = result.daily_signals;
-          if (name == kWeightsTable) table = result.daily_weights;
-          if (name == kIcTable) table = result.daily_ic;
-          if (auto it = result.extra_tables.find(name); it != result.extra_tables.end()) {
-            table = it->second;
-          }
-          if (!table) {
-            throw InvalidArgument("job " + id + " has no table " + name,
-                                  {{"job_id", id}, {"table", name}});
-          }
+          // Opening checks the bundle, the file's size, schema and rows: its errors still have
+          // their status. The table is then read and sent a step of row groups at a time.
+          std::unique_ptr<TableStream> table = service_.jobs().OpenTable(id, name, options);
           switch (format) {
             case internal::TableFormat::kArrow:
-              internal::SendArrowStream(res, table, req.get_param_value("compression"));
+              internal::SendArrowStream(res, std::move(table), req.get_param_value("compression"));
               break;
             case internal::TableFormat::kParquet:
-              internal::SendParquet(res, table);
+              internal::SendParquet(res, std::move(table));
               break;
             case internal::TableFormat::kJson:
-              SendJson(res, internal::TableToJson(table));
+              internal::SendJsonTable(
+                  res, std::move(table),
+                  [this, id, name, options](const std::vector<std::string>& columns) {
+                    ReadOptions one = options;
+                    one.columns = columns;
+                    return service_.jobs().OpenTable(id, name, one);
+                  });
               break;
           }
         });
