@@ -502,8 +502,10 @@ void Server::Impl::Log(const httplib::Request& req, const httplib::Response& res
                  {"ms", seconds * 1000.0},
                  {"user", t_request.user.empty() ? Json(nullptr) : Json(t_request.user)}};
     if (!t_request.error.empty()) line["error"] = t_request.error;
+    // Encoded before the lock: the lock only orders whole lines.
+    const std::string text = JsonLine(line) + "\n";
     std::lock_guard lock(log_mutex_);
-    *options_.access_log << JsonLine(line) << "\n" << std::flush;
+    *options_.access_log << text << std::flush;
   }
   t_request = {};
 }
