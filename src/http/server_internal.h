@@ -54,9 +54,6 @@ void SendJsonTable(httplib::Response& res, std::unique_ptr<TableStream> table,
 /// The most rows a table is sent as JSON (Arrow or Parquet has no bound); for a date range the
 /// rows of the row groups it selects count.
 inline constexpr int64_t kMaxJsonRows = 1'000'000;
-/// Rows per row group of a Parquet answer at most (an Arrow answer's batches are the stored
-/// file's row groups, or the rows of them a date range keeps).
-inline constexpr int64_t kBatchRows = 64 * 1024;
 
 /// Return a completed job's chart series: dates, ic, rank_ic, cumulative_ic from daily_ic, and
 /// per date the number of nonzero weights (weights coverage). Throws as JobService::GetResult.

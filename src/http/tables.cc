@@ -1,8 +1,8 @@
-// Tables over HTTP: an Arrow IPC stream written batch by batch into a chunked response, one
-// Parquet file, or JSON; and the chart series the page draws.
+// Tables over HTTP, streamed from a TableStream into a chunked response as its steps are decoded:
+// an Arrow IPC stream, one Parquet file, or JSON; and the chart series the page draws.
 
 #include <arrow/api.h>
-#include <arrow/io/memory.h>
+#include <arrow/io/interfaces.h>
 #include <arrow/ipc/writer.h>
 #include <arrow/util/compression.h>
 #include <parquet/arrow/writer.h>
@@ -15,6 +15,9 @@
 
 namespace btstore::http::internal {
 namespace {
+
+// Rows per row group of a Parquet answer at most, as btstore writes its bundles.
+constexpr int64_t kRowGroupRows = 64 * 1024;
 
 void Check(const arrow::Status& status, const std::string& what) {
   if (!status.ok()) throw InternalError(what + ": " + status.ToString());
@@ -215,7 +218,7 @@ void SendParquet(httplib::Response& res, std::unique_ptr<TableStream> table) {
   state->table = std::make_unique<PrimedStream>(std::move(table));
   parquet::WriterProperties::Builder properties;
   properties.compression(parquet::Compression::SNAPPY);
-  properties.max_row_group_length(kBatchRows);
+  properties.max_row_group_length(kRowGroupRows);
   state->writer =
       Check(parquet::arrow::FileWriter::Open(*state->table->schema(), arrow::default_memory_pool(),
                                              state->out, properties.build()),
@@ -226,7 +229,7 @@ void SendParquet(httplib::Response& res, std::unique_ptr<TableStream> table) {
           std::shared_ptr<arrow::RecordBatch> batch = state->table->Next();
           if (batch) {
             auto part = Check(arrow::Table::FromRecordBatches({batch}), "make a row group");
-            Check(state->writer->WriteTable(*part, kBatchRows), "write a row group");
+            Check(state->writer->WriteTable(*part, kRowGroupRows), "write a row group");
           } else {
             Check(state->writer->Close(), "end the Parquet file");
           }
