@@ -90,6 +90,11 @@ class JobService {
   /// MissingReproducibilityMetadata; InvalidResult; CatalogUnavailable.
   BacktestResult GetResult(std::string_view job_id, const ReadOptions& options = {},
                            ReadStats* stats = nullptr);
+  /// As GetResult, for a job the caller has just fetched or listed (cross-job reads skip one
+  /// catalog round trip per job); a job removed or changed since is reported as GetResult
+  /// would. Throws as GetResult.
+  BacktestResult GetResult(const JobRecord& job, const ReadOptions& options = {},
+                           ReadStats* stats = nullptr);
 
   /// Open the table `name` of a completed job's result for a read batch by batch (see OpenTable
   /// in bundle.h): the server's memory stays bounded whatever the table's size. Throws as
@@ -127,10 +132,11 @@ class JobService {
  private:
   // Resolve the job's bundle. Throws ResultPathMissing.
   BundleLocation Locate(const JobRecord& job) const;
-  // Run `read` on a completed job's bundle; its errors of a bundle that retention removed
-  // meanwhile become ResultPathMissing, the others get the job_id. Throws as GetResult.
+  // Run `read` on the bundle of `job`, which must be completed; its errors of a bundle that
+  // retention removed meanwhile become ResultPathMissing, the others get the job_id. Throws as
+  // GetResult.
   template <typename Read>
-  auto ReadCompleted(std::string_view job_id, Read read)
+  auto ReadCompleted(const JobRecord& job, Read read)
       -> decltype(read(std::declval<const BundleLocation&>()));
 
   Catalog& catalog_;

@@ -160,6 +160,9 @@ std::string DescribeSchema(const arrow::Schema& schema) {
 // Files up to Parquet's footer read size are read whole by the reader's first read.
 constexpr int64_t kSmallFileBytes = parquet::kDefaultFooterReadSize;
 
+// Files from this size up are decoded on Arrow's thread pool, column by column.
+constexpr int64_t kThreadedDecodeBytes = 4 << 20;
+
 // Compressed bytes decoded per batch of a file read whole: enough row groups to keep Arrow's
 // column threads busy, few enough that the decoded table grows in small steps.
 constexpr int64_t kBatchBytes = 16 << 20;
@@ -272,14 +275,15 @@ struct CheckedFile {
   int32_t to = std::numeric_limits<int32_t>::max();
 };
 
-// Open `input` as the Parquet file `file` of the table `name` and check it. Call inside
-// GuardParquet. Throws InvalidResult naming the file.
+// Open `input` as the Parquet file `file` of the table `name` and check it; `use_threads`:
+// decode columns on Arrow's thread pool. Call inside GuardParquet. Throws InvalidResult naming
+// the file.
 CheckedFile OpenChecked(std::shared_ptr<arrow::io::RandomAccessFile> input, bool pre_buffer,
-                        const std::string& name, const std::string& file,
+                        bool use_threads, const std::string& name, const std::string& file,
                         const ArtifactInfo* expected, const ReadOptions& options) {
   CheckedFile out;
   parquet::ArrowReaderProperties arrow_properties;
-  arrow_properties.set_use_threads(true);
+  arrow_properties.set_use_threads(use_threads);
   arrow_properties.set_pre_buffer(pre_buffer);
   parquet::arrow::FileReaderBuilder builder;
   internal::Check(builder.Open(std::move(input)), FailureKind::kRead, file);
@@ -388,7 +392,8 @@ void ReadFile(internal::BundleSource& source, const Plan& plan, FileTask& task) 
   }
 
   internal::GuardParquet(FailureKind::kRead, file, [&] {
-    CheckedFile checked = OpenChecked(input, plan.partial, task.name, file, expected, options);
+    CheckedFile checked = OpenChecked(input, plan.partial, size > kThreadedDecodeBytes, task.name,
+                                      file, expected, options);
     task.row_groups_read = static_cast<int64_t>(checked.row_groups.size());
     task.row_groups_skipped = checked.row_groups_skipped;
     std::shared_ptr<arrow::Table> table;
@@ -755,8 +760,8 @@ class ParquetTableStream : public TableStream {
       input = window_;
     }
     internal::GuardParquet(FailureKind::kRead, file_, [&] {
-      checked_ =
-          OpenChecked(input, partial, name_, file_, expected_ ? &*expected_ : nullptr, options);
+      checked_ = OpenChecked(input, partial, size_ > kThreadedDecodeBytes, name_, file_,
+                             expected_ ? &*expected_ : nullptr, options);
     });
     schema_ = arrow::schema(checked_.out_fields, checked_.schema->metadata());
   }

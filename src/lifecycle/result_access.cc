@@ -64,9 +64,9 @@ std::string JobService::ReadSummaryText(const JobRecord& job) {
 }
 
 template <typename Read>
-auto JobService::ReadCompleted(std::string_view job_id, Read read)
+auto JobService::ReadCompleted(const JobRecord& job, Read read)
     -> decltype(read(std::declval<const BundleLocation&>())) {
-  const JobRecord job = catalog_.GetJob(job_id);
+  const std::string& job_id = job.job_id;
   CheckReadable(job);
   const BundleLocation where = Locate(job);
   try {
@@ -91,14 +91,20 @@ auto JobService::ReadCompleted(std::string_view job_id, Read read)
 
 BacktestResult JobService::GetResult(std::string_view job_id, const ReadOptions& options,
                                      ReadStats* stats) {
+  return GetResult(catalog_.GetJob(job_id), options, stats);
+}
+
+BacktestResult JobService::GetResult(const JobRecord& job, const ReadOptions& options,
+                                     ReadStats* stats) {
   return ReadCompleted(
-      job_id, [&](const BundleLocation& where) { return store_.Read(where, options, stats); });
+      job, [&](const BundleLocation& where) { return store_.Read(where, options, stats); });
 }
 
 std::unique_ptr<TableStream> JobService::OpenTable(std::string_view job_id, const std::string& name,
                                                    const ReadOptions& options) {
-  return ReadCompleted(
-      job_id, [&](const BundleLocation& where) { return store_.OpenTable(where, name, options); });
+  return ReadCompleted(catalog_.GetJob(job_id), [&](const BundleLocation& where) {
+    return store_.OpenTable(where, name, options);
+  });
 }
 
 std::shared_ptr<arrow::Table> JobService::GetPortfolioReturns(std::string_view job_id,
