@@ -164,6 +164,11 @@ class ArtifactStore {
   /// Read the bundle at `where` (see ReadBundle for the options and errors).
   virtual BacktestResult Read(const BundleLocation& where, const ReadOptions& options,
                               ReadStats* stats) = 0;
+  /// Open the table `name` of the bundle at `where` for a read batch by batch (see OpenTable in
+  /// bundle.h for the options and errors).
+  virtual std::unique_ptr<TableStream> OpenTable(const BundleLocation& where,
+                                                 const std::string& name,
+                                                 const ReadOptions& options) = 0;
   /// Validate and describe the bundle at `where` (see InspectBundle for the errors).
   virtual BundleInfo Inspect(const BundleLocation& where) = 0;
   /// Return the text of the summary.json at `where`, unchecked. Throws

@@ -15,6 +15,7 @@
 #include "btstore/model.h"
 
 namespace arrow {
+class RecordBatch;
 class Table;
 class Schema;
 }  // namespace arrow
@@ -199,6 +200,34 @@ std::string ReplaceNonFiniteTokens(std::string_view text);
 /// MissingReproducibilityMetadata (missing, unreadable) or InvalidResult (not a regular file,
 /// too large, too deep).
 std::string ReadSummaryText(const std::filesystem::path& dir);
+
+/// One table of a bundle read a few row groups at a time (ArtifactStore::OpenTable), so that a
+/// reader holds about one step of row groups, decoded, whatever the size of the table.
+class TableStream {
+ public:
+  virtual ~TableStream() = default;
+  /// Return the schema of every batch: the table's columns as ReadBundle would load them.
+  virtual std::shared_ptr<arrow::Schema> schema() const = 0;
+  /// Return the rows of the row groups the read selected: the table's rows, or for a date range
+  /// an upper bound of the rows it keeps (known before the first batch).
+  virtual int64_t max_rows() const = 0;
+  /// Return the next batch of rows (a step of about 1 MB of the compressed file), or nullptr
+  /// after the last one. A whole-table read hashes every byte of the file as it goes and checks
+  /// the manifest's checksum with its last step: for a table of one step before any batch is
+  /// returned, for a larger one after the batches of the steps before. While the caller uses a
+  /// batch, the next step is decoded on another thread.
+  /// Throws InvalidResult naming the file (corrupt, checksum mismatch),
+  /// CatalogUnavailable (an object store that cannot be reached).
+  virtual std::shared_ptr<arrow::RecordBatch> Next() = 0;
+};
+
+/// Open the table `name` of the bundle directory `dir` for a read batch by batch with `options`'
+/// from, to, columns and verify_checksums (its `tables` is ignored). Checks what ReadBundle
+/// checks before it decodes a row (summary.json, the manifest's files and the file's size,
+/// schema and rows) and throws the same errors; a table the bundle does not have is
+/// InvalidArgument, a JSON artifact too.
+std::unique_ptr<TableStream> OpenTable(const std::filesystem::path& dir, const std::string& name,
+                                       const ReadOptions& options = {});
 
 /// Schema and size of one file of a bundle, for `bundle inspect`.
 struct TableInfo {

@@ -96,6 +96,13 @@ class JobService {
   BacktestResult GetResult(const JobRecord& job, const ReadOptions& options = {},
                            ReadStats* stats = nullptr);
 
+  /// Open the table `name` of a completed job's result for a read batch by batch (see OpenTable
+  /// in bundle.h): the server's memory stays bounded whatever the table's size. Throws as
+  /// GetResult before the first batch; the stream itself throws InvalidResult (a corrupt file,
+  /// a checksum mismatch found at its end) and CatalogUnavailable.
+  std::unique_ptr<TableStream> OpenTable(std::string_view job_id, const std::string& name,
+                                         const ReadOptions& options = {});
+
   /// Load a completed job's portfolio returns on `basis` between `from` and `to` (inclusive,
   /// either may be absent), reading only that table's date and return columns: a table (`date`
   /// date32, `return` float64) sorted by date. Throws as GetResult, and InvalidArgument when
@@ -125,6 +132,12 @@ class JobService {
  private:
   // Resolve the job's bundle. Throws ResultPathMissing.
   BundleLocation Locate(const JobRecord& job) const;
+  // Run `read` on the bundle of `job`, which must be completed; its errors of a bundle that
+  // retention removed meanwhile become ResultPathMissing, the others get the job_id. Throws as
+  // GetResult.
+  template <typename Read>
+  auto ReadCompleted(const JobRecord& job, Read read)
+      -> decltype(read(std::declval<const BundleLocation&>()));
 
   Catalog& catalog_;
   ArtifactStore& store_;

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "artifact/io_internal.h"
 #include "btstore/errors.h"
@@ -127,6 +128,19 @@ arrow::Status HashingFileSink::Abort() {
 std::string HashingFileSink::Checksum() const { return Hex(XXH3_128bits_digest(state_)); }
 
 std::string ChecksumOf(const void* data, size_t size) { return Hex(XXH3_128bits(data, size)); }
+
+StreamingChecksum::StreamingChecksum() : state_(XXH3_createState()) {
+  if (state_ == nullptr) throw std::bad_alloc();
+  XXH3_128bits_reset(state_);
+}
+
+StreamingChecksum::~StreamingChecksum() { XXH3_freeState(state_); }
+
+void StreamingChecksum::Update(const void* data, size_t size) {
+  XXH3_128bits_update(state_, data, size);
+}
+
+std::string StreamingChecksum::Checksum() const { return Hex(XXH3_128bits_digest(state_)); }
 
 UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
   if (this != &other) {

@@ -58,6 +58,22 @@ class HashingFileSink : public arrow::io::OutputStream {
 /// Return "xxh3-128:<32 hex digits>" of `size` bytes at `data`.
 std::string ChecksumOf(const void* data, size_t size);
 
+/// The checksum of a file hashed piece by piece, in order (a streamed read).
+class StreamingChecksum {
+ public:
+  StreamingChecksum();
+  ~StreamingChecksum();
+  StreamingChecksum(const StreamingChecksum&) = delete;
+  StreamingChecksum& operator=(const StreamingChecksum&) = delete;
+  /// Hash the next `size` bytes.
+  void Update(const void* data, size_t size);
+  /// Return "xxh3-128:<32 hex digits>" of every byte hashed so far.
+  std::string Checksum() const;
+
+ private:
+  XXH3_state_t* state_;
+};
+
 /// An open file descriptor, closed when the object goes.
 class UniqueFd {
  public:

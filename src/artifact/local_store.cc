@@ -446,6 +446,11 @@ class LocalArtifactStore : public ArtifactStore {
     return ReadBundle(where.location, options, stats);
   }
 
+  std::unique_ptr<TableStream> OpenTable(const BundleLocation& where, const std::string& name,
+                                         const ReadOptions& options) override {
+    return btstore::OpenTable(where.location, name, options);
+  }
+
   BundleInfo Inspect(const BundleLocation& where) override { return InspectBundle(where.location); }
 
   std::string ReadSummaryText(const BundleLocation& where) override {

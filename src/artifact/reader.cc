@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
+#include <deque>
 #include <future>
 #include <set>
 #include <thread>
@@ -165,6 +167,30 @@ constexpr int64_t kThreadedDecodeBytes = 4 << 20;
 // column threads busy, few enough that the decoded table grows in small steps.
 constexpr int64_t kBatchBytes = 16 << 20;
 
+// The bytes [begin, end) of the file that a row group's column chunks occupy, from the footer;
+// empty ({0, 0}) when the footer's offsets make no sense (Arrow refuses such a chunk when it
+// reads it), so that a corrupt footer cannot overflow the arithmetic here.
+std::pair<int64_t, int64_t> RowGroupBytes(const parquet::FileMetaData& metadata, int rg) {
+  int64_t begin = std::numeric_limits<int64_t>::max();
+  int64_t end = 0;
+  auto group = metadata.RowGroup(rg);
+  for (int c = 0; c < group->num_columns(); ++c) {
+    auto chunk = group->ColumnChunk(c);
+    int64_t start = chunk->data_page_offset();
+    if (chunk->has_dictionary_page() && chunk->dictionary_page_offset() > 0) {
+      start = std::min(start, chunk->dictionary_page_offset());
+    }
+    int64_t chunk_end = 0;
+    if (start < 0 || __builtin_add_overflow(start, chunk->total_compressed_size(), &chunk_end)) {
+      continue;
+    }
+    begin = std::min(begin, start);
+    end = std::max(end, chunk_end);
+  }
+  if (end <= begin) return {0, 0};
+  return {begin, end};
+}
+
 // Decode `row_groups` of a file read whole in batches, dropping each batch's bytes of the file
 // once decoded (the decoded arrays hold copies), so that a whole-file read holds about the
 // larger of the file and the decoded table at once, not both.
@@ -190,29 +216,138 @@ std::shared_ptr<arrow::Table> ReadWholeInBatches(parquet::arrow::FileReader& rea
   };
   for (int rg : row_groups) {
     auto group = metadata.RowGroup(rg);
-    for (int c = 0; c < group->num_columns(); ++c) {
-      auto chunk = group->ColumnChunk(c);
-      int64_t start = chunk->data_page_offset();
-      if (chunk->has_dictionary_page() && chunk->dictionary_page_offset() > 0) {
-        start = std::min(start, chunk->dictionary_page_offset());
-      }
-      // Offsets and sizes come from the file's footer: a corrupt one must not overflow here
-      // (Arrow refuses such a chunk when it reads it).
-      int64_t chunk_end = 0;
-      if (start < 0 || __builtin_add_overflow(start, chunk->total_compressed_size(), &chunk_end)) {
-        continue;
-      }
-      begin = std::min(begin, start);
-      end = std::max(end, chunk_end);
+    const auto [rg_begin, rg_end] = RowGroupBytes(metadata, rg);
+    if (rg_end > rg_begin) {
+      begin = std::min(begin, rg_begin);
+      end = std::max(end, rg_end);
     }
     batch.push_back(rg);
-    // Clamped for the same reason; any size from kBatchBytes up ends the batch all the same.
+    // The size comes from the footer: clamped, so a corrupt one cannot overflow the sum; any
+    // size from kBatchBytes up ends the batch all the same.
     batch_bytes += std::clamp<int64_t>(group->total_compressed_size(), 0, kBatchBytes);
     if (batch_bytes >= kBatchBytes) flush();
   }
   if (!batch.empty()) flush();
   if (parts.size() == 1) return parts.front();
   return internal::Unwrap(arrow::ConcatenateTables(parts), FailureKind::kRead, file);
+}
+
+// The manifest's entry for `file`, or nullptr.
+const ArtifactInfo* ManifestEntry(const Plan& plan, const std::string& file) {
+  if (!plan.manifest->has_value()) return nullptr;
+  auto it = (*plan.manifest)->find(file);
+  return it == (*plan.manifest)->end() ? nullptr : &it->second;
+}
+
+void CheckSize(const std::string& file, const ArtifactInfo* expected, int64_t size) {
+  if (expected && expected->bytes != size) {
+    BadFile(file,
+            "is " + std::to_string(size) + " bytes, the manifest says " +
+                std::to_string(expected->bytes) + " (truncated or replaced)",
+            {{"expected_bytes", std::to_string(expected->bytes)},
+             {"found_bytes", std::to_string(size)}});
+  }
+}
+
+void CheckChecksum(const std::string& file, const ArtifactInfo* expected,
+                   const std::string& checksum) {
+  if (expected && !expected->checksum.empty() && checksum != expected->checksum) {
+    BadFile(file,
+            "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
+                checksum + " (the file was modified or corrupted)",
+            {{"expected", expected->checksum}, {"found", checksum}});
+  }
+}
+
+// A Parquet file of a bundle opened and checked (schema, rows against the manifest), with the
+// row groups and fields that a read of it selects.
+struct CheckedFile {
+  std::unique_ptr<parquet::arrow::FileReader> reader;
+  std::shared_ptr<parquet::FileMetaData> metadata;
+  std::shared_ptr<arrow::Schema> schema;  // the file's
+  std::vector<int> row_groups;            // to read, in file order
+  int64_t row_groups_skipped = 0;
+  int64_t selected_rows = 0;  // rows of `row_groups`
+  std::vector<int> leaves;
+  std::vector<std::shared_ptr<arrow::Field>> out_fields;  // in output order
+  bool by_range = false;
+  int32_t from = std::numeric_limits<int32_t>::min();
+  int32_t to = std::numeric_limits<int32_t>::max();
+};
+
+// Open `input` as the Parquet file `file` of the table `name` and check it; `use_threads`:
+// decode columns on Arrow's thread pool. Call inside GuardParquet. Throws InvalidResult naming
+// the file.
+CheckedFile OpenChecked(std::shared_ptr<arrow::io::RandomAccessFile> input, bool pre_buffer,
+                        bool use_threads, const std::string& name, const std::string& file,
+                        const ArtifactInfo* expected, const ReadOptions& options) {
+  CheckedFile out;
+  parquet::ArrowReaderProperties arrow_properties;
+  arrow_properties.set_use_threads(use_threads);
+  arrow_properties.set_pre_buffer(pre_buffer);
+  parquet::arrow::FileReaderBuilder builder;
+  internal::Check(builder.Open(std::move(input)), FailureKind::kRead, file);
+  builder.properties(arrow_properties);
+  out.reader = internal::Unwrap(builder.Build(), FailureKind::kRead, file);
+  internal::Check(out.reader->GetSchema(&out.schema), FailureKind::kRead, file);
+  CheckSchema(*out.schema, name, file);
+  out.metadata = out.reader->parquet_reader()->metadata();
+  const auto& metadata = *out.metadata;
+  if (expected && metadata.num_rows() != expected->rows) {
+    BadFile(file,
+            "has " + std::to_string(metadata.num_rows()) + " rows, the manifest says " +
+                std::to_string(expected->rows),
+            {{"expected_rows", std::to_string(expected->rows)},
+             {"found_rows", std::to_string(metadata.num_rows())}});
+  }
+
+  const auto& fields = out.reader->manifest().schema_fields;
+  int date_field = out.schema->GetFieldIndex("date");
+  bool has_date =
+      date_field >= 0 && out.schema->field(date_field)->type()->id() == arrow::Type::DATE32;
+  out.by_range = has_date && (options.from || options.to);
+  if (options.from) out.from = options.from->days;
+  if (options.to) out.to = options.to->days;
+
+  for (int rg = 0; rg < metadata.num_row_groups(); ++rg) {
+    if (out.by_range && fields[date_field].is_leaf()) {
+      auto stats =
+          metadata.RowGroup(rg)->ColumnChunk(fields[date_field].column_index)->statistics();
+      if (stats && stats->HasMinMax()) {
+        const auto& typed = static_cast<const parquet::Int32Statistics&>(*stats);
+        if (typed.max() < out.from || typed.min() > out.to) {
+          ++out.row_groups_skipped;
+          continue;
+        }
+      }
+    }
+    out.row_groups.push_back(rg);
+    out.selected_rows += metadata.RowGroup(rg)->num_rows();
+  }
+
+  for (int i : SelectFields(*out.schema, name, options.columns)) {
+    CollectLeaves(fields[i], out.leaves);
+    out.out_fields.push_back(out.schema->field(i));
+  }
+  return out;
+}
+
+// Put the columns that ReadRowGroups returned (leaves in file order) in the order chosen, and
+// keep the rows of the date range.
+std::shared_ptr<arrow::Table> Arrange(const CheckedFile& checked,
+                                      const std::shared_ptr<arrow::Table>& table,
+                                      const std::string& file) {
+  std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
+  for (const auto& field : checked.out_fields) {
+    auto column = table->GetColumnByName(field->name());
+    if (!column) BadFile(file, "column '" + field->name() + "' could not be read");
+    columns.push_back(column);
+  }
+  auto arranged = arrow::Table::Make(arrow::schema(checked.out_fields, checked.schema->metadata()),
+                                     columns, table->num_rows());
+  if (!checked.by_range) return arranged;
+  return FilterRows(arranged, arranged->schema()->GetFieldIndex("date"), checked.from, checked.to,
+                    file);
 }
 
 void ReadFile(internal::BundleSource& source, const Plan& plan, FileTask& task) {
@@ -222,20 +357,7 @@ void ReadFile(internal::BundleSource& source, const Plan& plan, FileTask& task) 
   auto missing = [&] {
     BadFile(file, "is missing from the bundle " + source.where(), {{"path", file_path}});
   };
-  const ArtifactInfo* expected = nullptr;
-  if (plan.manifest->has_value()) {
-    auto it = (*plan.manifest)->find(file);
-    if (it != (*plan.manifest)->end()) expected = &it->second;
-  }
-  auto check_size = [&](int64_t size) {
-    if (expected && expected->bytes != size) {
-      BadFile(file,
-              "is " + std::to_string(size) + " bytes, the manifest says " +
-                  std::to_string(expected->bytes) + " (truncated or replaced)",
-              {{"expected_bytes", std::to_string(expected->bytes)},
-               {"found_bytes", std::to_string(size)}});
-    }
-  };
+  const ArtifactInfo* expected = ManifestEntry(plan, file);
 
   auto counter = std::make_shared<std::atomic<int64_t>>(0);
   std::shared_ptr<arrow::io::RandomAccessFile> input;
@@ -247,22 +369,16 @@ void ReadFile(internal::BundleSource& source, const Plan& plan, FileTask& task) 
     std::optional<internal::WholeFile> read = source.ReadWhole(file);
     if (!read) missing();
     size = read->data->size();
-    check_size(size);
+    CheckSize(file, expected, size);
     whole = std::move(read->data);
     task.bytes_read = whole->size();
-    if (options.verify_checksums && expected && !expected->checksum.empty() &&
-        read->checksum != expected->checksum) {
-      BadFile(file,
-              "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
-                  read->checksum + " (the file was modified or corrupted)",
-              {{"expected", expected->checksum}, {"found", read->checksum}});
-    }
+    if (options.verify_checksums) CheckChecksum(file, expected, read->checksum);
     input = std::make_shared<arrow::io::BufferReader>(whole);
   } else {
     std::optional<internal::SourceFile> opened = source.Open(file);
     if (!opened) missing();
     size = opened->size;
-    check_size(size);
+    CheckSize(file, expected, size);
     std::shared_ptr<arrow::io::RandomAccessFile> readable = opened->file;
     if (size <= kSmallFileBytes) {
       // Parquet's first read of the footer would take all of a small file anyway; reading its
@@ -276,84 +392,24 @@ void ReadFile(internal::BundleSource& source, const Plan& plan, FileTask& task) 
   }
 
   internal::GuardParquet(FailureKind::kRead, file, [&] {
-    parquet::ArrowReaderProperties arrow_properties;
-    // Decoding columns on Arrow's threads pays off for big files only; a small one (a daily_ic,
-    // a small result, a file of an ic_panel read on every core already) costs more in hand-offs.
-    arrow_properties.set_use_threads(size > kThreadedDecodeBytes);
-    arrow_properties.set_pre_buffer(plan.partial);
-    parquet::arrow::FileReaderBuilder builder;
-    internal::Check(builder.Open(input), FailureKind::kRead, file);
-    builder.properties(arrow_properties);
-    auto reader = internal::Unwrap(builder.Build(), FailureKind::kRead, file);
-    std::shared_ptr<arrow::Schema> schema;
-    internal::Check(reader->GetSchema(&schema), FailureKind::kRead, file);
-    CheckSchema(*schema, task.name, file);
-    auto metadata = reader->parquet_reader()->metadata();
-    if (expected && metadata->num_rows() != expected->rows) {
-      BadFile(file,
-              "has " + std::to_string(metadata->num_rows()) + " rows, the manifest says " +
-                  std::to_string(expected->rows),
-              {{"expected_rows", std::to_string(expected->rows)},
-               {"found_rows", std::to_string(metadata->num_rows())}});
-    }
-
-    const auto& fields = reader->manifest().schema_fields;
-    int date_field = schema->GetFieldIndex("date");
-    bool has_date =
-        date_field >= 0 && schema->field(date_field)->type()->id() == arrow::Type::DATE32;
-    bool by_range = has_date && (options.from || options.to);
-    int32_t from = options.from ? options.from->days : std::numeric_limits<int32_t>::min();
-    int32_t to = options.to ? options.to->days : std::numeric_limits<int32_t>::max();
-
-    std::vector<int> row_groups;
-    for (int rg = 0; rg < metadata->num_row_groups(); ++rg) {
-      if (by_range && fields[date_field].is_leaf()) {
-        auto stats =
-            metadata->RowGroup(rg)->ColumnChunk(fields[date_field].column_index)->statistics();
-        if (stats && stats->HasMinMax()) {
-          const auto& typed = static_cast<const parquet::Int32Statistics&>(*stats);
-          if (typed.max() < from || typed.min() > to) {
-            ++task.row_groups_skipped;
-            continue;
-          }
-        }
-      }
-      row_groups.push_back(rg);
-    }
-    task.row_groups_read = static_cast<int64_t>(row_groups.size());
-
-    std::vector<int> selected = SelectFields(*schema, task.name, options.columns);
-    std::vector<int> leaves;
-    std::vector<std::shared_ptr<arrow::Field>> out_fields;
-    for (int i : selected) {
-      CollectLeaves(fields[i], leaves);
-      out_fields.push_back(schema->field(i));
-    }
+    CheckedFile checked = OpenChecked(input, plan.partial, size > kThreadedDecodeBytes, task.name,
+                                      file, expected, options);
+    task.row_groups_read = static_cast<int64_t>(checked.row_groups.size());
+    task.row_groups_skipped = checked.row_groups_skipped;
     std::shared_ptr<arrow::Table> table;
-    if (row_groups.empty()) {
-      table = internal::Unwrap(arrow::Table::MakeEmpty(arrow::schema(out_fields)),
+    if (checked.row_groups.empty()) {
+      table = internal::Unwrap(arrow::Table::MakeEmpty(arrow::schema(checked.out_fields)),
                                FailureKind::kRead, file);
     } else if (!whole) {
-      table = internal::Unwrap(reader->ReadRowGroups(row_groups, leaves), FailureKind::kRead, file);
+      table = internal::Unwrap(checked.reader->ReadRowGroups(checked.row_groups, checked.leaves),
+                               FailureKind::kRead, file);
     } else {
-      table = ReadWholeInBatches(*reader, *metadata, row_groups, leaves, *whole, file);
+      table = ReadWholeInBatches(*checked.reader, *checked.metadata, checked.row_groups,
+                                 checked.leaves, *whole, file);
     }
-    // ReadRowGroups returns the leaves in file order; put the fields in the order chosen.
-    std::vector<std::shared_ptr<arrow::ChunkedArray>> columns;
-    for (const auto& field : out_fields) {
-      auto column = table->GetColumnByName(field->name());
-      if (!column) BadFile(file, "column '" + field->name() + "' could not be read");
-      columns.push_back(column);
-    }
-    table = arrow::Table::Make(arrow::schema(out_fields, schema->metadata()), columns,
-                               table->num_rows());
-    if (by_range) {
-      int column = table->schema()->GetFieldIndex("date");
-      table = FilterRows(table, column, from, to, file);
-    }
-    task.table = table;
-    task.info = {task.name, DescribeSchema(*schema), metadata->num_rows(), size,
-                 metadata->num_row_groups()};
+    task.table = Arrange(checked, table, file);
+    task.info = {task.name, DescribeSchema(*checked.schema), checked.metadata->num_rows(), size,
+                 checked.metadata->num_row_groups()};
   });
   if (plan.partial) task.bytes_read = counter->load();
 }
@@ -431,8 +487,19 @@ std::string ReadJsonArtifact(internal::BundleSource& source, const std::string& 
   }
 }
 
-BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& options,
-                        ReadStats* stats, BundleInfo* info) {
+// What a read of a bundle loads, after the checks that come before any table is decoded.
+struct BundlePlan {
+  internal::ParsedSummary summary;
+  std::vector<std::string> names;  // tables to read
+  // JSON artifacts asked for by name: their errors are thrown. Otherwise every one present is
+  // read, and one that cannot be is reported as unavailable.
+  std::vector<std::string> artifacts_by_name;
+  std::vector<std::string> artifacts_if_readable;
+};
+
+// Check the bundle for a read of `options.tables` (summary.json, the tables asked for, the
+// manifest's files) and say what to read. Throws as ReadBundle.
+BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options) {
   const std::string& dir = source.where();
   if (!source.Exists()) {
     throw ResultPathMissing("bundle directory " + dir + " does not exist", {{"path", dir}});
@@ -441,7 +508,11 @@ BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& optio
     throw InvalidArgument("the date range is empty: to is before from",
                           {{"from", options.from->ToString()}, {"to", options.to->ToString()}});
   }
-  internal::ParsedSummary summary = internal::ReadSummary(source);
+  BundlePlan out{internal::ReadSummary(source), {}, {}, {}};
+  const internal::ParsedSummary& summary = out.summary;
+  std::vector<std::string>& names = out.names;
+  std::vector<std::string>& artifacts_by_name = out.artifacts_by_name;
+  std::vector<std::string>& artifacts_if_readable = out.artifacts_if_readable;
 
   std::vector<std::string> present = ParquetStems(source);
   std::set<std::string> present_set(present.begin(), present.end());
@@ -449,11 +520,6 @@ BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& optio
     return summary.manifest && summary.manifest->contains(file);
   };
   auto on_disk = [&](const std::string& file) { return source.Has(file); };
-  std::vector<std::string> names;
-  // JSON artifacts asked for by name: their errors are thrown. Otherwise every one present is
-  // read, and one that cannot be is reported as unavailable.
-  std::vector<std::string> artifacts_by_name;
-  std::vector<std::string> artifacts_if_readable;
   if (options.tables.empty()) {
     names = {std::string(kSignalsTable), std::string(kWeightsTable), std::string(kIcTable)};
     for (const auto& stem : present) {
@@ -503,7 +569,14 @@ BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& optio
       }
     }
   }
+  return out;
+}
 
+BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& options,
+                        ReadStats* stats, BundleInfo* info) {
+  BundlePlan planned = PlanRead(source, options);
+  internal::ParsedSummary& summary = planned.summary;
+  const std::vector<std::string>& names = planned.names;
   Plan plan{&options, &summary.manifest, options.from || options.to || !options.columns.empty()};
   std::vector<FileTask> tasks(names.size());
   for (size_t i = 0; i < names.size(); ++i) tasks[i].name = names[i];
@@ -568,11 +641,11 @@ BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& optio
     }
     RecomputeIcMetrics(IcValues(ic), summary.has_mean_ic, summary.has_icir, result.metrics);
   }
-  for (const auto& name : artifacts_by_name) {
+  for (const auto& name : planned.artifacts_by_name) {
     result.json_artifacts[name] =
         ReadJsonArtifact(source, name, summary.manifest, options.verify_checksums);
   }
-  for (const auto& name : artifacts_if_readable) {
+  for (const auto& name : planned.artifacts_if_readable) {
     try {
       result.json_artifacts[name] =
           ReadJsonArtifact(source, name, summary.manifest, options.verify_checksums);
@@ -588,12 +661,262 @@ BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& optio
   return result;
 }
 
+// Compressed bytes of row groups decoded per step of a streamed read: about two of btstore's
+// 64K-row groups, so a step decodes to a few MB while Arrow still decodes its columns in
+// parallel. The stream holds two steps (the one being sent and the next, decoded meanwhile).
+constexpr int64_t kStreamStepBytes = 1 << 20;
+
+// The file under a streamed whole-table read. The stream reads each step's row groups with one
+// request, in file order, hashing them; reads that fall inside that window come from memory,
+// any other (the footer) from the file.
+class WindowFile : public arrow::io::RandomAccessFile {
+ public:
+  WindowFile(std::shared_ptr<arrow::io::RandomAccessFile> inner, int64_t size)
+      : inner_(std::move(inner)), size_(size) {}
+
+  // Serve [begin, begin + data->size()) from `data` until the next call; nullptr: none.
+  void SetWindow(int64_t begin, std::shared_ptr<arrow::Buffer> data) {
+    window_begin_ = begin;
+    window_ = std::move(data);
+  }
+
+  arrow::Status Close() override { return inner_->Close(); }
+  arrow::Result<int64_t> Tell() const override { return position_; }
+  bool closed() const override { return inner_->closed(); }
+  arrow::Status Seek(int64_t position) override {
+    position_ = position;
+    return arrow::Status::OK();
+  }
+  arrow::Result<int64_t> GetSize() override { return size_; }
+  arrow::Result<int64_t> Read(int64_t nbytes, void* out) override {
+    ARROW_ASSIGN_OR_RAISE(int64_t n, ReadAt(position_, nbytes, out));
+    position_ += n;
+    return n;
+  }
+  arrow::Result<std::shared_ptr<arrow::Buffer>> Read(int64_t nbytes) override {
+    ARROW_ASSIGN_OR_RAISE(auto buffer, ReadAt(position_, nbytes));
+    position_ += buffer->size();
+    return buffer;
+  }
+  arrow::Result<int64_t> ReadAt(int64_t position, int64_t nbytes, void* out) override {
+    return ReadAt(position, nbytes, true, out);
+  }
+  arrow::Result<std::shared_ptr<arrow::Buffer>> ReadAt(int64_t position, int64_t nbytes) override {
+    return ReadAt(position, nbytes, true);
+  }
+  arrow::Result<int64_t> ReadAt(int64_t position, int64_t nbytes, bool allow_short_read,
+                                void* out) override {
+    if (InWindow(position, nbytes)) {
+      std::memcpy(out, window_->data() + (position - window_begin_), static_cast<size_t>(nbytes));
+      return nbytes;
+    }
+    return inner_->ReadAt(position, nbytes, allow_short_read, out);
+  }
+  arrow::Result<std::shared_ptr<arrow::Buffer>> ReadAt(int64_t position, int64_t nbytes,
+                                                       bool allow_short_read) override {
+    if (InWindow(position, nbytes)) {
+      return arrow::SliceBuffer(window_, position - window_begin_, nbytes);
+    }
+    return inner_->ReadAt(position, nbytes, allow_short_read);
+  }
+
+ private:
+  bool InWindow(int64_t position, int64_t nbytes) const {
+    return window_ && position >= window_begin_ && nbytes >= 0 &&
+           position - window_begin_ <= window_->size() - nbytes;
+  }
+
+  std::shared_ptr<arrow::io::RandomAccessFile> inner_;
+  int64_t size_;
+  int64_t position_ = 0;
+  int64_t window_begin_ = 0;
+  std::shared_ptr<arrow::Buffer> window_;
+};
+
+// A table read step by step. A whole-table read goes through a WindowFile and hashes the file
+// in order as the steps reach further into it; at the end it hashes the rest (the footer) and
+// checks the manifest's checksum. A partial read (date range, columns) reads only the row
+// groups and columns it needs, as ReadBundle does, and so checks sizes and rows only.
+class ParquetTableStream : public TableStream {
+ public:
+  ParquetTableStream(std::unique_ptr<internal::BundleSource> source, std::string name,
+                     std::optional<ArtifactInfo> expected, const ReadOptions& options, bool partial)
+      : source_(std::move(source)),
+        name_(std::move(name)),
+        file_(name_ + std::string(kParquetSuffix)),
+        expected_(std::move(expected)),
+        verify_(!partial && options.verify_checksums && expected_ && !expected_->checksum.empty()) {
+    std::optional<internal::SourceFile> opened = source_->Open(file_);
+    if (!opened) {
+      BadFile(file_, "is missing from the bundle " + source_->where(),
+              {{"path", source_->PathOf(file_)}});
+    }
+    inner_ = opened->file;
+    size_ = opened->size;
+    CheckSize(file_, expected_ ? &*expected_ : nullptr, size_);
+    std::shared_ptr<arrow::io::RandomAccessFile> input = inner_;
+    if (!partial) {
+      window_ = std::make_shared<WindowFile>(inner_, size_);
+      input = window_;
+    }
+    internal::GuardParquet(FailureKind::kRead, file_, [&] {
+      checked_ = OpenChecked(input, partial, size_ > kThreadedDecodeBytes, name_, file_,
+                             expected_ ? &*expected_ : nullptr, options);
+    });
+    schema_ = arrow::schema(checked_.out_fields, checked_.schema->metadata());
+  }
+
+  std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
+  int64_t max_rows() const override { return checked_.selected_rows; }
+
+  std::shared_ptr<arrow::RecordBatch> Next() override {
+    while (pending_.empty()) {
+      if (done_) return nullptr;
+      if (!ahead_.valid()) ahead_ = DecodeAhead();
+      Decoded step = ahead_.get();
+      pending_ = std::move(step.batches);
+      done_ = step.last;
+      // The next step decodes on another thread while the caller uses this one.
+      if (!done_) ahead_ = DecodeAhead();
+    }
+    std::shared_ptr<arrow::RecordBatch> batch = std::move(pending_.front());
+    pending_.pop_front();
+    return batch;
+  }
+
+ private:
+  using Batches = std::deque<std::shared_ptr<arrow::RecordBatch>>;
+  // What a step gives: its batches, and whether it was the last (the checksum checked).
+  struct Decoded {
+    Batches batches;
+    bool last = false;
+  };
+
+  // Start decoding the next step. Only one runs at a time, and only it touches the reading
+  // state; its result is handed over by the future.
+  std::future<Decoded> DecodeAhead() {
+    return std::async(std::launch::async, [this] {
+      Decoded decoded;
+      internal::GuardParquet(FailureKind::kRead, file_, [&] { decoded = Step(); });
+      return decoded;
+    });
+  }
+
+  // Decode the next step of row groups (none when the read selects no row group).
+  Decoded Step() {
+    Decoded out;
+    if (next_ == checked_.row_groups.size()) {
+      Finish();
+      out.last = true;
+      return out;
+    }
+    std::vector<int> step;
+    int64_t step_bytes = 0;
+    int64_t end = 0;
+    const auto& metadata = *checked_.metadata;
+    while (next_ < checked_.row_groups.size() && step_bytes < kStreamStepBytes) {
+      const int rg = checked_.row_groups[next_++];
+      step.push_back(rg);
+      // The size comes from the footer: clamped, so a corrupt one cannot overflow the sum.
+      step_bytes +=
+          std::clamp<int64_t>(metadata.RowGroup(rg)->total_compressed_size(), 0, kStreamStepBytes);
+      end = std::max(end, RowGroupBytes(metadata, rg).second);
+    }
+    if (window_) window_->SetWindow(hashed_, HashUpTo(std::min(end, size_)));
+    auto table = internal::Unwrap(checked_.reader->ReadRowGroups(step, checked_.leaves),
+                                  FailureKind::kRead, file_);
+    if (window_) window_->SetWindow(0, nullptr);
+    table = Arrange(checked_, table, file_);
+    arrow::TableBatchReader batches(*table);
+    for (;;) {
+      std::shared_ptr<arrow::RecordBatch> batch;
+      internal::Check(batches.ReadNext(&batch), FailureKind::kRead, file_);
+      if (!batch) break;
+      if (batch->num_rows() > 0) out.batches.push_back(std::move(batch));
+    }
+    // The last step also checks the checksum, so a table of one step is verified whole before
+    // its first batch is returned.
+    if (next_ == checked_.row_groups.size()) {
+      Finish();
+      out.last = true;
+    }
+    return out;
+  }
+
+  // Read and hash the file from where hashing stopped up to `end`; return those bytes (nullptr
+  // when there are none: the hashing is past `end`).
+  std::shared_ptr<arrow::Buffer> HashUpTo(int64_t end) {
+    if (!verify_ || end <= hashed_) return nullptr;
+    auto bytes =
+        internal::Unwrap(inner_->ReadAt(hashed_, end - hashed_), FailureKind::kRead, file_);
+    if (bytes->size() != end - hashed_) {
+      BadFile(file_, "was truncated while it was read", {{"path", source_->PathOf(file_)}});
+    }
+    checksum_.Update(bytes->data(), static_cast<size_t>(bytes->size()));
+    hashed_ = end;
+    return bytes;
+  }
+
+  void Finish() {
+    if (verify_) {
+      // The rest is the footer (and whatever lies after the last row group): small.
+      while (hashed_ < size_) HashUpTo(std::min(size_, hashed_ + kStreamStepBytes));
+      CheckChecksum(file_, &*expected_, checksum_.Checksum());
+    }
+  }
+
+  std::unique_ptr<internal::BundleSource> source_;
+  std::string name_;
+  std::string file_;
+  std::optional<ArtifactInfo> expected_;
+  bool verify_;
+  std::shared_ptr<arrow::io::RandomAccessFile> inner_;
+  std::shared_ptr<WindowFile> window_;
+  int64_t size_ = 0;
+  CheckedFile checked_;
+  std::shared_ptr<arrow::Schema> schema_;
+  size_t next_ = 0;  // into checked_.row_groups
+  Batches pending_;  // decoded, to return
+  internal::StreamingChecksum checksum_;
+  int64_t hashed_ = 0;  // bytes [0, hashed_) are hashed
+  bool done_ = false;   // the last step was handed over (read by Next() only)
+  // Last, so that it is destroyed first: its destructor waits for a step still decoding.
+  std::future<Decoded> ahead_;
+};
+
 }  // namespace
 
 namespace internal {
 
 BacktestResult ReadBundleFrom(BundleSource& source, const ReadOptions& options, ReadStats* stats) {
   return ReadImpl(source, options, stats, nullptr);
+}
+
+std::unique_ptr<TableStream> OpenTableFrom(std::unique_ptr<BundleSource> source,
+                                           const std::string& name, const ReadOptions& options) {
+  if (IsJsonArtifact(name)) {
+    throw InvalidArgument(name + " is a JSON artifact, not a table", {{"table", name}});
+  }
+  ReadOptions one = options;
+  one.tables = {name};
+  BundlePlan planned = PlanRead(*source, one);
+  std::optional<ArtifactInfo> expected;
+  if (planned.summary.manifest) {
+    auto it = planned.summary.manifest->find(name + std::string(kParquetSuffix));
+    if (it != planned.summary.manifest->end()) expected = it->second;
+  }
+  const bool partial = options.from || options.to || !options.columns.empty();
+  auto stream = std::make_unique<ParquetTableStream>(std::move(source), name, std::move(expected),
+                                                     options, partial);
+  if (!options.columns.empty()) {
+    for (const auto& column : options.columns) {
+      if (stream->schema()->GetFieldIndex(column) < 0) {
+        throw InvalidArgument("the table " + name + " has no column '" + column + "'",
+                              {{"column", column}, {"table", name}});
+      }
+    }
+  }
+  return stream;
 }
 
 BundleInfo InspectBundleFrom(BundleSource& source) {
@@ -619,6 +942,11 @@ BacktestResult ReadBundle(const fs::path& dir, const ReadOptions& options, ReadS
 }
 
 std::string ReadSummaryText(const fs::path& dir) { return internal::ReadSummaryText(dir); }
+
+std::unique_ptr<TableStream> OpenTable(const fs::path& dir, const std::string& name,
+                                       const ReadOptions& options) {
+  return internal::OpenTableFrom(internal::LocalSource(dir), name, options);
+}
 
 BundleInfo InspectBundle(const fs::path& dir) {
   return internal::InspectBundleFrom(*internal::LocalSource(dir));

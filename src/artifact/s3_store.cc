@@ -503,6 +503,15 @@ class S3ArtifactStore : public ArtifactStore {
     });
   }
 
+  // The stream keeps its source; a failed request while it streams is reported as the file's
+  // error, since the answer has started by then.
+  std::unique_ptr<TableStream> OpenTable(const BundleLocation& where, const std::string& name,
+                                         const ReadOptions& options) override {
+    return Guarded(where.location, [&] {
+      return OpenTableFrom(std::make_unique<S3BundleSource>(*this, where.location), name, options);
+    });
+  }
+
   BundleInfo Inspect(const BundleLocation& where) override {
     return Guarded(where.location, [&] {
       S3BundleSource source(*this, where.location);

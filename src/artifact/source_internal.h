@@ -54,6 +54,9 @@ std::unique_ptr<BundleSource> LocalSource(const std::filesystem::path& dir);
 /// ReadBundle and InspectBundle (btstore/bundle.h) over any source, with their errors.
 BacktestResult ReadBundleFrom(BundleSource& source, const ReadOptions& options, ReadStats* stats);
 BundleInfo InspectBundleFrom(BundleSource& source);
+/// OpenTable (btstore/bundle.h) over any source, which the stream keeps, with its errors.
+std::unique_ptr<TableStream> OpenTableFrom(std::unique_ptr<BundleSource> source,
+                                           const std::string& name, const ReadOptions& options);
 
 /// Check the text of the JSON file `name` (at `path`) as ReadJsonFile does: at most
 /// kMaxJsonFileBytes, nested at most kMaxJsonDepth deep. Returns it. Throws InvalidResult.

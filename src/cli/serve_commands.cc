@@ -39,6 +39,7 @@ struct ServeFlags {
   std::string listen = "127.0.0.1:8080";
   std::string auth = "token";
   int threads = http::ServerOptions{}.threads;
+  int64_t keep_alive_seconds = http::ServerOptions{}.keep_alive_timeout.count();
   int64_t max_body_mb = static_cast<int64_t>(http::ServerOptions{}.max_body_bytes >> 20);
 };
 
@@ -52,7 +53,12 @@ void AddServe(CLI::App& app, Action& action) {
                   "credentials, everyone is an admin (loopback addresses only)")
       ->check(CLI::IsMember({"token", "none"}))
       ->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "requests served at once")->capture_default_str();
+  cmd->add_option("--threads", flags->threads,
+                  "connections served at once, idle kept-alive ones included (a thread each)")
+      ->capture_default_str();
+  cmd->add_option("--keep-alive-seconds", flags->keep_alive_seconds,
+                  "an idle kept-alive connection is closed after this long")
+      ->capture_default_str();
   cmd->add_option("--max-body-mb", flags->max_body_mb, "largest request body (an upload), MiB")
       ->capture_default_str();
   SetExamples(cmd,
@@ -68,6 +74,10 @@ void AddServe(CLI::App& app, Action& action) {
       std::tie(options.host, options.port) = ParseListen(flags->listen);
       options.require_tokens = flags->auth == "token";
       options.threads = flags->threads;
+      if (flags->keep_alive_seconds < 1 || flags->keep_alive_seconds > 3600) {
+        throw InvalidArgument("--keep-alive-seconds must be 1..3600");
+      }
+      options.keep_alive_timeout = std::chrono::seconds(flags->keep_alive_seconds);
       if (flags->max_body_mb < 1 || flags->max_body_mb > (int64_t{1} << 20)) {
         throw InvalidArgument("--max-body-mb must be 1..1048576");
       }

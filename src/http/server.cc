@@ -6,12 +6,14 @@
 
 #include <arpa/inet.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -40,6 +42,9 @@ namespace {
 constexpr size_t kMaxTokenLength = 256;
 // An uploaded bundle holds at most this many files.
 constexpr size_t kMaxUploadFiles = 64;
+// The stack of a connection's thread: a thousand of them cost a little memory. Handlers are
+// shallow (the deepest: SQLite, JSON and Arrow's writers); table decoding has threads of its own.
+constexpr size_t kThreadStackBytes = 1 << 20;
 // The jobs one comparison request may overlay.
 constexpr int kMaxCompareJobs = 20;
 // Latency histogram buckets of /metrics, in seconds.
@@ -54,6 +59,7 @@ struct RequestState {
   Clock::time_point start;
   std::string route;
   std::string user;
+  std::string error;  // what an internal error said, for the operator's log only
 };
 thread_local RequestState t_request;
 
@@ -221,8 +227,9 @@ void CheckUploadName(const std::string& name) {
 void CheckTableName(const std::string& name) {
   static const std::regex kName(R"([A-Za-z0-9_][A-Za-z0-9_-]{0,127})");
   if (!std::regex_match(name, kName)) {
-    throw InvalidArgument("table name '" + name + "' is not a table of a bundle (letters, "
-                          "digits, '_', '-')",
+    throw InvalidArgument("table name '" + name +
+                              "' is not a table of a bundle (letters, "
+                              "digits, '_', '-')",
                           {{"table", name}});
   }
 }
@@ -252,6 +259,79 @@ class TempDir {
 std::string JsonLine(const Json& doc) {
   return doc.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
+
+// The pool that serves connections for cpp-httplib. Its model is one thread per connection for
+// as long as the connection stays open (kept-alive idle ones included), so the pool must be as
+// large as the connections open at once, or idle ones starve active ones. Threads start when
+// connections need them, up to `max_threads`, with small stacks (handlers are shallow; decoding
+// runs on threads of its own), and stay for later connections.
+class ConnectionPool : public httplib::TaskQueue {
+ public:
+  ConnectionPool(int max_threads, size_t stack_bytes)
+      : max_threads_(max_threads), stack_bytes_(stack_bytes) {}
+  ~ConnectionPool() override { shutdown(); }
+  ConnectionPool(const ConnectionPool&) = delete;
+  ConnectionPool& operator=(const ConnectionPool&) = delete;
+
+  void enqueue(std::function<void()> fn) override {
+    std::unique_lock lock(mutex_);
+    jobs_.push_back(std::move(fn));
+    if (idle_ < jobs_.size() && threads_.size() < static_cast<size_t>(max_threads_)) {
+      pthread_attr_t attr;
+      pthread_attr_init(&attr);
+      pthread_attr_setstacksize(&attr, stack_bytes_);
+      pthread_t thread;
+      // When no thread can be started (a limit of the system), the threads there are serve.
+      if (pthread_create(&thread, &attr, &ConnectionPool::Main, this) == 0) {
+        threads_.push_back(thread);
+      }
+      pthread_attr_destroy(&attr);
+    }
+    lock.unlock();
+    ready_.notify_one();
+  }
+
+  void shutdown() override {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return;
+      stopping_ = true;
+    }
+    ready_.notify_all();
+    for (pthread_t thread : threads_) pthread_join(thread, nullptr);
+  }
+
+ private:
+  static void* Main(void* self) {
+    static_cast<ConnectionPool*>(self)->Serve();
+    return nullptr;
+  }
+
+  // Run connections until shutdown, finishing the queued ones first.
+  void Serve() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      ++idle_;
+      ready_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      --idle_;
+      if (jobs_.empty()) return;
+      std::function<void()> job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+
+  const int max_threads_;
+  const size_t stack_bytes_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<pthread_t> threads_;
+  size_t idle_ = 0;
+  bool stopping_ = false;
+};
 
 // cpp-httplib's stop() also cuts chunked responses short (their writer checks for it between
 // chunks); a graceful stop only closes the listening socket, so the accept loop ends, new
@@ -383,7 +463,18 @@ void Server::Impl::Route(const std::string& method, const std::string& pattern,
       const Caller caller = Authorize(req, minimum);
       handler(req, res, caller);
     } catch (const std::exception& e) {
-      SendError(res, wire::Classify(e));
+      wire::Failure failure = wire::Classify(e);
+      if (failure.code == ErrorCode::kInternal) {
+        // A fault of the server, not of the request: its message may name paths, addresses or
+        // library internals, which are the operator's business. They go to the access log; the
+        // client learns only that it happened.
+        t_request.error = failure.message;
+        failure = wire::MakeFailure(
+            ErrorCode::kInternal,
+            "internal error: the server could not answer this request; its operator finds the "
+            "cause in the server's log");
+      }
+      SendError(res, failure);
     }
   };
   if (method == "GET") {
@@ -402,23 +493,26 @@ void Server::Impl::Log(const httplib::Request& req, const httplib::Response& res
   request_metrics_.Record(route, req.method, res.status, seconds);
   if (options_.access_log != nullptr) {
     // The path without its query: a query may hold filter values people consider private.
-    const Json line = {{"ts", FormatTimestamp(btstore::Now())},
-                       {"remote", req.remote_addr},
-                       {"method", req.method},
-                       {"path", req.path},
-                       {"route", route},
-                       {"status", res.status},
-                       {"ms", seconds * 1000.0},
-                       {"user", t_request.user.empty() ? Json(nullptr) : Json(t_request.user)}};
+    Json line = {{"ts", FormatTimestamp(btstore::Now())},
+                 {"remote", req.remote_addr},
+                 {"method", req.method},
+                 {"path", req.path},
+                 {"route", route},
+                 {"status", res.status},
+                 {"ms", seconds * 1000.0},
+                 {"user", t_request.user.empty() ? Json(nullptr) : Json(t_request.user)}};
+    if (!t_request.error.empty()) line["error"] = t_request.error;
+    // Encoded before the lock: the lock only orders whole lines.
+    const std::string text = JsonLine(line) + "\n";
     std::lock_guard lock(log_mutex_);
-    *options_.access_log << JsonLine(line) << "\n" << std::flush;
+    *options_.access_log << text << std::flush;
   }
   t_request = {};
 }
 
 void Server::Impl::Setup() {
   const int threads = options_.threads;
-  svr_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  svr_.new_task_queue = [threads] { return new ConnectionPool(threads, kThreadStackBytes); };
   svr_.set_payload_max_length(options_.max_body_bytes);
   svr_.set_read_timeout(options_.read_timeout);
   svr_.set_write_timeout(options_.write_timeout);
@@ -426,7 +520,7 @@ void Server::Impl::Setup() {
   svr_.set_keep_alive_max_count(1000);
   svr_.set_tcp_nodelay(true);
   svr_.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-    t_request = {Clock::now(), "", ""};
+    t_request = {Clock::now(), "", "", ""};
     return httplib::Server::HandlerResponse::Unhandled;
   });
   svr_.set_logger(
@@ -694,27 +788,24 @@ void Server::Impl::AddTableRoutes() {
           ReadOptions options =
               wire::ParseReadRequest(req.get_param_value("from"), req.get_param_value("to"),
                                      req.get_param_value("columns"), name, ApiName);
-          BacktestResult result = service_.jobs().GetResult(id, options);
-          std::shared_ptr<arrow::Table> table;
-          if (name == kSignalsTable) table = result.daily_signals;
-          if (name == kWeightsTable) table = result.daily_weights;
-          if (name == kIcTable) table = result.daily_ic;
-          if (auto it = result.extra_tables.find(name); it != result.extra_tables.end()) {
-            table = it->second;
-          }
-          if (!table) {
-            throw InvalidArgument("job " + id + " has no table " + name,
-                                  {{"job_id", id}, {"table", name}});
-          }
+          // Opening checks the bundle, the file's size, schema and rows: its errors still have
+          // their status. The table is then read and sent a step of row groups at a time.
+          std::unique_ptr<TableStream> table = service_.jobs().OpenTable(id, name, options);
           switch (format) {
             case internal::TableFormat::kArrow:
-              internal::SendArrowStream(res, table, req.get_param_value("compression"));
+              internal::SendArrowStream(res, std::move(table), req.get_param_value("compression"));
               break;
             case internal::TableFormat::kParquet:
-              internal::SendParquet(res, table);
+              internal::SendParquet(res, std::move(table));
               break;
             case internal::TableFormat::kJson:
-              SendJson(res, internal::TableToJson(table));
+              internal::SendJsonTable(
+                  res, std::move(table),
+                  [this, id, name, options](const std::vector<std::string>& columns) {
+                    ReadOptions one = options;
+                    one.columns = columns;
+                    return service_.jobs().OpenTable(id, name, one);
+                  });
               break;
           }
         });

@@ -15,14 +15,18 @@ namespace btstore::http {
 
 /// How the server listens and what it bounds.
 struct ServerOptions {
-  std::string host = "127.0.0.1";      ///< address to listen on
-  int port = 8080;                     ///< 0: any free port (see Server::port)
-  bool require_tokens = true;          ///< false (--auth none): every request acts as an admin
-  int threads = 8;                     ///< requests served at once (connections kept alive count)
-  size_t max_body_bytes = 256u << 20;  ///< largest request body (an uploaded bundle)
-  std::chrono::seconds read_timeout{30};               ///< bound on reading one request
-  std::chrono::seconds write_timeout{60};              ///< bound on one write of a response
-  std::chrono::seconds keep_alive_timeout{5};          ///< an idle kept-alive connection closes
+  std::string host = "127.0.0.1";  ///< address to listen on
+  int port = 8080;                 ///< 0: any free port (see Server::port)
+  bool require_tokens = true;      ///< false (--auth none): every request acts as an admin
+  /// Connections served at once, kept-alive idle ones included: cpp-httplib holds a thread per
+  /// open connection (threads start as connections need them), and that thread wakes about 90
+  /// times a second while its connection idles, until keep_alive_timeout closes it. Sized for
+  /// 1,000 idle kept-alive connections beside about 100 busy ones.
+  int threads = 1100;
+  size_t max_body_bytes = 256u << 20;          ///< largest request body (an uploaded bundle)
+  std::chrono::seconds read_timeout{30};       ///< bound on reading one request
+  std::chrono::seconds write_timeout{60};      ///< bound on one write of a response
+  std::chrono::seconds keep_alive_timeout{5};  ///< an idle kept-alive connection closes
   std::chrono::milliseconds event_poll_interval{250};  ///< how often live progress reads a job
   std::ostream* access_log = nullptr;                  ///< one JSON line per request; nullptr: none
 };

@@ -3,9 +3,12 @@
 
 #include <httplib.h>
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "btstore/bundle.h"
 #include "btstore/model.h"
 #include "btstore/service.h"
 #include "btstore/wire.h"
@@ -29,17 +32,27 @@ enum class TableFormat { kArrow, kParquet, kJson };
 /// Accept header, else Arrow. Throws InvalidArgument for an unknown format.
 TableFormat ChooseTableFormat(const httplib::Request& req);
 
-/// Send `table` as an Arrow IPC stream, batch by batch from a chunked content provider, with
-/// the buffers compressed by `compression` ("", "lz4" or "zstd"). Throws InvalidArgument for an
-/// unknown compression.
-void SendArrowStream(httplib::Response& res, std::shared_ptr<arrow::Table> table,
+/// Send `table` as an Arrow IPC stream, batch by batch from a chunked content provider as the
+/// stream decodes them, with the buffers compressed by `compression` ("", "none", "lz4" or
+/// "zstd"). An error once the answer has started ends the connection without the stream's end.
+/// Throws InvalidArgument for an unknown compression.
+void SendArrowStream(httplib::Response& res, std::unique_ptr<TableStream> table,
                      const std::string& compression);
-/// Send `table` as one Parquet file (snappy). Throws InternalError when it cannot be written.
-void SendParquet(httplib::Response& res, const std::shared_ptr<arrow::Table>& table);
-/// Return `table` as `{"columns": [...], "rows": N, "data": {name: [values...]}}` (dates ISO,
-/// non-finite floats null). Throws InvalidArgument above kMaxJsonRows rows.
-wire::Json TableToJson(const std::shared_ptr<arrow::Table>& table);
-/// The most rows a table is sent as JSON (Arrow or Parquet has no bound).
+/// Send `table` as one Parquet file (snappy), written row group by row group as the stream
+/// decodes them. An error once the answer has started ends the connection without the footer.
+/// Throws InternalError when the writer cannot start.
+void SendParquet(httplib::Response& res, std::unique_ptr<TableStream> table);
+/// Open the request's table again with only `columns` (besides `date`).
+using TableOpener =
+    std::function<std::unique_ptr<TableStream>(const std::vector<std::string>& columns)>;
+/// Send `table` as `{"columns": [...], "data": {name: [values...]}, "rows": N}` (dates ISO,
+/// non-finite floats null), one column at a time: the first from `table`, the others from
+/// `open`. An error once the answer has started ends the connection without the closing brace.
+/// Throws InvalidArgument when the table may have more than kMaxJsonRows rows.
+void SendJsonTable(httplib::Response& res, std::unique_ptr<TableStream> table,
+                   const TableOpener& open);
+/// The most rows a table is sent as JSON (Arrow or Parquet has no bound); for a date range the
+/// rows of the row groups it selects count.
 inline constexpr int64_t kMaxJsonRows = 1'000'000;
 
 /// Return a completed job's chart series: dates, ic, rank_ic, cumulative_ic from daily_ic, and

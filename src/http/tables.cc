@@ -1,8 +1,8 @@
-// Tables over HTTP: an Arrow IPC stream written batch by batch into a chunked response, one
-// Parquet file, or JSON; and the chart series the page draws.
+// Tables over HTTP, streamed from a TableStream into a chunked response as its steps are decoded:
+// an Arrow IPC stream, one Parquet file, or JSON; and the chart series the page draws.
 
 #include <arrow/api.h>
-#include <arrow/io/memory.h>
+#include <arrow/io/interfaces.h>
 #include <arrow/ipc/writer.h>
 #include <arrow/util/compression.h>
 #include <parquet/arrow/writer.h>
@@ -16,9 +16,8 @@
 namespace btstore::http::internal {
 namespace {
 
-// Rows per record batch on the wire: large enough that per-batch overhead vanishes, small
-// enough that a batch (a few MB for signals) is all the server buffers per connection.
-constexpr int64_t kBatchRows = 128 * 1024;
+// Rows per row group of a Parquet answer at most, as btstore writes its bundles.
+constexpr int64_t kRowGroupRows = 64 * 1024;
 
 void Check(const arrow::Status& status, const std::string& what) {
   if (!status.ok()) throw InternalError(what + ": " + status.ToString());
@@ -52,30 +51,72 @@ class StringSink : public arrow::io::OutputStream {
   bool closed_ = false;
 };
 
-// The state of one streamed table, owned by the content provider.
-struct ArrowStreamState {
-  std::shared_ptr<arrow::Table> table;
-  std::unique_ptr<arrow::TableBatchReader> batches;
-  std::shared_ptr<StringSink> sink = std::make_shared<StringSink>();
-  std::shared_ptr<arrow::ipc::RecordBatchWriter> writer;
-  arrow::ipc::IpcWriteOptions options = arrow::ipc::IpcWriteOptions::Defaults();
+// An output stream that hands each write straight to the response (one chunk per write): the
+// Arrow writer's writes are few per batch and large (its buffers), so nothing is copied here.
+class ResponseStream : public arrow::io::OutputStream {
+ public:
+  // Write to `sink` from now on (the provider's sink of the current call).
+  void Use(httplib::DataSink& sink) { sink_ = &sink; }
+  arrow::Status Close() override {
+    closed_ = true;
+    return arrow::Status::OK();
+  }
+  bool closed() const override { return closed_; }
+  arrow::Result<int64_t> Tell() const override { return position_; }
+  arrow::Status Write(const void* data, int64_t nbytes) override {
+    if (!sink_->write(static_cast<const char*>(data), static_cast<size_t>(nbytes))) {
+      return arrow::Status::IOError("the client went away");
+    }
+    position_ += nbytes;
+    return arrow::Status::OK();
+  }
+
+ private:
+  httplib::DataSink* sink_ = nullptr;
+  int64_t position_ = 0;
+  bool closed_ = false;
 };
 
-// Write the next batch (or the end of the stream) into the state's buffer; false at the end.
-bool WriteNext(ArrowStreamState& state) {
-  if (!state.writer) {
-    state.writer =
-        Check(arrow::ipc::MakeStreamWriter(state.sink, state.table->schema(), state.options),
-              "start the Arrow stream");
+// A stream whose first batch is read before the answer starts: errors of the first step (a
+// corrupt file, or the checksum of a table that fits in one step) still get their status.
+class PrimedStream : public TableStream {
+ public:
+  explicit PrimedStream(std::unique_ptr<TableStream> table)
+      : table_(std::move(table)), first_(table_->Next()) {}
+  std::shared_ptr<arrow::Schema> schema() const override { return table_->schema(); }
+  int64_t max_rows() const override { return table_->max_rows(); }
+  std::shared_ptr<arrow::RecordBatch> Next() override {
+    if (primed_) {
+      primed_ = false;
+      return std::move(first_);
+    }
+    return table_->Next();
   }
-  std::shared_ptr<arrow::RecordBatch> batch;
-  Check(state.batches->ReadNext(&batch), "read a batch");
-  if (!batch) {
-    Check(state.writer->Close(), "end the Arrow stream");
+
+ private:
+  std::unique_ptr<TableStream> table_;
+  std::shared_ptr<arrow::RecordBatch> first_;
+  bool primed_ = true;
+};
+
+// Hand what `out` holds to the socket and empty it; false when the client went away.
+bool Drain(std::string& out, httplib::DataSink& sink) {
+  if (!out.empty() && !sink.write(out.data(), out.size())) return false;
+  out.clear();
+  return true;
+}
+
+// Run one step of a streamed answer. An error once the answer has started cannot change its
+// status any more: the provider returns false, and the server ends the connection without the
+// chunked encoding's last chunk (nor the format's own end: Arrow's end-of-stream marker,
+// Parquet's footer, JSON's closing brace), so that no client takes it for a complete table.
+template <typename Work>
+bool Guarded(Work work) {
+  try {
+    return work();
+  } catch (const Error&) {
     return false;
   }
-  Check(state.writer->WriteRecordBatch(*batch), "write a batch");
-  return true;
 }
 
 wire::Json CellJson(const arrow::Array& array, int64_t row) {
@@ -125,79 +166,146 @@ TableFormat ChooseTableFormat(const httplib::Request& req) {
   return TableFormat::kArrow;
 }
 
-void SendArrowStream(httplib::Response& res, std::shared_ptr<arrow::Table> table,
+void SendArrowStream(httplib::Response& res, std::unique_ptr<TableStream> table,
                      const std::string& compression) {
-  auto state = std::make_shared<ArrowStreamState>();
+  auto options = arrow::ipc::IpcWriteOptions::Defaults();
   const std::string codec = Lower(compression);
   if (codec == "lz4" || codec == "zstd") {
-    state->options.codec =
-        Check(arrow::util::Codec::Create(codec == "lz4" ? arrow::Compression::LZ4_FRAME
-                                                        : arrow::Compression::ZSTD),
-              "make the " + codec + " codec");
+    options.codec = Check(arrow::util::Codec::Create(codec == "lz4" ? arrow::Compression::LZ4_FRAME
+                                                                    : arrow::Compression::ZSTD),
+                          "make the " + codec + " codec");
   } else if (!codec.empty() && codec != "none") {
     throw InvalidArgument("compression must be none, lz4 or zstd, got '" + compression + "'",
                           {{"field", "compression"}, {"value", compression}});
   }
-  state->table = std::move(table);
-  state->batches = std::make_unique<arrow::TableBatchReader>(*state->table);
-  state->batches->set_chunksize(kBatchRows);
-  res.set_chunked_content_provider("application/vnd.apache.arrow.stream",
-                                   [state](size_t, httplib::DataSink& sink) {
-                                     // An error mid-stream cannot change the status any more:
-                                     // ending the response without the stream's end marker makes
-                                     // every Arrow reader report a truncated stream.
-                                     try {
-                                       const bool more = WriteNext(*state);
-                                       std::string& out = state->sink->buffer();
-                                       if (!out.empty() && !sink.write(out.data(), out.size()))
-                                         return false;
-                                       out.clear();
-                                       if (!more) sink.done();
-                                       return true;
-                                     } catch (const Error&) {
-                                       return false;
-                                     }
-                                   });
+  struct State {
+    std::unique_ptr<TableStream> table;
+    arrow::ipc::IpcWriteOptions options;
+    std::shared_ptr<ResponseStream> out = std::make_shared<ResponseStream>();
+    std::shared_ptr<arrow::ipc::RecordBatchWriter> writer;
+  };
+  auto state = std::make_shared<State>();
+  state->table = std::make_unique<PrimedStream>(std::move(table));
+  state->options = options;
+  res.set_chunked_content_provider(
+      "application/vnd.apache.arrow.stream", [state](size_t, httplib::DataSink& sink) {
+        return Guarded([&] {
+          state->out->Use(sink);
+          if (!state->writer) {
+            state->writer = Check(
+                arrow::ipc::MakeStreamWriter(state->out, state->table->schema(), state->options),
+                "start the Arrow stream");
+          }
+          std::shared_ptr<arrow::RecordBatch> batch = state->table->Next();
+          if (!batch) {
+            Check(state->writer->Close(), "end the Arrow stream");
+            sink.done();
+            return true;
+          }
+          Check(state->writer->WriteRecordBatch(*batch), "write a batch");
+          return true;
+        });
+      });
 }
 
-void SendParquet(httplib::Response& res, const std::shared_ptr<arrow::Table>& table) {
-  auto out = Check(arrow::io::BufferOutputStream::Create(), "make a buffer");
+void SendParquet(httplib::Response& res, std::unique_ptr<TableStream> table) {
+  struct State {
+    std::unique_ptr<TableStream> table;
+    std::shared_ptr<StringSink> out = std::make_shared<StringSink>();
+    std::unique_ptr<parquet::arrow::FileWriter> writer;
+  };
+  auto state = std::make_shared<State>();
+  state->table = std::make_unique<PrimedStream>(std::move(table));
   parquet::WriterProperties::Builder properties;
   properties.compression(parquet::Compression::SNAPPY);
-  Check(parquet::arrow::WriteTable(*table, arrow::default_memory_pool(), out, kBatchRows,
-                                   properties.build()),
-        "write the Parquet file");
-  auto buffer = Check(out->Finish(), "finish the Parquet file");
-  res.set_content(std::string(reinterpret_cast<const char*>(buffer->data()),
-                              static_cast<size_t>(buffer->size())),
-                  "application/vnd.apache.parquet");
+  properties.max_row_group_length(kRowGroupRows);
+  state->writer =
+      Check(parquet::arrow::FileWriter::Open(*state->table->schema(), arrow::default_memory_pool(),
+                                             state->out, properties.build()),
+            "start the Parquet file");
+  res.set_chunked_content_provider(
+      "application/vnd.apache.parquet", [state](size_t, httplib::DataSink& sink) {
+        return Guarded([&] {
+          std::shared_ptr<arrow::RecordBatch> batch = state->table->Next();
+          if (batch) {
+            auto part = Check(arrow::Table::FromRecordBatches({batch}), "make a row group");
+            Check(state->writer->WriteTable(*part, kRowGroupRows), "write a row group");
+          } else {
+            Check(state->writer->Close(), "end the Parquet file");
+          }
+          if (!Drain(state->out->buffer(), sink)) return false;
+          if (!batch) sink.done();
+          return true;
+        });
+      });
 }
 
-wire::Json TableToJson(const std::shared_ptr<arrow::Table>& table) {
-  if (table->num_rows() > kMaxJsonRows) {
-    throw InvalidArgument("the table has " + std::to_string(table->num_rows()) +
+void SendJsonTable(httplib::Response& res, std::unique_ptr<TableStream> table,
+                   const TableOpener& open) {
+  if (table->max_rows() > kMaxJsonRows) {
+    throw InvalidArgument("the table has " + std::to_string(table->max_rows()) +
                               " rows, more than JSON is sent for (" + std::to_string(kMaxJsonRows) +
                               "): ask for format=arrow or parquet, or narrow from/to",
-                          {{"rows", std::to_string(table->num_rows())}});
+                          {{"rows", std::to_string(table->max_rows())}});
   }
-  wire::Json columns = wire::Json::array();
-  wire::Json data = wire::Json::object();
-  for (int c = 0; c < table->num_columns(); ++c) {
-    const std::string name = table->schema()->field(c)->name();
-    columns.push_back(name);
-    wire::Json values = wire::Json::array();
-    for (const auto& chunk : table->column(c)->chunks()) {
-      for (int64_t row = 0; row < chunk->length(); ++row) values.push_back(CellJson(*chunk, row));
-    }
-    data[name] = std::move(values);
-  }
-  return {{"columns", columns}, {"rows", table->num_rows()}, {"data", data}};
+  // Columns are arrays, so the answer is written one column at a time: the first from the
+  // stream opened for the request (for a whole table, the one that checks the checksum), each
+  // other from a read of that column alone. The server holds one step of one read at a time.
+  struct State {
+    std::unique_ptr<TableStream> table;
+    std::vector<std::string> columns;
+    size_t column = 0;
+    int column_index = 0;  // of that column in table's schema
+    bool started = false;  // its name and '[' are written
+    int64_t written = 0;   // its values written
+    int64_t rows = 0;
+    std::string out;
+  };
+  auto state = std::make_shared<State>();
+  for (const auto& field : table->schema()->fields()) state->columns.push_back(field->name());
+  state->table = std::make_unique<PrimedStream>(std::move(table));
+  state->out = "{\"columns\":" + wire::Json(state->columns).dump() + ",\"data\":{";
+  res.set_chunked_content_provider(
+      "application/json", [state, open](size_t, httplib::DataSink& sink) {
+        return Guarded([&] {
+          State& s = *state;
+          if (!s.table) {
+            s.table = open({s.columns[s.column]});
+          }
+          if (!s.started) {
+            s.column_index = s.table->schema()->GetFieldIndex(s.columns[s.column]);
+            if (s.column_index < 0) {
+              throw InvalidResult("column " + s.columns[s.column] + " is no longer in the table");
+            }
+            s.out += (s.column == 0 ? "" : ",") + wire::Json(s.columns[s.column]).dump() + ":[";
+            s.started = true;
+            s.written = 0;
+          }
+          std::shared_ptr<arrow::RecordBatch> batch = s.table->Next();
+          if (batch) {
+            const arrow::Array& array = *batch->column(s.column_index);
+            for (int64_t row = 0; row < array.length(); ++row) {
+              if (s.written++ > 0) s.out += ',';
+              s.out += CellJson(array, row).dump();
+            }
+            if (s.column == 0) s.rows += array.length();
+            return Drain(s.out, sink);
+          }
+          s.out += ']';
+          s.table = nullptr;
+          s.started = false;
+          if (++s.column < s.columns.size()) return Drain(s.out, sink);
+          s.out += "},\"rows\":" + std::to_string(s.rows) + "}";
+          if (!Drain(s.out, sink)) return false;
+          sink.done();
+          return true;
+        });
+      });
 }
 
 wire::Json ChartSeries(JobService& jobs, const std::string& job_id, bool with_weights) {
   ReadOptions options;
   options.tables = {std::string(kIcTable)};
-  if (with_weights) options.tables.emplace_back(kWeightsTable);
   BacktestResult result = jobs.GetResult(job_id, options);
   wire::Json dates = wire::Json::array(), ic = wire::Json::array(), rank_ic = wire::Json::array(),
              cumulative = wire::Json::array();
@@ -224,24 +332,32 @@ wire::Json ChartSeries(JobService& jobs, const std::string& job_id, bool with_we
   doc["ic"] = ic;
   doc["rank_ic"] = rank_ic;
   doc["cumulative_ic"] = cumulative;
-  if (with_weights && result.daily_weights && result.daily_weights->num_rows() > 0) {
-    // Coverage per date: how many names hold a nonzero weight. Rows are sorted by date.
+  if (with_weights) {
+    // Coverage per date: how many names hold a nonzero weight. Rows are sorted by date; the
+    // weights are streamed, since for a large result they are the largest table.
+    ReadOptions weights_options;
+    weights_options.columns = {"weight"};
+    std::unique_ptr<TableStream> weights =
+        jobs.OpenTable(job_id, std::string(kWeightsTable), weights_options);
     wire::Json coverage_dates = wire::Json::array(), names = wire::Json::array();
-    const auto weights = Check(result.daily_weights->CombineChunks(), "combine daily_weights");
-    const auto& wdate = static_cast<const arrow::Date32Array&>(*weights->column(0)->chunk(0));
-    const auto& weight =
-        static_cast<const arrow::DoubleArray&>(*weights->GetColumnByName("weight")->chunk(0));
+    std::optional<int32_t> day;
     int64_t count = 0;
-    for (int64_t row = 0; row < weights->num_rows(); ++row) {
-      if (row > 0 && wdate.Value(row) != wdate.Value(row - 1)) {
-        coverage_dates.push_back(Date{wdate.Value(row - 1)}.ToString());
-        names.push_back(count);
-        count = 0;
+    while (std::shared_ptr<arrow::RecordBatch> batch = weights->Next()) {
+      const auto& wdate = static_cast<const arrow::Date32Array&>(*batch->column(0));
+      const auto& weight =
+          static_cast<const arrow::DoubleArray&>(*batch->GetColumnByName("weight"));
+      for (int64_t row = 0; row < batch->num_rows(); ++row) {
+        if (day && wdate.Value(row) != *day) {
+          coverage_dates.push_back(Date{*day}.ToString());
+          names.push_back(count);
+          count = 0;
+        }
+        day = wdate.Value(row);
+        if (!weight.IsNull(row) && weight.Value(row) != 0.0) ++count;
       }
-      if (!weight.IsNull(row) && weight.Value(row) != 0.0) ++count;
     }
-    if (weights->num_rows() > 0) {
-      coverage_dates.push_back(Date{wdate.Value(weights->num_rows() - 1)}.ToString());
+    if (day) {
+      coverage_dates.push_back(Date{*day}.ToString());
       names.push_back(count);
     }
     doc["weights_dates"] = coverage_dates;

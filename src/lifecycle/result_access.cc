@@ -63,18 +63,14 @@ std::string JobService::ReadSummaryText(const JobRecord& job) {
   return store_.ReadSummaryText(Locate(job));
 }
 
-BacktestResult JobService::GetResult(std::string_view job_id, const ReadOptions& options,
-                                     ReadStats* stats) {
-  return GetResult(catalog_.GetJob(job_id), options, stats);
-}
-
-BacktestResult JobService::GetResult(const JobRecord& job, const ReadOptions& options,
-                                     ReadStats* stats) {
+template <typename Read>
+auto JobService::ReadCompleted(const JobRecord& job, Read read)
+    -> decltype(read(std::declval<const BundleLocation&>())) {
   const std::string& job_id = job.job_id;
   CheckReadable(job);
   const BundleLocation where = Locate(job);
   try {
-    return store_.Read(where, options, stats);
+    return read(where);
   } catch (const Error& error) {
     if (error.code() != ErrorCode::kResultPathMissing &&
         error.code() != ErrorCode::kInvalidResult &&
@@ -91,6 +87,24 @@ BacktestResult JobService::GetResult(const JobRecord& job, const ReadOptions& op
     CheckReadable(*now);
     RethrowWithJobId(error, job_id);
   }
+}
+
+BacktestResult JobService::GetResult(std::string_view job_id, const ReadOptions& options,
+                                     ReadStats* stats) {
+  return GetResult(catalog_.GetJob(job_id), options, stats);
+}
+
+BacktestResult JobService::GetResult(const JobRecord& job, const ReadOptions& options,
+                                     ReadStats* stats) {
+  return ReadCompleted(
+      job, [&](const BundleLocation& where) { return store_.Read(where, options, stats); });
+}
+
+std::unique_ptr<TableStream> JobService::OpenTable(std::string_view job_id, const std::string& name,
+                                                   const ReadOptions& options) {
+  return ReadCompleted(catalog_.GetJob(job_id), [&](const BundleLocation& where) {
+    return store_.OpenTable(where, name, options);
+  });
 }
 
 std::shared_ptr<arrow::Table> JobService::GetPortfolioReturns(std::string_view job_id,

@@ -152,6 +152,27 @@ TEST_F(S3StoreTest, APartialReadFetchesOnlyTheRowGroupsOfItsRange) {
   EXPECT_LT(part.bytes_read * 5, whole.bytes_read) << part.bytes_read << " of " << whole.bytes_read;
 }
 
+TEST_F(S3StoreTest, StreamsATableStepByStepEqualToTheWholeRead) {
+  WriteOptions options;
+  options.row_group_rows = 20000;
+  BacktestResult result = MakeResult(1000, 200, 4);  // 200,000 rows: several steps
+  result.job_id = "job-stream";
+  const BundleLocation where = store_->Resolve(store_->Stage(result, options).location, true);
+  std::unique_ptr<TableStream> stream = store_->OpenTable(where, "daily_signals", {});
+  std::vector<std::shared_ptr<arrow::RecordBatch>> batches;
+  while (auto batch = stream->Next()) batches.push_back(batch);
+  EXPECT_GT(batches.size(), 1u);
+  auto table = arrow::Table::FromRecordBatches(stream->schema(), batches).ValueOrDie();
+  EXPECT_EQ(testing::DescribeDifference(*result.daily_signals, *table), "");
+  ReadOptions month;
+  month.from = Date::Parse("2020-06-01");
+  month.to = Date::Parse("2020-06-30");
+  stream = store_->OpenTable(where, "daily_signals", month);
+  int64_t rows = 0;
+  while (auto batch = stream->Next()) rows += batch->num_rows();
+  EXPECT_EQ(rows, 30 * 200);
+}
+
 TEST_F(S3StoreTest, AReplacedObjectFailsTheManifestCheck) {
   const StagedBundle staged = store_->Stage(Result("job-bad", 60, 1), {});
   const StagedBundle other = store_->Stage(Result("job-bad", 60, 9), {});

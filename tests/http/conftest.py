@@ -105,12 +105,12 @@ class Client:
 class Server:
     """`btstore serve` on a free loopback port; stop() sends SIGTERM and waits."""
 
-    def __init__(self, btstore, *extra):
+    def __init__(self, btstore, *extra, env=None):
         self.btstore = btstore
         self.log_path = btstore.root.parent / f"serve-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(btstore.argv("serve", "--listen", "127.0.0.1:0", *extra),
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         # The first document on stdout says where it listens, once it accepts connections.
         text = ""
         while True:

@@ -194,3 +194,34 @@ def test_an_unreachable_catalog_is_503(tmp_path):
     finally:
         if cluster:
             cluster.stop()
+
+
+def test_idle_kept_alive_connections_do_not_starve_an_active_one(bt):
+    """cpp-httplib holds a thread per open connection: 300 idle kept-alive connections must not
+    keep a new request waiting (the pool grows to --threads, 1,100 by default)."""
+    token = bt.token("reader", "reader")
+    server = Server(bt, "--keep-alive-seconds", "60")
+    idle = []
+    try:
+        url = urllib.parse.urlparse(server.base)
+        for _ in range(300):
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+            conn.request("GET", "/healthz")
+            res = conn.getresponse()
+            assert res.status == 200
+            res.read()
+            idle.append(conn)
+        started = time.monotonic()
+        res = server.client(token).get("/api/v1/jobs", timeout=30)
+        assert res.status == 200
+        assert time.monotonic() - started < 2.0
+        # The idle ones are still open and served.
+        for conn in idle[:20]:
+            conn.request("GET", "/healthz")
+            res = conn.getresponse()
+            assert res.status == 200
+            res.read()
+    finally:
+        for conn in idle:
+            conn.close()
+        assert server.stop() == 0
