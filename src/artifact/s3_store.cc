@@ -95,10 +95,11 @@ void InitializeS3Once() {
   }
 }
 
-// Arrow's messages never carry the secret key, but a message built from a request the SDK
-// echoes might: whatever the secret is, it never leaves this process in an error.
+// Arrow's messages never carry the credentials, but a message built from a request the SDK
+// echoes might (a signature mismatch can quote the credential scope, which starts with the key
+// id): whatever they are, they never leave this process in an error.
 std::string Scrubbed(std::string text) {
-  for (const char* variable : {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}) {
+  for (const char* variable : {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"}) {
     const char* secret = std::getenv(variable);
     if (secret == nullptr || std::string_view(secret).size() < 4) continue;
     for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
@@ -108,36 +109,51 @@ std::string Scrubbed(std::string text) {
   return text;
 }
 
+// What a failed request says about the store, from Arrow's message: the AWS error's name when
+// the reply had a body, else only "(HTTP status N)" (a HEAD reply never has one).
+enum class StoreFault {
+  kUnreachable,  // network, timeouts, throttling or server errors that outlasted the retries
+  kCredentials,  // the store refused the credentials (unknown key, bad signature, denied)
+  kOther,
+};
+
+// The N of "HTTP status N" in `message`, or 0.
+int HttpStatusIn(std::string_view message) {
+  constexpr std::string_view kMarker = "HTTP status ";
+  const size_t at = message.find(kMarker);
+  if (at == std::string_view::npos) return 0;
+  int code = 0;
+  const char* first = message.data() + at + kMarker.size();
+  std::from_chars(first, message.data() + message.size(), code);
+  return code;
+}
+
+StoreFault Classify(const arrow::Status& status) {
+  const std::string& m = status.message();
+  auto has_any = [&](std::initializer_list<std::string_view> markers) {
+    return std::any_of(markers.begin(), markers.end(),
+                       [&](std::string_view marker) { return m.find(marker) != m.npos; });
+  };
+  if (has_any({"INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
+               "SignatureDoesNotMatch", "ACCESS_DENIED", "AccessDenied", "UNRECOGNIZED_CLIENT",
+               "InvalidClientTokenId"})) {
+    return StoreFault::kCredentials;
+  }
+  if (has_any({"NETWORK_CONNECTION", "Couldn't connect", "curlCode", "Connection refused",
+               "Could not resolve", "Timeout", "timed out", "SLOW_DOWN", "SlowDown",
+               "SERVICE_UNAVAILABLE", "Service Unavailable", "NO_SUCH_BUCKET", "NoSuchBucket"})) {
+    return StoreFault::kUnreachable;
+  }
+  const int http_status = HttpStatusIn(m);
+  if (http_status == 401 || http_status == 403) return StoreFault::kCredentials;
+  if (http_status >= 500 && http_status < 600) return StoreFault::kUnreachable;
+  return StoreFault::kOther;
+}
+
 // Whether `status` says that the store could not be reached or refused to serve (network,
 // timeouts, throttling that outlasted the retries, credentials it does not accept): then the
 // store is unavailable, as a database that cannot be reached is.
-bool IsUnavailable(const arrow::Status& status) {
-  const std::string& m = status.message();
-  for (std::string_view marker : {"NETWORK_CONNECTION",
-                                  "Couldn't connect",
-                                  "curlCode",
-                                  "Connection refused",
-                                  "Could not resolve",
-                                  "Timeout",
-                                  "timed out",
-                                  "SLOW_DOWN",
-                                  "SlowDown",
-                                  "SERVICE_UNAVAILABLE",
-                                  "Service Unavailable",
-                                  "INVALID_ACCESS_KEY_ID",
-                                  "InvalidAccessKeyId",
-                                  "SIGNATURE_DOES_NOT_MATCH",
-                                  "SignatureDoesNotMatch",
-                                  "ACCESS_DENIED",
-                                  "AccessDenied",
-                                  "UNRECOGNIZED_CLIENT",
-                                  "InvalidClientTokenId",
-                                  "NO_SUCH_BUCKET",
-                                  "NoSuchBucket"}) {
-    if (m.find(marker) != std::string::npos) return true;
-  }
-  return false;
-}
+bool IsUnavailable(const arrow::Status& status) { return Classify(status) != StoreFault::kOther; }
 
 // A random hex string of 16 digits, for attempt prefixes nothing else can take.
 std::string RandomHex() {
@@ -684,10 +700,21 @@ class S3ArtifactStore : public ArtifactStore {
     const std::string location = std::string(kS3Scheme) + key;
     const std::string message = Scrubbed(status.message());
     const std::string endpoint = endpoint_.empty() ? "AWS S3" : endpoint_;
-    if (IsUnavailable(status)) {
-      throw CatalogUnavailable("the artifact store at " + endpoint + " is unavailable (" + what +
-                                   " " + location + "): " + message,
-                               {{"endpoint", endpoint}, {"path", location}});
+    switch (Classify(status)) {
+      case StoreFault::kCredentials:
+        // The PostgreSQL catalog refusing a password is CatalogUnavailable too: a store that
+        // cannot be used, which the operator fixes (Unauthenticated is the HTTP server's).
+        throw CatalogUnavailable(
+            "the artifact store at " + endpoint + " refused the credentials (" + what + " " +
+                location + "): " + message +
+                "; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the AWS profile",
+            {{"endpoint", endpoint}, {"path", location}, {"reason", "credentials"}});
+      case StoreFault::kUnreachable:
+        throw CatalogUnavailable("the artifact store at " + endpoint + " is unavailable (" + what +
+                                     " " + location + "): " + message,
+                                 {{"endpoint", endpoint}, {"path", location}});
+      case StoreFault::kOther:
+        break;
     }
     throw InternalError(what + " " + location + " failed at " + endpoint + ": " + message,
                         {{"endpoint", endpoint}, {"path", location}});

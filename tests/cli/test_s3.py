@@ -256,3 +256,148 @@ def test_the_server_stopped_during_uploads_fails_the_attempts_and_nothing_is_vis
     for job in failed:
         assert job["status"] == "failed" and job["result_path"] is None, job
         assert f"artifact store at {server.endpoint}" in job["error_message"], job
+
+
+# --- Faults injected by a proxy in front of the server (tests/support FaultProxy) -------------
+
+
+def secrets_of(server):
+    return (server.ACCESS_KEY, server.SECRET_KEY)
+
+
+def assert_unavailable_naming(result, endpoint, server):
+    """`result` failed as CatalogUnavailable (exit 5), naming `endpoint` and no credential."""
+    assert result.returncode == 5, result
+    assert endpoint in result.stdout + result.stderr, result
+    for secret in secrets_of(server):
+        assert secret not in result.stdout + result.stderr, result
+
+
+@pytest.mark.parametrize("fault", ["slow_down", "reset"])
+def test_throttling_and_connection_resets_are_retried(s3_sqlite_catalog, fault_proxy, tmp_path,
+                                                      fault):
+    bt = s3_sqlite_catalog
+    bt.ok("migrate")
+    for i in range(2):
+        submit(bt, f"s3-{fault}-{i}", retries=0)
+    flaky = bt.through(fault_proxy)
+    setattr(fault_proxy, f"{fault}_share", 0.3)
+    assert work(flaky)["events"]["completed"] == 2
+    for i in range(2):
+        job_id = f"s3-{fault}-{i}"
+        assert flaky.ok("result", job_id)["tables"]["daily_signals"]["rows"] == 20 * 65
+        part = flaky.ok("result", job_id, "--from", "2020-02-03", "--to", "2020-02-07")
+        assert part["tables"]["daily_signals"]["rows"] == 20 * 5
+        flaky.ok("result", job_id, "--export", tmp_path / job_id)
+        # What came through the faults is what a healthy client reads from the store.
+        direct = pl.read_parquet(bt.ok("show", job_id)["result_path"] + "/daily_signals.parquet",
+                                 storage_options=bt.server.storage_options())
+        assert pl.read_parquet(tmp_path / job_id / "daily_signals.parquet").equals(direct)
+    assert flaky.ok("verify")["problems"] == []
+    statuses = fault_proxy.statuses()
+    assert statuses.get(503 if fault == "slow_down" else "RST", 0) >= 5, statuses
+
+
+def test_a_store_that_always_throttles_is_catalog_unavailable_and_publishes_nothing(
+        s3_sqlite_catalog, fault_proxy):
+    bt = s3_sqlite_catalog
+    bt.ok("migrate")
+    submit(bt, "s3-read")
+    work(bt)
+    throttled = bt.through(fault_proxy)
+    fault_proxy.slow_down_share = 1.0
+    fault_proxy.max_faults_in_a_row = None
+    for args in (["result", "s3-read"], ["verify"]):
+        result = throttled.run(*args, expect=None)
+        assert_unavailable_naming(result, fault_proxy.endpoint, bt.server)
+        assert result.json()["error"]["code"] == "CatalogUnavailable", result
+    submit(bt, "s3-write", retries=0)
+    throttled.ok("worker", "--until-idle", "--poll-ms", "20")
+    job = bt.ok("show", "s3-write")
+    assert job["status"] == "failed" and job["result_path"] is None, job
+    assert fault_proxy.endpoint in job["error_message"], job
+    for secret in secrets_of(bt.server):
+        assert secret not in json.dumps(job)
+    # No request got through: no object of the job exists, half or whole.
+    assert keys_under(bt, key_of(bt.uri) + "/s3-write") == []
+    assert set(fault_proxy.statuses()) == {503}
+
+
+def test_the_store_stopped_during_a_read_is_catalog_unavailable(s3_sqlite_catalog, fault_proxy):
+    bt = s3_sqlite_catalog
+    bt.ok("migrate")
+    submit(bt, "s3-read-cut")
+    work(bt)
+    cut = bt.through(fault_proxy)
+    for args in (["result", "s3-read-cut"], ["result", "s3-read-cut", "--from", "2020-02-03"]):
+        fault_proxy.reset_faults()
+        # The server goes away once the read has found the bundle, at its first Parquet fetch.
+        fault_proxy.go_down_when = lambda method, path: path.split("?")[0].endswith(".parquet")
+        result = cut.run(*args, expect=None)
+        assert fault_proxy.down
+        assert any(status != "RST" for *_, status, _ in fault_proxy.requests)
+        assert_unavailable_naming(result, fault_proxy.endpoint, bt.server)
+    fault_proxy.reset_faults()
+    assert bt.ok("show", "s3-read-cut")["status"] == "completed"
+    assert cut.ok("result", "s3-read-cut")["tables"]["daily_signals"]["rows"] == 20 * 65
+
+
+def test_the_store_stopped_during_an_upload_leaves_nothing_a_reader_sees(s3_sqlite_catalog,
+                                                                          fault_proxy):
+    bt = s3_sqlite_catalog
+    bt.ok("migrate")
+    submit(bt, "s3-up-cut", retries=0)
+    cut = bt.through(fault_proxy)
+    # The server goes away in the middle of the bundle's upload: its other files may be up.
+    fault_proxy.go_down_when = lambda method, path: (
+        method in ("PUT", "POST") and "daily_weights.parquet" in path)
+    cut.ok("worker", "--until-idle", "--poll-ms", "20")
+    assert fault_proxy.down
+    fault_proxy.reset_faults()  # the server is back
+    job = bt.ok("show", "s3-up-cut")
+    assert job["status"] == "failed" and job["result_path"] is None, job
+    assert f"artifact store at {fault_proxy.endpoint}" in job["error_message"], job
+    assert cut.run("result", "s3-up-cut", expect=None).returncode == 4
+    # Whatever reached the store sits under an attempt prefix that no row names: verify reports
+    # it once older than its grace (0 here), and cleanup sweeps it once older than its own.
+    left = keys_under(bt, key_of(bt.uri) + "/s3-up-cut")
+    assert "daily_weights.parquet" not in {k.split("/")[-1] for k in left}, left
+    attempts = {f"{bt.uri}/s3-up-cut/{k.split('/')[0]}" for k in left}
+    assert all(a.startswith(bt.uri + "/s3-up-cut/a-") for a in attempts), left
+    verify = cut.run("verify", "--orphan-grace-seconds", "0", expect=6 if left else 0)
+    assert {(p["kind"], p["path"]) for p in verify.json()["problems"]} == {
+        ("orphan_bundle", a) for a in attempts}, verify
+    assert cut.ok("verify")["problems"] == []  # younger than the default grace: not reported
+
+
+def test_wrong_credentials_are_catalog_unavailable_and_never_printed(s3_auth_server, tmp_path):
+    server = s3_auth_server
+    bt = S3Btstore("sqlite", f"sqlite:{tmp_path / 'catalog.db'}", server, "auth", tmp_path)
+    bt.ok("migrate")
+    submit(bt, "s3-auth")
+    assert work(bt)["events"]["completed"] == 1  # the server's own key works
+    good = (server.ACCESS_KEY, server.SECRET_KEY)
+    wrong_secret = {"AWS_SECRET_ACCESS_KEY": "wrong-secret-" + server.SECRET_KEY[::-1]}
+    unknown_key = {"AWS_ACCESS_KEY_ID": "AKIAUNKNOWNKEY000000",
+                   "AWS_SECRET_ACCESS_KEY": "unknown-key-secret-0123456789"}
+    for n, wrong in enumerate((wrong_secret, unknown_key)):
+        class WrongCredentials(S3Btstore):
+            def environment(self):
+                return {**super().environment(), **wrong}
+
+        denied = WrongCredentials("sqlite", bt.url, server, "auth", tmp_path)
+        forbidden = {*good, *wrong.values()}
+        for args in (["result", "s3-auth"], ["verify"]):
+            for json_out in (True, False):
+                result = denied.run(*args, expect=5, json_out=json_out)
+                text = result.stdout + result.stderr
+                assert server.endpoint in text and "credentials" in text, result
+                for secret in forbidden:
+                    assert secret not in text, (secret, result)
+            assert denied.run(*args, expect=5).json()["error"]["code"] == "CatalogUnavailable"
+        submit(bt, f"s3-denied-{n}", retries=0)
+        denied.ok("worker", "--until-idle", "--poll-ms", "20")
+        job = bt.ok("show", f"s3-denied-{n}")
+        assert job["status"] == "failed" and "credentials" in job["error_message"], job
+        for secret in forbidden:
+            assert secret not in json.dumps(job)
