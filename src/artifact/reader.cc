@@ -436,9 +436,23 @@ BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& optio
     throw InvalidArgument("the date range is empty: to is before from",
                           {{"from", options.from->ToString()}, {"to", options.to->ToString()}});
   }
+  const bool partial = options.from || options.to || !options.columns.empty();
+  std::vector<std::string> present = ParquetStems(source);
+  {
+    // Everything this read will need is fetched at once where fetching costs a round trip:
+    // summary.json, and the Parquet files asked for (whole, or their footers).
+    std::vector<std::string> files;
+    for (const auto& stem : present) {
+      if (options.tables.empty() ||
+          std::find(options.tables.begin(), options.tables.end(), stem) != options.tables.end()) {
+        files.push_back(stem + std::string(kParquetSuffix));
+      }
+    }
+    source.Prefetch({std::string(kSummaryFile)}, true);
+    source.Prefetch(files, !partial);
+  }
   internal::ParsedSummary summary = internal::ReadSummary(source);
 
-  std::vector<std::string> present = ParquetStems(source);
   std::set<std::string> present_set(present.begin(), present.end());
   auto listed = [&](const std::string& file) {
     return summary.manifest && summary.manifest->contains(file);
@@ -499,7 +513,7 @@ BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& optio
     }
   }
 
-  Plan plan{&options, &summary.manifest, options.from || options.to || !options.columns.empty()};
+  Plan plan{&options, &summary.manifest, partial};
   std::vector<FileTask> tasks(names.size());
   for (size_t i = 0; i < names.size(); ++i) tasks[i].name = names[i];
   std::atomic<size_t> next{0};

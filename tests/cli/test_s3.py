@@ -401,3 +401,39 @@ def test_wrong_credentials_are_catalog_unavailable_and_never_printed(s3_auth_ser
         assert job["status"] == "failed" and "credentials" in job["error_message"], job
         for secret in forbidden:
             assert secret not in json.dumps(job)
+
+
+def test_reads_fetch_what_they_need_in_few_requests(s3_sqlite_catalog, fault_proxy, tmp_path):
+    bt = s3_sqlite_catalog
+    bt.ok("migrate")
+    sample = tmp_path / "sample"
+    bt.run("bundle", "sample", sample, "--days", 1300, "--symbols", 100)  # two row groups
+    bt.ok("import", sample, "--alpha", "a", "--start", "2020-01-01", "--end", "2024-12-24",
+          "--job-id", "s3-requests")
+    counted = bt.through(fault_proxy)
+    signals_bytes = (sample / "daily_signals.parquet").stat().st_size
+
+    def requests_of(*args):
+        fault_proxy.reset_faults()
+        doc = counted.ok(*args)
+        return doc, [(method, path.split("?")[0].rsplit("/", 1)[-1], byte_range, size)
+                     for method, path, byte_range, _, size in fault_proxy.requests]
+
+    # A month: the listing, summary.json, the signals' footer and its one row group; nothing
+    # asks for a size (the listing has them).
+    doc, requests = requests_of("result", "s3-requests", "--tables", "daily_signals", "--from",
+                                "2021-06-01", "--to", "2021-06-30")
+    assert doc["tables"]["daily_signals"]["rows"] > 0
+    assert sorted((method, name) for method, name, _, _ in requests) == [
+        ("GET", "btstore-test"), ("GET", "daily_signals.parquet"),
+        ("GET", "daily_signals.parquet"), ("GET", "summary.json")], requests
+    fetched = sum(size for _, name, _, size in requests if name == "daily_signals.parquet")
+    assert fetched < signals_bytes * 0.7, (fetched, signals_bytes)
+    assert doc["bytes_read"] == fetched
+
+    # Whole: the listing, then each file once, whole.
+    doc, requests = requests_of("result", "s3-requests")
+    assert sorted((method, name) for method, name, _, _ in requests) == [
+        ("GET", "btstore-test"), ("GET", "daily_ic.parquet"), ("GET", "daily_signals.parquet"),
+        ("GET", "daily_weights.parquet"), ("GET", "summary.json")], requests
+    assert {name: size for _, name, _, size in requests}["daily_signals.parquet"] == signals_bytes
