@@ -1051,6 +1051,9 @@ std::unique_ptr<ArtifactStore> OpenS3Store(const std::string& root) {
     while (host.ends_with('/')) host.remove_suffix(1);
     options.endpoint_override = std::string(host);
   }
+  // An object smaller than a part is then written with one PUT when it is closed, instead of
+  // three requests of a multipart upload; failures still show, at the latest when it is closed.
+  options.allow_delayed_open = true;
   options.retry_strategy = std::make_shared<BackoffRetryStrategy>();
   options.connect_timeout = 5;
   options.request_timeout = 30;

@@ -348,9 +348,17 @@ def test_the_store_stopped_during_an_upload_leaves_nothing_a_reader_sees(s3_sqli
     bt.ok("migrate")
     submit(bt, "s3-up-cut", retries=0)
     cut = bt.through(fault_proxy)
-    # The server goes away in the middle of the bundle's upload: its other files may be up.
-    fault_proxy.go_down_when = lambda method, path: (
-        method in ("PUT", "POST") and "daily_weights.parquet" in path)
+    # The server stops in the middle of the bundle's upload, right after storing daily_weights
+    # (before it could reply): a part of the bundle is in the store. The request that stores an
+    # object is a PUT of it whole, or the POST that completes its multipart upload.
+    def stores_weights(method, path):
+        name, _, query = path.partition("?")
+        return name.endswith("/daily_weights.parquet") and (
+            (method == "PUT" and "partNumber=" not in query) or
+            (method == "POST" and "uploadId=" in query))
+
+    fault_proxy.go_down_when = stores_weights
+    fault_proxy.last_request_lands = True
     cut.ok("worker", "--until-idle", "--poll-ms", "20")
     assert fault_proxy.down
     fault_proxy.reset_faults()  # the server is back
@@ -358,16 +366,21 @@ def test_the_store_stopped_during_an_upload_leaves_nothing_a_reader_sees(s3_sqli
     assert job["status"] == "failed" and job["result_path"] is None, job
     assert f"artifact store at {fault_proxy.endpoint}" in job["error_message"], job
     assert cut.run("result", "s3-up-cut", expect=None).returncode == 4
-    # Whatever reached the store sits under an attempt prefix that no row names: verify reports
-    # it once older than its grace (0 here), and cleanup sweeps it once older than its own.
     left = keys_under(bt, key_of(bt.uri) + "/s3-up-cut")
-    assert "daily_weights.parquet" not in {k.split("/")[-1] for k in left}, left
-    attempts = {f"{bt.uri}/s3-up-cut/{k.split('/')[0]}" for k in left}
-    assert all(a.startswith(bt.uri + "/s3-up-cut/a-") for a in attempts), left
-    verify = cut.run("verify", "--orphan-grace-seconds", "0", expect=6 if left else 0)
-    assert {(p["kind"], p["path"]) for p in verify.json()["problems"]} == {
-        ("orphan_bundle", a) for a in attempts}, verify
-    assert cut.ok("verify")["problems"] == []  # younger than the default grace: not reported
+    dead = {f"{bt.uri}/s3-up-cut/{k.split('/')[0]}" for k in left}
+    assert len(dead) == 1 and "daily_weights.parquet" in {k.split("/")[-1] for k in left}, left
+    # No row names the dead attempt's prefix, and verify reports nothing while the job has no
+    # bundle. Once a resumed attempt completes the job, the dead one's objects are a stray
+    # attempt: verify reports them (grace 0 here) and cleanup sweeps them after its grace.
+    assert cut.ok("verify", "--orphan-grace-seconds", "0")["problems"] == []
+    bt.ok("resume", "s3-up-cut")
+    assert work(cut)["events"]["completed"] == 1
+    job = bt.ok("show", "s3-up-cut")
+    assert job["status"] == "completed" and job["result_path"] not in dead, job
+    verify = cut.run("verify", "--orphan-grace-seconds", "0", expect=6)
+    assert [(p["kind"], p["path"]) for p in verify.json()["problems"]] == [
+        ("orphan_bundle", *dead)], verify
+    assert cut.ok("result", "s3-up-cut")["tables"]["daily_signals"]["rows"] == 20 * 65
 
 
 def test_wrong_credentials_are_catalog_unavailable_and_never_printed(s3_auth_server, tmp_path):
@@ -408,9 +421,15 @@ def test_reads_fetch_what_they_need_in_few_requests(s3_sqlite_catalog, fault_pro
     bt.ok("migrate")
     sample = tmp_path / "sample"
     bt.run("bundle", "sample", sample, "--days", 1300, "--symbols", 100)  # two row groups
-    bt.ok("import", sample, "--alpha", "a", "--start", "2020-01-01", "--end", "2024-12-24",
-          "--job-id", "s3-requests")
     counted = bt.through(fault_proxy)
+    counted.ok("import", sample, "--alpha", "a", "--start", "2020-01-01", "--end", "2024-12-24",
+               "--job-id", "s3-requests")
+    # Each file of the bundle is written with one PUT (no multipart upload for small objects).
+    writes = [(method, path) for method, path, *_ in fault_proxy.requests if method != "GET"]
+    assert sorted(path.rsplit("/", 1)[-1] for method, path in writes) == [
+        "daily_ic.parquet", "daily_signals.parquet", "daily_weights.parquet", "summary.json"], \
+        writes
+    assert {method for method, _ in writes} == {"PUT"}, writes
     signals_bytes = (sample / "daily_signals.parquet").stat().st_size
 
     def requests_of(*args):

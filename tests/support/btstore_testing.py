@@ -263,7 +263,9 @@ class FaultProxy:
         query and range), so that a client retrying a few times always gets through: the
         random shares then cannot make a test fail by chance (None: no bound);
     go_down_when: when set, a predicate on (method, path): from the first request for which
-        it holds on, every request is reset, as if the server had stopped there (None: never).
+        it holds on, every request is reset, as if the server had stopped there (None: never);
+    last_request_lands: whether that first request still reaches the server, which acts on it,
+        before its connection is reset (the server stopped before it could reply).
 
     requests: (method, path, range header, status, response body bytes) of every request,
     "RST" as the status of a reset one. env() and storage_options() are the server's, pointed
@@ -276,6 +278,7 @@ class FaultProxy:
         self.reset_share = 0.0
         self.max_faults_in_a_row = 2
         self.go_down_when = None
+        self.last_request_lands = False
         self.requests = []
         self._down = False
         self._lock = threading.Lock()
@@ -292,6 +295,9 @@ class FaultProxy:
             def handle_one(self):
                 body = self._read_body()
                 fault = proxy._decide(self.command, self.path, self.headers.get("Range"))
+                if fault == "forward_then_reset":
+                    self._forward(body)
+                    fault = "reset"
                 if fault == "reset":
                     proxy._record(self.command, self.path, self.headers, "RST", 0)
                     # A zero linger makes close() send RST; the descriptor is closed here, at
@@ -306,6 +312,12 @@ class FaultProxy:
                     proxy._record(self.command, self.path, self.headers, 503,
                                   len(SLOW_DOWN_BODY))
                     return
+                status, headers, data = self._forward(body)
+                self._reply(status, headers, data, send_length=False)
+                proxy._record(self.command, self.path, self.headers, status, len(data))
+
+            def _forward(self, body):
+                """Send the request to the server; return its status, headers and body."""
                 upstream = http.client.HTTPConnection("127.0.0.1", proxy.server.port, timeout=60)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() != "expect"}
@@ -321,9 +333,7 @@ class FaultProxy:
                                and (self.command == "HEAD" or k.lower() != "content-length")]
                     if self.command != "HEAD":
                         headers.append(("Content-Length", str(len(data))))
-                    self._reply(response.status, headers, data, send_length=False)
-                    proxy._record(self.command, self.path, self.headers, response.status,
-                                  len(data))
+                    return response.status, headers, data
                 finally:
                     upstream.close()
 
@@ -370,6 +380,8 @@ class FaultProxy:
         with self._lock:
             if self.go_down_when is not None and not self._down:
                 self._down = bool(self.go_down_when(method, path))
+                if self._down and self.last_request_lands:
+                    return "forward_then_reset"
             if self._down:
                 return "reset"
             identity = (method, path, byte_range)
@@ -411,6 +423,7 @@ class FaultProxy:
         with self._lock:
             self.slow_down_share = self.reset_share = 0.0
             self.go_down_when = None
+            self.last_request_lands = False
             self._down = False
             self.requests = []
             self._faults_in_a_row = {}
