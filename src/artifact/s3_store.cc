@@ -67,8 +67,10 @@ constexpr int64_t kWholeReadPartBytes = int64_t{32} << 20;
 // The tail of a Parquet file fetched ahead of a partial read: what Parquet's reader reads first
 // to find the footer (a larger footer costs it one more request).
 constexpr int64_t kFooterBytes = parquet::kDefaultFooterReadSize;
-// How many bundle listings Resolve keeps for the reads that follow it.
+// How many bundle listings Resolve keeps for the reads that follow it, and for how long: a read
+// follows its Resolve at once; an older listing may name objects removed since.
 constexpr size_t kKeptListings = 8;
+constexpr std::chrono::seconds kKeptListingAge{5};
 // Uploads are streamed from the local file in parts of this size.
 constexpr int64_t kUploadChunkBytes = int64_t{8} << 20;
 // Retries of a request that failed in a way the SDK deems transient (throttling such as 503
@@ -623,9 +625,12 @@ class S3ArtifactStore : public ArtifactStore {
   // The listing Resolve kept of the bundle at `key`, taken out; nullopt when none is kept.
   std::optional<std::vector<afs::FileInfo>> TakeListing(const std::string& key) const {
     std::lock_guard lock(listings_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(listings_,
+                  [&](const KeptListing& kept) { return now - kept.at > kKeptListingAge; });
     for (auto it = listings_.begin(); it != listings_.end(); ++it) {
-      if (it->first == key) {
-        std::vector<afs::FileInfo> listing = std::move(it->second);
+      if (it->key == key) {
+        std::vector<afs::FileInfo> listing = std::move(it->files);
         listings_.erase(it);
         return listing;
       }
@@ -893,9 +898,9 @@ class S3ArtifactStore : public ArtifactStore {
   // goes when kKeptListings are kept (a Resolve that no read follows).
   void KeepListing(const std::string& key, std::vector<afs::FileInfo> listing) const {
     std::lock_guard lock(listings_mutex_);
-    std::erase_if(listings_, [&](const auto& kept) { return kept.first == key; });
+    std::erase_if(listings_, [&](const KeptListing& kept) { return kept.key == key; });
     if (listings_.size() >= kKeptListings) listings_.pop_front();
-    listings_.emplace_back(key, std::move(listing));
+    listings_.push_back({key, std::move(listing), std::chrono::steady_clock::now()});
   }
 
   std::vector<afs::FileInfo> List(const std::string& key) {
@@ -1011,8 +1016,13 @@ class S3ArtifactStore : public ArtifactStore {
   std::mutex published_mutex_;
   std::map<std::string, std::string> published_;  // job_id -> what this process published
 
+  struct KeptListing {
+    std::string key;
+    std::vector<afs::FileInfo> files;
+    std::chrono::steady_clock::time_point at;
+  };
   mutable std::mutex listings_mutex_;
-  mutable std::deque<std::pair<std::string, std::vector<afs::FileInfo>>> listings_;
+  mutable std::deque<KeptListing> listings_;
 };
 
 void S3RemovalBatch::RemoveBundle(const BundleLocation& where, std::string_view job_id) {
