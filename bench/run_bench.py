@@ -34,7 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
-from btstore_testing import PgCluster, PgClusterError, S3Server  # noqa: E402
+from btstore_testing import FaultProxy, PgCluster, PgClusterError, S3Server  # noqa: E402
 MIB = 1024 * 1024
 
 # Result shapes: (name, trading days, permnos). The first one of a mode spans ten years and is
@@ -348,7 +348,7 @@ class Report:
         for r in rows:
             extra = []
             for key in ("p99_s", "peak_rss_mb", "table_mb", "peak_over_tables", "bytes_read_mb",
-                        "rows", "jobs_per_s", "note"):
+                        "requests", "rows", "jobs_per_s", "note"):
                 if key in r and r[key] is not None:
                     value = r[key]
                     extra.append(f"{key}={value:.4g}" if isinstance(value, float) else
@@ -495,11 +495,14 @@ class BundleCases:
 
     def case10(self):
         """Bundles on S3: the result written, read whole and read by month through a local moto
-        server, btstore (the executable: checksums and a catalog commit included, process start
-        too) vs pyarrow and polars on the same tables and server."""
+        server: btstore as the executable (checksums and a catalog commit included, process start
+        too) and in process through its Python package, vs pyarrow and polars in process on the
+        same tables and server. The bytes each fetches for the month are counted by a proxy in
+        front of the server, in a separate untimed run (the proxy would slow the timed ones)."""
         name, days, symbols = self.s.datasets[0]
         src = self.source(name, days, symbols)
         server = S3Server(bucket="btstore-bench")
+        proxy = FaultProxy(server)
         try:
             env = {**os.environ, **server.env(), "TMPDIR": self.work}
             root = f"s3://{server.bucket}/btstore"
@@ -507,19 +510,28 @@ class BundleCases:
             btstore = [os.path.join(self.bench.build_dir, "btstore"), "--catalog", url,
                        "--artifact-root", root, "--json"]
             peers = [sys.executable, os.path.join(HERE, "s3_peers.py")]
+            in_process = "btstore in process (Python package)"
 
-            def timed(cmd):
+            def timed(cmd, run_env=env):
                 start = time.perf_counter()
-                proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+                proc = subprocess.run(cmd, env=run_env, capture_output=True, text=True,
+                                      timeout=600)
                 seconds = time.perf_counter() - start
                 if proc.returncode != 0:
                     raise StepFailed(f"{' '.join(cmd[:6])}...: {proc.stderr[-500:]}")
                 return seconds, json.loads(proc.stdout)
 
+            def fetched(cmd):
+                """Requests and bytes that `cmd` fetches, counted through the proxy."""
+                proxy.reset_faults()
+                timed(cmd, {**env, **proxy.env()})
+                return {"requests": len(proxy.requests),
+                        "bytes_fetched": sum(r[4] for r in proxy.requests)}
+
             subprocess.run([*btstore, "migrate"], env=env, check=True, capture_output=True)
-            runs = {op: {t: [] for t in ("btstore", "pyarrow", "polars")}
-                    for op in ("write", "read", "month")}
-            month_bytes = []
+            tools = ("btstore", in_process, "pyarrow", "polars")
+            runs = {op: {t: [] for t in tools} for op in ("write", "read", "month")}
+            month_args = ["--from", MONTH[0], "--to", MONTH[1]]
             job = None
             for i in range(self.s.repeats[name]):
                 seconds, doc = timed([*btstore, "import", src, "--alpha", "bench", "--start",
@@ -533,34 +545,47 @@ class BundleCases:
                     runs["write"][tool].append(seconds)
                 seconds, _ = timed([*btstore, "result", job])
                 runs["read"]["btstore"].append(seconds)
+                _, facts = timed([*peers, "read", "--tool", "btstore", "--catalog", url, "--uri",
+                                  root, "--job", job])
+                runs["read"][in_process].append(facts["seconds"])
                 for tool in ("pyarrow", "polars"):
                     _, facts = timed([*peers, "read", "--tool", tool, "--uri",
                                       f"s3://{server.bucket}/{tool}-{i}"])
                     runs["read"][tool].append(facts["seconds"])
                 seconds, doc = timed([*btstore, "result", job, "--tables", "daily_signals",
-                                      "--from", MONTH[0], "--to", MONTH[1]])
+                                      *month_args])
                 runs["month"]["btstore"].append(seconds)
-                month_bytes.append(doc["bytes_read"])
+                _, facts = timed([*peers, "month", "--tool", "btstore", "--catalog", url,
+                                  "--uri", root, "--job", job, *month_args])
+                runs["month"][in_process].append(facts["seconds"])
                 _, facts = timed([*peers, "month", "--tool", "polars", "--uri",
-                                  f"s3://{server.bucket}/polars-{i}", "--from", MONTH[0],
-                                  "--to", MONTH[1]])
+                                  f"s3://{server.bucket}/polars-{i}", *month_args])
                 runs["month"]["polars"].append(facts["seconds"])
+            month_fetch = {
+                "btstore": fetched([*btstore, "result", job, "--tables", "daily_signals",
+                                    *month_args]),
+                "polars": fetched([*peers, "month", "--tool", "polars", "--uri",
+                                   f"s3://{server.bucket}/polars-0", *month_args])}
+            month_fetch[in_process] = month_fetch["btstore"]  # the same reader and requests
             file_bytes = os.path.getsize(os.path.join(src, "daily_signals.parquet"))
-            for op, tools in runs.items():
+            for op, by_tool in runs.items():
                 case = f"10 S3 (local moto server) {op} of {name}" + (
                     f", one month {MONTH[0]}..{MONTH[1]} of signals" if op == "month" else "")
-                med = {t: median(v) for t, v in tools.items() if v}
+                med = {t: median(v) for t, v in by_tool.items() if v}
                 for tool, value in med.items():
-                    extra = {"note": ("btstore timed as a process (start, catalog commit)"
+                    extra = {"note": ("timed as a process (start, catalog commit)"
                                       if op == "write" else
-                                      "btstore timed as a process (start, catalog lookup)")
+                                      "timed as a process (start, S3 client, catalog lookup)")
                              if tool == "btstore" else "timed in process"}
-                    if op == "month" and tool == "btstore":
-                        extra["bytes_read_mb"] = median(month_bytes) / MIB
-                        extra["bytes_read_fraction"] = median(month_bytes) / file_bytes
+                    if op == "month" and tool in month_fetch:
+                        facts = month_fetch[tool]
+                        extra["requests"] = facts["requests"]
+                        extra["bytes_read_mb"] = facts["bytes_fetched"] / MIB
+                        extra["bytes_read_fraction"] = facts["bytes_fetched"] / file_bytes
                     self.report.add(case, tool, value, med["btstore"], **extra)
                 self.report.print_case(case)
         finally:
+            proxy.close()
             server.close()
 
     def case8(self):

@@ -1,13 +1,18 @@
-"""The peer side of the S3 benchmark (case 10): pyarrow and polars writing and reading a bundle's
-tables to and from the same S3-compatible server as btstore. One measurement per process, one
-JSON object printed ({"seconds", "rows"}):
+"""The in-process side of the S3 benchmark (case 10): pyarrow and polars writing and reading a
+bundle's tables to and from the same S3-compatible server as btstore, and btstore's Python
+package reading a job's result in process as they do. One measurement per process, one JSON
+object printed ({"seconds", "rows"}):
 
     s3_peers.py write --tool pyarrow|polars --src BUNDLE_DIR --uri s3://bucket/prefix
     s3_peers.py read  --tool pyarrow|polars --uri s3://bucket/prefix
     s3_peers.py month --tool polars --uri s3://bucket/prefix --from YYYY-MM-DD --to YYYY-MM-DD
+    s3_peers.py read|month --tool btstore --catalog URL --uri s3://bucket/prefix --job JOB_ID
+                [--from --to]
 
 The endpoint and credentials come from the environment (BTSTORE_S3_ENDPOINT and the AWS
-variables), as for btstore. `write` reads the local tables first (untimed).
+variables), as for btstore. `write` reads the local tables first (untimed). btstore's store is
+opened before the clock starts (a notebook or service opens it once), as pyarrow's and polars'
+modules are imported before it; its open time is printed as "open_seconds".
 """
 
 import argparse
@@ -39,7 +44,9 @@ def storage_options():
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("op", choices=("write", "read", "month"))
-    parser.add_argument("--tool", choices=("pyarrow", "polars"), required=True)
+    parser.add_argument("--tool", choices=("pyarrow", "polars", "btstore"), required=True)
+    parser.add_argument("--catalog")
+    parser.add_argument("--job")
     parser.add_argument("--src")
     parser.add_argument("--uri", required=True)
     parser.add_argument("--from", dest="start")
@@ -47,7 +54,19 @@ def main():
     args = parser.parse_args()
     key = args.uri[len("s3://"):]
     rows = 0
-    if args.op == "write":
+    extra = {}
+    if args.tool == "btstore":
+        import btstore
+        opened = time.perf_counter()
+        store = btstore.Store(catalog=args.catalog, artifact_root=args.uri)
+        extra["open_seconds"] = time.perf_counter() - opened
+        month = args.op == "month"
+        start = time.perf_counter()
+        result = store.get_result(args.job, start=args.start if month else None,
+                                  end=args.end if month else None,
+                                  tables=["daily_signals"] if month else None)
+        rows = sum(frame.height for frame in result.tables.values())
+    elif args.op == "write":
         import pyarrow.parquet as pq
         tables = {t: pq.read_table(os.path.join(args.src, f"{t}.parquet")) for t in TABLES}
         if args.tool == "polars":
@@ -63,13 +82,16 @@ def main():
                                            storage_options=storage_options())
             rows += table.num_rows
     elif args.op == "read":
+        # Modules imported and pyarrow's filesystem made before the clock starts, as btstore's
+        # store is opened before it.
+        import polars as pl
+        import pyarrow.parquet as pq
+        fs = filesystem() if args.tool == "pyarrow" else None
         start = time.perf_counter()
         for name in TABLES:
             if args.tool == "pyarrow":
-                import pyarrow.parquet as pq
-                rows += pq.read_table(f"{key}/{name}.parquet", filesystem=filesystem()).num_rows
+                rows += pq.read_table(f"{key}/{name}.parquet", filesystem=fs).num_rows
             else:
-                import polars as pl
                 rows += pl.read_parquet(f"{args.uri}/{name}.parquet",
                                         storage_options=storage_options()).height
     else:
@@ -79,7 +101,7 @@ def main():
         rows = (pl.scan_parquet(f"{args.uri}/daily_signals.parquet",
                                 storage_options=storage_options())
                 .filter(pl.col("date").is_between(low, high)).collect().height)
-    print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "rows": rows, **extra}))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <new>
+#include <vector>
 
 #include "artifact/io_internal.h"
 #include "btstore/errors.h"
@@ -200,7 +202,8 @@ class AnonymousBuffer : public arrow::Buffer {
 
 }  // namespace
 
-arrow::Result<WholeFile> ReadWholeAt(arrow::io::RandomAccessFile& file, int64_t size) {
+arrow::Result<WholeFile> ReadWholeAt(arrow::io::RandomAccessFile& file, int64_t size,
+                                     int64_t part_bytes) {
   if (size == 0) return WholeFile{std::make_shared<arrow::Buffer>(nullptr, 0), ChecksumOf("", 0)};
   void* memory = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -208,11 +211,31 @@ arrow::Result<WholeFile> ReadWholeAt(arrow::io::RandomAccessFile& file, int64_t 
     return arrow::Status::OutOfMemory("cannot allocate ", size, " bytes: ", std::strerror(errno));
   }
   auto buffer = std::make_shared<AnonymousBuffer>(static_cast<uint8_t*>(memory), size);
-  ARROW_ASSIGN_OR_RAISE(int64_t n, file.ReadAt(0, size, memory));
-  if (n != size) {
-    return arrow::Status::IOError("the file was truncated while being read (", n, " of ", size,
-                                  " bytes)");
+  const int64_t parts =
+      std::clamp<int64_t>(size / std::max<int64_t>(part_bytes, 1), 1, kMaxWholeReadParts);
+  const int64_t step = (size + parts - 1) / parts;
+  auto read_part = [&file, memory, size, step](int64_t part) -> arrow::Status {
+    const int64_t offset = part * step;
+    const int64_t length = std::min(step, size - offset);
+    ARROW_ASSIGN_OR_RAISE(int64_t n,
+                          file.ReadAt(offset, length, static_cast<uint8_t*>(memory) + offset));
+    if (n != length) {
+      return arrow::Status::IOError("the file was truncated while being read (", offset + n, " of ",
+                                    size, " bytes)");
+    }
+    return arrow::Status::OK();
+  };
+  // RandomAccessFile::ReadAt may be called from several threads at once.
+  std::vector<std::future<arrow::Status>> others;
+  for (int64_t part = 1; part < parts; ++part) {
+    others.push_back(std::async(std::launch::async, read_part, part));
   }
+  arrow::Status status = read_part(0);
+  for (auto& other : others) {
+    arrow::Status part_status = other.get();
+    if (status.ok()) status = std::move(part_status);
+  }
+  ARROW_RETURN_NOT_OK(status);
   std::string checksum = ChecksumOf(memory, static_cast<size_t>(size));
   return WholeFile{std::move(buffer), std::move(checksum)};
 }

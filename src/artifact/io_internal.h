@@ -11,6 +11,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -116,10 +117,16 @@ struct WholeFile {
 /// Throws InvalidResult naming `file` (truncated while read, or unreadable).
 WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file);
 
-/// Read the `size` bytes of `file` with one ReadAt into private anonymous memory (as
-/// ReadWholeFile) and checksum them: for files behind a network, where one request beats many.
-/// Returns the status of a failed read; a short one is an IOError.
-arrow::Result<WholeFile> ReadWholeAt(arrow::io::RandomAccessFile& file, int64_t size);
+/// Read the `size` bytes of `file` into private anonymous memory (as ReadWholeFile) and checksum
+/// them: for files behind a network. A file of more than `part_bytes` is read in consecutive
+/// parts of about that size (at most kMaxWholeReadParts), all at once, on threads of their own:
+/// one request per part, in parallel. Returns the status of a failed read; a short one is an
+/// IOError.
+arrow::Result<WholeFile> ReadWholeAt(arrow::io::RandomAccessFile& file, int64_t size,
+                                     int64_t part_bytes = std::numeric_limits<int64_t>::max());
+
+/// The most parts ReadWholeAt reads one file in.
+inline constexpr int64_t kMaxWholeReadParts = 8;
 
 /// Drop the pages of [offset, offset + length) of a buffer returned by ReadWholeFile from this
 /// process's resident set, for good: call it only for bytes that were decoded and are not

@@ -498,8 +498,11 @@ struct BundlePlan {
 };
 
 // Check the bundle for a read of `options.tables` (summary.json, the tables asked for, the
-// manifest's files) and say what to read. Throws as ReadBundle.
-BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options) {
+// manifest's files) and say what to read. The sources that fetch over a network start fetching
+// the tables' files now: whole when `prefetch_whole`, else only their footers (a partial read,
+// or a table streamed step by step). Throws as ReadBundle.
+BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options,
+                    bool prefetch_whole) {
   const std::string& dir = source.where();
   if (!source.Exists()) {
     throw ResultPathMissing("bundle directory " + dir + " does not exist", {{"path", dir}});
@@ -508,13 +511,26 @@ BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options) 
     throw InvalidArgument("the date range is empty: to is before from",
                           {{"from", options.from->ToString()}, {"to", options.to->ToString()}});
   }
+  std::vector<std::string> present = ParquetStems(source);
+  {
+    // Everything this read will need is fetched at once where fetching costs a round trip:
+    // summary.json, and the Parquet files asked for (whole, or their footers).
+    std::vector<std::string> files;
+    for (const auto& stem : present) {
+      if (options.tables.empty() ||
+          std::find(options.tables.begin(), options.tables.end(), stem) != options.tables.end()) {
+        files.push_back(stem + std::string(kParquetSuffix));
+      }
+    }
+    source.Prefetch({std::string(kSummaryFile)}, true);
+    source.Prefetch(files, prefetch_whole);
+  }
   BundlePlan out{internal::ReadSummary(source), {}, {}, {}};
   const internal::ParsedSummary& summary = out.summary;
   std::vector<std::string>& names = out.names;
   std::vector<std::string>& artifacts_by_name = out.artifacts_by_name;
   std::vector<std::string>& artifacts_if_readable = out.artifacts_if_readable;
 
-  std::vector<std::string> present = ParquetStems(source);
   std::set<std::string> present_set(present.begin(), present.end());
   auto listed = [&](const std::string& file) {
     return summary.manifest && summary.manifest->contains(file);
@@ -574,10 +590,11 @@ BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options) 
 
 BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& options,
                         ReadStats* stats, BundleInfo* info) {
-  BundlePlan planned = PlanRead(source, options);
+  const bool partial = options.from || options.to || !options.columns.empty();
+  BundlePlan planned = PlanRead(source, options, /*prefetch_whole=*/!partial);
   internal::ParsedSummary& summary = planned.summary;
   const std::vector<std::string>& names = planned.names;
-  Plan plan{&options, &summary.manifest, options.from || options.to || !options.columns.empty()};
+  Plan plan{&options, &summary.manifest, partial};
   std::vector<FileTask> tasks(names.size());
   for (size_t i = 0; i < names.size(); ++i) tasks[i].name = names[i];
   std::atomic<size_t> next{0};
@@ -899,7 +916,8 @@ std::unique_ptr<TableStream> OpenTableFrom(std::unique_ptr<BundleSource> source,
   }
   ReadOptions one = options;
   one.tables = {name};
-  BundlePlan planned = PlanRead(*source, one);
+  // Streamed: only the footer is fetched ahead, so memory stays bounded on every store.
+  BundlePlan planned = PlanRead(*source, one, /*prefetch_whole=*/false);
   std::optional<ArtifactInfo> expected;
   if (planned.summary.manifest) {
     auto it = planned.summary.manifest->find(name + std::string(kParquetSuffix));

@@ -18,6 +18,7 @@
 #include <arrow/filesystem/s3fs.h>
 #include <arrow/io/interfaces.h>
 #include <fcntl.h>
+#include <parquet/properties.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -57,6 +59,18 @@ constexpr std::string_view kSummaryFile = "summary.json";
 constexpr std::string_view kAttemptPrefix = "a-";
 // How many files of one bundle are uploaded or downloaded at once.
 constexpr size_t kTransferThreads = 4;
+// A whole-file read fetches a file of twice this or more in parts of about this size, in
+// parallel. As large as Arrow's own coalesced ranges: against moto, eight 8 MiB ranges of a
+// 62 MiB object took 2.5 times as long as one GET of it (moto reads the whole object for each
+// range), and three parts 1.2 to 1.6 times; a bundle's files are fetched in parallel anyway.
+constexpr int64_t kWholeReadPartBytes = int64_t{32} << 20;
+// The tail of a Parquet file fetched ahead of a partial read: what Parquet's reader reads first
+// to find the footer (a larger footer costs it one more request).
+constexpr int64_t kFooterBytes = parquet::kDefaultFooterReadSize;
+// How many bundle listings Resolve keeps for the reads that follow it, and for how long: a read
+// follows its Resolve at once; an older listing may name objects removed since.
+constexpr size_t kKeptListings = 8;
+constexpr std::chrono::seconds kKeptListingAge{5};
 // Uploads are streamed from the local file in parts of this size.
 constexpr int64_t kUploadChunkBytes = int64_t{8} << 20;
 // Retries of a request that failed in a way the SDK deems transient (throttling such as 503
@@ -95,10 +109,11 @@ void InitializeS3Once() {
   }
 }
 
-// Arrow's messages never carry the secret key, but a message built from a request the SDK
-// echoes might: whatever the secret is, it never leaves this process in an error.
+// Arrow's messages never carry the credentials, but a message built from a request the SDK
+// echoes might (a signature mismatch can quote the credential scope, which starts with the key
+// id): whatever they are, they never leave this process in an error.
 std::string Scrubbed(std::string text) {
-  for (const char* variable : {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}) {
+  for (const char* variable : {"AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID"}) {
     const char* secret = std::getenv(variable);
     if (secret == nullptr || std::string_view(secret).size() < 4) continue;
     for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at)) {
@@ -108,36 +123,51 @@ std::string Scrubbed(std::string text) {
   return text;
 }
 
+// What a failed request says about the store, from Arrow's message: the AWS error's name when
+// the reply had a body, else only "(HTTP status N)" (a HEAD reply never has one).
+enum class StoreFault {
+  kUnreachable,  // network, timeouts, throttling or server errors that outlasted the retries
+  kCredentials,  // the store refused the credentials (unknown key, bad signature, denied)
+  kOther,
+};
+
+// The N of "HTTP status N" in `message`, or 0.
+int HttpStatusIn(std::string_view message) {
+  constexpr std::string_view kMarker = "HTTP status ";
+  const size_t at = message.find(kMarker);
+  if (at == std::string_view::npos) return 0;
+  int code = 0;
+  const char* first = message.data() + at + kMarker.size();
+  std::from_chars(first, message.data() + message.size(), code);
+  return code;
+}
+
+StoreFault Classify(const arrow::Status& status) {
+  const std::string& m = status.message();
+  auto has_any = [&](std::initializer_list<std::string_view> markers) {
+    return std::any_of(markers.begin(), markers.end(),
+                       [&](std::string_view marker) { return m.find(marker) != m.npos; });
+  };
+  if (has_any({"INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
+               "SignatureDoesNotMatch", "ACCESS_DENIED", "AccessDenied", "UNRECOGNIZED_CLIENT",
+               "InvalidClientTokenId"})) {
+    return StoreFault::kCredentials;
+  }
+  if (has_any({"NETWORK_CONNECTION", "Couldn't connect", "curlCode", "Connection refused",
+               "Could not resolve", "Timeout", "timed out", "SLOW_DOWN", "SlowDown",
+               "SERVICE_UNAVAILABLE", "Service Unavailable", "NO_SUCH_BUCKET", "NoSuchBucket"})) {
+    return StoreFault::kUnreachable;
+  }
+  const int http_status = HttpStatusIn(m);
+  if (http_status == 401 || http_status == 403) return StoreFault::kCredentials;
+  if (http_status >= 500 && http_status < 600) return StoreFault::kUnreachable;
+  return StoreFault::kOther;
+}
+
 // Whether `status` says that the store could not be reached or refused to serve (network,
 // timeouts, throttling that outlasted the retries, credentials it does not accept): then the
 // store is unavailable, as a database that cannot be reached is.
-bool IsUnavailable(const arrow::Status& status) {
-  const std::string& m = status.message();
-  for (std::string_view marker : {"NETWORK_CONNECTION",
-                                  "Couldn't connect",
-                                  "curlCode",
-                                  "Connection refused",
-                                  "Could not resolve",
-                                  "Timeout",
-                                  "timed out",
-                                  "SLOW_DOWN",
-                                  "SlowDown",
-                                  "SERVICE_UNAVAILABLE",
-                                  "Service Unavailable",
-                                  "INVALID_ACCESS_KEY_ID",
-                                  "InvalidAccessKeyId",
-                                  "SIGNATURE_DOES_NOT_MATCH",
-                                  "SignatureDoesNotMatch",
-                                  "ACCESS_DENIED",
-                                  "AccessDenied",
-                                  "UNRECOGNIZED_CLIENT",
-                                  "InvalidClientTokenId",
-                                  "NO_SUCH_BUCKET",
-                                  "NoSuchBucket"}) {
-    if (m.find(marker) != std::string::npos) return true;
-  }
-  return false;
-}
+bool IsUnavailable(const arrow::Status& status) { return Classify(status) != StoreFault::kOther; }
 
 // A random hex string of 16 digits, for attempt prefixes nothing else can take.
 std::string RandomHex() {
@@ -475,19 +505,35 @@ class S3ArtifactStore : public ArtifactStore {
     const std::string& owner = (*parts)[root_parts.size()];
     if (owner.starts_with('.')) return {PathProblem::kInternalDir, location, owner, {}};
     if (require_bundle) {
+      // One listing answers whether the bundle is there, and is what a read of it lists first:
+      // it is kept for that read (bundles are never changed once written, only removed).
       const std::string bundle_key = Join(*parts, parts->size());
-      auto summary = fs_->GetFileInfo(bundle_key + "/" + std::string(kSummaryFile));
-      if (!summary.ok()) {
-        if (IsUnavailable(summary.status())) Throw(summary.status(), "resolving", bundle_key);
-        return {PathProblem::kUnresolvable, location, owner, Scrubbed(summary.status().message())};
-      }
-      if (summary->type() == afs::FileType::NotFound) {
+      afs::FileSelector selector;
+      selector.base_dir = bundle_key;
+      selector.allow_not_found = true;
+      auto listed = fs_->GetFileInfo(selector);
+      if (!listed.ok()) {
+        if (IsUnavailable(listed.status())) Throw(listed.status(), "resolving", bundle_key);
         auto self = fs_->GetFileInfo(bundle_key);
+        if (self.ok() && self->type() == afs::FileType::File) {
+          return {PathProblem::kNotADirectory, location, owner, {}};
+        }
+        return {PathProblem::kUnresolvable, location, owner, Scrubbed(listed.status().message())};
+      }
+      const bool has_summary = std::any_of(listed->begin(), listed->end(), [](const auto& info) {
+        return info.type() == afs::FileType::File && info.base_name() == kSummaryFile;
+      });
+      if (!has_summary) {
+        auto self = fs_->GetFileInfo(bundle_key);
+        if (!self.ok() && IsUnavailable(self.status())) {
+          Throw(self.status(), "resolving", bundle_key);
+        }
         if (self.ok() && self->type() == afs::FileType::File) {
           return {PathProblem::kNotADirectory, location, owner, {}};
         }
         return {PathProblem::kMissingOnDisk, location, owner, {}};
       }
+      KeepListing(bundle_key, *std::move(listed));
     }
     return {PathProblem::kNone, location, owner, {}};
   }
@@ -520,8 +566,15 @@ class S3ArtifactStore : public ArtifactStore {
   }
 
   std::string ReadSummaryText(const BundleLocation& where) override {
-    const std::string key = KeyOf(where.location) + "/" + std::string(kSummaryFile);
-    std::optional<std::string> text = GetObject(key, "reading summary.json");
+    const std::string bundle_key = KeyOf(where.location);
+    afs::FileInfo summary(bundle_key + "/" + std::string(kSummaryFile));
+    // The listing Resolve kept has the size: then reading needs no request to learn it.
+    if (std::optional<std::vector<afs::FileInfo>> listing = TakeListing(bundle_key)) {
+      for (const afs::FileInfo& info : *listing) {
+        if (info.base_name() == kSummaryFile) summary = info;
+      }
+    }
+    std::optional<std::string> text = GetObject(summary, "reading summary.json");
     if (!text) {
       throw MissingReproducibilityMetadata("summary.json is missing from " + where.location,
                                            {{"path", where.location}});
@@ -578,14 +631,33 @@ class S3ArtifactStore : public ArtifactStore {
 
   const std::string& base() const { return base_; }
 
+  // The listing Resolve kept of the bundle at `key`, taken out; nullopt when none is kept.
+  std::optional<std::vector<afs::FileInfo>> TakeListing(const std::string& key) const {
+    std::lock_guard lock(listings_mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(listings_,
+                  [&](const KeptListing& kept) { return now - kept.at > kKeptListingAge; });
+    for (auto it = listings_.begin(); it != listings_.end(); ++it) {
+      if (it->key == key) {
+        std::vector<afs::FileInfo> listing = std::move(it->files);
+        listings_.erase(it);
+        return listing;
+      }
+    }
+    return std::nullopt;
+  }
+
  private:
-  // A bundle's objects as the reader's source, listed once (one request; the listing gives
-  // the sizes, so opening a file needs no request of its own).
+  // A bundle's objects as the reader's source, listed once (one request, or none when Resolve
+  // just listed them; the listing gives the sizes, so opening a file needs no request of its
+  // own). Prefetch starts the reads' requests at once, each on a thread of its own: a read then
+  // waits for about its slowest request instead of for the sum of them.
   class S3BundleSource : public BundleSource {
    public:
     S3BundleSource(S3ArtifactStore& store, std::string location)
         : store_(store), location_(std::move(location)), key_(store.KeyOf(location_)) {
-      for (afs::FileInfo& info : store_.List(key_)) {
+      std::optional<std::vector<afs::FileInfo>> listed = store_.TakeListing(key_);
+      for (afs::FileInfo& info : listed ? *listed : store_.List(key_)) {
         if (info.type() == afs::FileType::File) files_.emplace(info.base_name(), std::move(info));
       }
     }
@@ -601,19 +673,45 @@ class S3ArtifactStore : public ArtifactStore {
 
     bool Has(const std::string& name) override { return files_.contains(name); }
 
+    void Prefetch(const std::vector<std::string>& names, bool whole) override {
+      for (const std::string& name : names) {
+        auto it = files_.find(name);
+        if (it == files_.end() || wholes_.contains(name) || tails_.contains(name)) continue;
+        std::shared_ptr<arrow::io::RandomAccessFile> file = OpenFile(it->second);
+        const int64_t size = it->second.size();
+        if (whole) {
+          wholes_.emplace(name, std::async(std::launch::async, [file, size] {
+                                  return ReadWholeAt(*file, size, kWholeReadPartBytes);
+                                }).share());
+        } else {
+          const int64_t tail = std::min(size, kFooterBytes);
+          tails_.emplace(name, std::async(std::launch::async, [file, size, tail] {
+                                 return file->ReadAt(size - tail, tail);
+                               }).share());
+        }
+      }
+    }
+
     std::optional<SourceFile> Open(const std::string& name) override {
       auto it = files_.find(name);
       if (it == files_.end()) return std::nullopt;
-      auto file = store_.fs_->OpenInputFile(it->second);
-      if (!file.ok()) store_.Throw(file.status(), "opening", it->second.path());
-      return SourceFile{*std::move(file), it->second.size()};
+      std::shared_ptr<arrow::io::RandomAccessFile> file = OpenFile(it->second);
+      if (auto tail = tails_.find(name); tail != tails_.end()) {
+        file = std::make_shared<TailFirstFile>(std::move(file), it->second.size(), tail->second);
+      }
+      return SourceFile{std::move(file), it->second.size()};
     }
 
     std::optional<WholeFile> ReadWhole(const std::string& name) override {
-      std::optional<SourceFile> opened = Open(name);
-      if (!opened) return std::nullopt;
-      auto whole = ReadWholeAt(*opened->file, opened->size);
-      if (!whole.ok()) store_.Throw(whole.status(), "reading", key_ + "/" + name);
+      auto it = files_.find(name);
+      if (it == files_.end()) return std::nullopt;
+      arrow::Result<WholeFile> whole;
+      if (auto fetched = wholes_.find(name); fetched != wholes_.end()) {
+        whole = fetched->second.get();
+      } else {
+        whole = ReadWholeAt(*OpenFile(it->second), it->second.size(), kWholeReadPartBytes);
+      }
+      if (!whole.ok()) store_.Throw(whole.status(), "reading", it->second.path());
       return *std::move(whole);
     }
 
@@ -629,22 +727,99 @@ class S3ArtifactStore : public ArtifactStore {
                 std::to_string(kMaxJsonFileBytes) + " bytes it may have",
             {{"file", name}, {"path", PathOf(name)}, {"bytes", std::to_string(size)}});
       }
-      std::optional<std::string> text;
+      std::optional<WholeFile> whole;
       try {
-        text = store_.GetObject(it->second.path(), "reading");
+        whole = ReadWholeOrGone(name, it->second);
       } catch (const InternalError& e) {
         unreadable(name + " is unreadable: " + e.what());
         throw InvalidResult(name + " is unreadable", {{"file", name}, {"path", PathOf(name)}});
       }
-      if (!text) return std::nullopt;
-      return CheckJsonText(name, PathOf(name), *std::move(text));
+      if (!whole) return std::nullopt;
+      return CheckJsonText(name, PathOf(name), whole->data->ToString());
     }
 
    private:
+    // A file whose tail was fetched ahead: reads inside the tail are served from it (Parquet
+    // reads its footer there first), the others go to the store.
+    class TailFirstFile : public arrow::io::RandomAccessFile {
+     public:
+      using Tail = std::shared_future<arrow::Result<std::shared_ptr<arrow::Buffer>>>;
+      TailFirstFile(std::shared_ptr<arrow::io::RandomAccessFile> inner, int64_t size, Tail tail)
+          : inner_(std::move(inner)), size_(size), tail_(std::move(tail)) {}
+
+      arrow::Status Close() override { return inner_->Close(); }
+      bool closed() const override { return inner_->closed(); }
+      arrow::Result<int64_t> Tell() const override { return inner_->Tell(); }
+      arrow::Status Seek(int64_t position) override { return inner_->Seek(position); }
+      arrow::Result<int64_t> GetSize() override { return size_; }
+      arrow::Result<int64_t> Read(int64_t nbytes, void* out) override {
+        return inner_->Read(nbytes, out);
+      }
+      arrow::Result<std::shared_ptr<arrow::Buffer>> Read(int64_t nbytes) override {
+        return inner_->Read(nbytes);
+      }
+      arrow::Result<std::shared_ptr<arrow::Buffer>> ReadAt(int64_t position, int64_t nbytes,
+                                                           bool allow_short_read) override {
+        const arrow::Result<std::shared_ptr<arrow::Buffer>>& tail = tail_.get();
+        if (tail.ok() && nbytes >= 0) {
+          const int64_t tail_start = size_ - (*tail)->size();
+          const int64_t end =
+              allow_short_read ? std::min(position + nbytes, size_) : position + nbytes;
+          if (position >= tail_start && position <= end && end <= size_) {
+            return arrow::SliceBuffer(*tail, position - tail_start, end - position);
+          }
+        }
+        // A failed fetch is tried again here: the request that failed ahead may succeed now.
+        return inner_->ReadAt(position, nbytes, allow_short_read);
+      }
+      arrow::Result<std::shared_ptr<arrow::Buffer>> ReadAt(int64_t position,
+                                                           int64_t nbytes) override {
+        return ReadAt(position, nbytes, true);
+      }
+      arrow::Result<int64_t> ReadAt(int64_t position, int64_t nbytes, bool allow_short_read,
+                                    void* out) override {
+        ARROW_ASSIGN_OR_RAISE(auto buffer, ReadAt(position, nbytes, allow_short_read));
+        std::memcpy(out, buffer->data(), static_cast<size_t>(buffer->size()));
+        return buffer->size();
+      }
+      arrow::Result<int64_t> ReadAt(int64_t position, int64_t nbytes, void* out) override {
+        return ReadAt(position, nbytes, true, out);
+      }
+
+     private:
+      std::shared_ptr<arrow::io::RandomAccessFile> inner_;
+      int64_t size_;
+      Tail tail_;
+    };
+
+    // Open for reading without a request (the listing gave the size).
+    std::shared_ptr<arrow::io::RandomAccessFile> OpenFile(const afs::FileInfo& info) {
+      auto file = store_.fs_->OpenInputFile(info);
+      if (!file.ok()) store_.Throw(file.status(), "opening", info.path());
+      return *std::move(file);
+    }
+
+    // The whole of a listed file; nullopt when it went since it was listed.
+    std::optional<WholeFile> ReadWholeOrGone(const std::string& name, const afs::FileInfo& info) {
+      arrow::Result<WholeFile> whole;
+      if (auto fetched = wholes_.find(name); fetched != wholes_.end()) {
+        whole = fetched->second.get();
+      } else {
+        whole = ReadWholeAt(*OpenFile(info), info.size());
+      }
+      if (whole.ok()) return *std::move(whole);
+      if (store_.IsNotFound(whole.status(), info.path())) return std::nullopt;
+      store_.Throw(whole.status(), "reading", info.path());
+    }
+
     S3ArtifactStore& store_;
     std::string location_;
     std::string key_;
     std::map<std::string, afs::FileInfo> files_;
+    // Fetches started by Prefetch; their tasks hold what they use, and each future's last copy
+    // waits for its task.
+    std::map<std::string, std::shared_future<arrow::Result<WholeFile>>> wholes_;
+    std::map<std::string, TailFirstFile::Tail> tails_;
   };
 
   // Run `read`; an error the reader took for a corrupt file is the store's when the store
@@ -693,10 +868,21 @@ class S3ArtifactStore : public ArtifactStore {
     const std::string location = std::string(kS3Scheme) + key;
     const std::string message = Scrubbed(status.message());
     const std::string endpoint = endpoint_.empty() ? "AWS S3" : endpoint_;
-    if (IsUnavailable(status)) {
-      throw CatalogUnavailable("the artifact store at " + endpoint + " is unavailable (" + what +
-                                   " " + location + "): " + message,
-                               {{"endpoint", endpoint}, {"path", location}});
+    switch (Classify(status)) {
+      case StoreFault::kCredentials:
+        // The PostgreSQL catalog refusing a password is CatalogUnavailable too: a store that
+        // cannot be used, which the operator fixes (Unauthenticated is the HTTP server's).
+        throw CatalogUnavailable(
+            "the artifact store at " + endpoint + " refused the credentials (" + what + " " +
+                location + "): " + message +
+                "; check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or the AWS profile",
+            {{"endpoint", endpoint}, {"path", location}, {"reason", "credentials"}});
+      case StoreFault::kUnreachable:
+        throw CatalogUnavailable("the artifact store at " + endpoint + " is unavailable (" + what +
+                                     " " + location + "): " + message,
+                                 {{"endpoint", endpoint}, {"path", location}});
+      case StoreFault::kOther:
+        break;
     }
     throw InternalError(what + " " + location + " failed at " + endpoint + ": " + message,
                         {{"endpoint", endpoint}, {"path", location}});
@@ -715,6 +901,15 @@ class S3ArtifactStore : public ArtifactStore {
     }
     auto info = fs_->GetFileInfo(key);
     return info.ok() && info->type() == afs::FileType::NotFound;
+  }
+
+  // Keep `listing` of the bundle at `key` for the read that follows its Resolve; the oldest
+  // goes when kKeptListings are kept (a Resolve that no read follows).
+  void KeepListing(const std::string& key, std::vector<afs::FileInfo> listing) const {
+    std::lock_guard lock(listings_mutex_);
+    std::erase_if(listings_, [&](const KeptListing& kept) { return kept.key == key; });
+    if (listings_.size() >= kKeptListings) listings_.pop_front();
+    listings_.push_back({key, std::move(listing), std::chrono::steady_clock::now()});
   }
 
   std::vector<afs::FileInfo> List(const std::string& key) {
@@ -738,7 +933,13 @@ class S3ArtifactStore : public ArtifactStore {
   }
 
   std::optional<std::string> GetObject(const std::string& key, const std::string& what) {
-    auto file = fs_->OpenInputFile(key);
+    return GetObject(afs::FileInfo(key), what);
+  }
+
+  // The object `info` names; its size, when the info has it, saves the request that learns it.
+  std::optional<std::string> GetObject(const afs::FileInfo& info, const std::string& what) {
+    const std::string& key = info.path();
+    auto file = fs_->OpenInputFile(info);
     if (!file.ok()) {
       if (IsNotFound(file.status(), key)) return std::nullopt;
       Throw(file.status(), what, key);
@@ -746,7 +947,10 @@ class S3ArtifactStore : public ArtifactStore {
     auto size = (*file)->GetSize();
     if (!size.ok()) Throw(size.status(), what, key);
     auto buffer = (*file)->ReadAt(0, *size);
-    if (!buffer.ok()) Throw(buffer.status(), what, key);
+    if (!buffer.ok()) {
+      if (IsNotFound(buffer.status(), key)) return std::nullopt;  // removed since it was listed
+      Throw(buffer.status(), what, key);
+    }
     return (*buffer)->ToString();
   }
 
@@ -820,6 +1024,14 @@ class S3ArtifactStore : public ArtifactStore {
 
   std::mutex published_mutex_;
   std::map<std::string, std::string> published_;  // job_id -> what this process published
+
+  struct KeptListing {
+    std::string key;
+    std::vector<afs::FileInfo> files;
+    std::chrono::steady_clock::time_point at;
+  };
+  mutable std::mutex listings_mutex_;
+  mutable std::deque<KeptListing> listings_;
 };
 
 void S3RemovalBatch::RemoveBundle(const BundleLocation& where, std::string_view job_id) {
@@ -861,6 +1073,9 @@ std::unique_ptr<ArtifactStore> OpenS3Store(const std::string& root) {
     while (host.ends_with('/')) host.remove_suffix(1);
     options.endpoint_override = std::string(host);
   }
+  // An object smaller than a part is then written with one PUT when it is closed, instead of
+  // three requests of a multipart upload; failures still show, at the latest when it is closed.
+  options.allow_delayed_open = true;
   options.retry_strategy = std::make_shared<BackoffRetryStrategy>();
   options.connect_timeout = 5;
   options.request_timeout = 30;

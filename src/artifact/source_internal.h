@@ -42,6 +42,10 @@ class BundleSource {
   virtual std::optional<SourceFile> Open(const std::string& name) = 0;
   /// Read all of `name` with its checksum; nullopt when nothing has that name. Throws as Open.
   virtual std::optional<WholeFile> ReadWhole(const std::string& name) = 0;
+  /// Start fetching the files `names` in the background, whole or (`whole` false) only the
+  /// tail where a Parquet file keeps its footer, for the reads of them that follow: a hint, which
+  /// a source with cheap reads ignores. A failed fetch fails the read that uses it.
+  virtual void Prefetch(const std::vector<std::string>& /*names*/, bool /*whole*/) {}
   /// Read the JSON file `name` with ReadJsonFile's checks (summary_internal.h); nullopt when
   /// nothing has that name. Calls `unreadable` with a message when reading fails.
   virtual std::optional<std::string> ReadJson(

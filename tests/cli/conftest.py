@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 from btstore_testing import free_port, private_pg_cluster  # noqa: E402,F401
-from btstore_testing import private_s3_server  # noqa: E402
+from btstore_testing import private_fault_proxy, private_s3_server  # noqa: E402
 from btstore_testing import btstore_bin as find_btstore  # noqa: E402
 
 
@@ -81,11 +81,13 @@ class Btstore:
 
 class S3Btstore(Btstore):
     """Runs `btstore` with one catalog and an s3:// artifact root on `server`; `uri` is the root,
-    `cwd` its working directory (its local temporary directory is under it)."""
+    `cwd` its working directory (its local temporary directory is under it). With `via` (a
+    FaultProxy of tests/support), its requests go through that proxy."""
 
-    def __init__(self, backend, url, server, prefix, cwd):
+    def __init__(self, backend, url, server, prefix, cwd, via=None):
         super().__init__(backend, url, cwd / "unused-local-root")
         self.server = server
+        self.via = via
         self.uri = f"s3://{server.bucket}/{prefix}"
         self.cwd = Path(cwd)
 
@@ -96,7 +98,12 @@ class S3Btstore(Btstore):
     def environment(self):
         tmp = self.cwd / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        return {**os.environ, **self.server.env(), "TMPDIR": str(tmp)}
+        return {**os.environ, **(self.via or self.server).env(), "TMPDIR": str(tmp)}
+
+    def through(self, proxy):
+        """The same catalog and root, reached through `proxy`."""
+        return S3Btstore(self.backend, self.url, self.server, self.uri.split("/", 3)[3], self.cwd,
+                         via=proxy)
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +134,20 @@ def pg_catalog(request, tmp_path):
 @pytest.fixture(scope="session")
 def s3_server():
     yield from private_s3_server()
+
+
+@pytest.fixture
+def s3_auth_server():
+    """A private S3 server of its own that checks credentials (S3Server.require_credentials)."""
+    for server in private_s3_server(bucket="btstore-auth"):
+        server.require_credentials()
+        yield server
+
+
+@pytest.fixture
+def fault_proxy(s3_server):
+    """A proxy that injects faults in front of the private S3 server (see FaultProxy)."""
+    yield from private_fault_proxy(s3_server)
 
 
 def make_s3_btstore(backend, request, tmp_path):
