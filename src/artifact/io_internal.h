@@ -6,6 +6,8 @@
 #include <arrow/io/interfaces.h>
 #include <arrow/result.h>
 #include <arrow/status.h>
+#include <arrow/table.h>
+#include <parquet/properties.h>
 #include <xxhash.h>
 
 #include <atomic>
@@ -14,7 +16,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "btstore/bundle.h"
 
 namespace btstore::internal {
 
@@ -54,6 +59,25 @@ class HashingFileSink : public arrow::io::OutputStream {
   int64_t writeback_ = 0;  // bytes whose write-back to disk was started
   XXH3_state_t* state_;
 };
+
+/// A table ready for the Parquet writer with the settings of a bundle's files.
+struct ParquetWrite {
+  std::shared_ptr<arrow::Table> table;  // columns without nulls made non-nullable
+  std::shared_ptr<parquet::WriterProperties> properties;
+  std::shared_ptr<parquet::ArrowWriterProperties> arrow_properties;
+};
+
+/// Prepare `table` for writing as the bundle file `file` (named in errors): columns that hold no
+/// nulls become REQUIRED (their original nullability recorded under kNullableColumnsKey),
+/// permno is delta-encoded, floats get no dictionary, compression and row groups follow
+/// `options`. Throws InternalError when the schema metadata cannot be extended.
+ParquetWrite PrepareParquetWrite(const std::shared_ptr<arrow::Table>& table,
+                                 const WriteOptions& options, const std::string& file);
+
+/// Key of a Parquet file's key-value metadata: a JSON array of the (top-level) column indices
+/// that the writer stored as REQUIRED, because they held no nulls, although the table declared
+/// them nullable. The reader marks them nullable again and drops the key.
+inline constexpr std::string_view kNullableColumnsKey = "btstore.nullable_columns";
 
 /// Return "xxh3-128:<32 hex digits>" of `size` bytes at `data`.
 std::string ChecksumOf(const void* data, size_t size);

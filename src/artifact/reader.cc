@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cmath>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
@@ -152,6 +153,33 @@ std::string DescribeSchema(const arrow::Schema& schema) {
     if (!out.empty()) out += ", ";
     out += field->name() + ": " + field->type()->ToString();
   }
+  return out;
+}
+
+// The columns the writer stored REQUIRED although the table declared them nullable, and the
+// file's schema metadata without the key that lists them (see internal::kNullableColumnsKey).
+struct Nullability {
+  std::set<int> restored;
+  std::shared_ptr<const arrow::KeyValueMetadata> metadata;
+};
+
+Nullability ReadNullability(const arrow::Schema& schema, const std::string& file) {
+  Nullability out{{}, schema.metadata()};
+  const std::string key(internal::kNullableColumnsKey);
+  if (!out.metadata || !out.metadata->Contains(key)) return out;
+  const std::string text = out.metadata->Get(key).ValueOr("");
+  nlohmann::json list = nlohmann::json::parse(text, nullptr, false);
+  if (!list.is_array()) BadFile(file, "its metadata " + key + " is not a JSON array: " + text);
+  for (const auto& entry : list) {
+    if (!entry.is_number_integer() || entry.get<int64_t>() < 0 ||
+        entry.get<int64_t>() >= schema.num_fields()) {
+      BadFile(file, "its metadata " + key + " names no column of the file: " + text);
+    }
+    out.restored.insert(entry.get<int>());
+  }
+  auto metadata = out.metadata->Copy();
+  internal::Check(metadata->Delete(key), FailureKind::kRead, file);
+  out.metadata = metadata->size() > 0 ? std::move(metadata) : nullptr;
   return out;
 }
 
@@ -318,11 +346,13 @@ void ReadFile(internal::BundleSource& source, const Plan& plan, FileTask& task) 
     task.row_groups_read = static_cast<int64_t>(row_groups.size());
 
     std::vector<int> selected = SelectFields(*schema, task.name, options.columns);
+    const Nullability nullability = ReadNullability(*schema, file);
     std::vector<int> leaves;
     std::vector<std::shared_ptr<arrow::Field>> out_fields;
     for (int i : selected) {
       CollectLeaves(fields[i], leaves);
-      out_fields.push_back(schema->field(i));
+      out_fields.push_back(nullability.restored.contains(i) ? schema->field(i)->WithNullable(true)
+                                                            : schema->field(i));
     }
     std::shared_ptr<arrow::Table> table;
     if (row_groups.empty()) {
@@ -340,7 +370,7 @@ void ReadFile(internal::BundleSource& source, const Plan& plan, FileTask& task) 
       if (!column) BadFile(file, "column '" + field->name() + "' could not be read");
       columns.push_back(column);
     }
-    table = arrow::Table::Make(arrow::schema(out_fields, schema->metadata()), columns,
+    table = arrow::Table::Make(arrow::schema(out_fields, nullability.metadata), columns,
                                table->num_rows());
     if (by_range) {
       int column = table->schema()->GetFieldIndex("date");

@@ -282,33 +282,46 @@ FilesToWrite ValidateResult(const BacktestResult& result, const WriteOptions& op
   return files;
 }
 
-ArtifactInfo WriteTableFile(const arrow::Table& table, const fs::path& file_path,
+// Columns without nulls are stored REQUIRED: no definition levels to encode or decode, which
+// was most of a column's cost after its values. The file records which of them the caller
+// declared nullable (kNullableColumnsKey), so that the reader gives them back as they came.
+std::shared_ptr<arrow::Table> WithRequiredColumns(const std::shared_ptr<arrow::Table>& table,
+                                                  const std::string& file) {
+  arrow::FieldVector fields = table->schema()->fields();
+  nlohmann::json restored = nlohmann::json::array();
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const auto& field = fields[i];
+    const arrow::Type::type id = field->type()->id();
+    if (!field->nullable() || id == arrow::Type::NA || arrow::is_nested(id) ||
+        table->column(static_cast<int>(i))->null_count() > 0) {
+      continue;
+    }
+    fields[i] = field->WithNullable(false);
+    restored.push_back(i);
+  }
+  if (restored.empty()) return table;
+  const auto& original = table->schema()->metadata();
+  auto metadata = original ? original->Copy() : std::make_shared<arrow::KeyValueMetadata>();
+  Check(metadata->Set(std::string(internal::kNullableColumnsKey), restored.dump()),
+        FailureKind::kWrite, file);
+  return arrow::Table::Make(arrow::schema(fields, metadata), table->columns(), table->num_rows());
+}
+
+ArtifactInfo WriteTableFile(const std::shared_ptr<arrow::Table>& input, const fs::path& file_path,
                             const WriteOptions& options) {
   std::string file = file_path.filename().string();
+  const internal::ParquetWrite prepared = internal::PrepareParquetWrite(input, options, file);
   auto sink = internal::HashingFileSink::Create(file_path);
-  parquet::WriterProperties::Builder builder;
-  builder.compression(options.compression == Compression::kZstd ? parquet::Compression::ZSTD
-                                                                : parquet::Compression::SNAPPY);
-  builder.max_row_group_length(options.row_group_rows);
-  // Float columns hardly ever repeat, so a dictionary only costs time before Parquet falls back
-  // to plain encoding.
-  for (const auto& field : table.schema()->fields()) {
-    if (arrow::is_floating(field->type()->id())) builder.disable_dictionary(field->name());
-  }
-  auto arrow_properties = parquet::ArrowWriterProperties::Builder()
-                              .store_schema()
-                              ->set_use_threads(options.parallel)
-                              ->build();
   internal::GuardParquet(FailureKind::kWrite, file, [&] {
     auto writer = internal::Unwrap(
-        parquet::arrow::FileWriter::Open(*table.schema(), arrow::default_memory_pool(), sink,
-                                         builder.build(), arrow_properties),
+        parquet::arrow::FileWriter::Open(*prepared.table->schema(), arrow::default_memory_pool(),
+                                         sink, prepared.properties, prepared.arrow_properties),
         FailureKind::kWrite, file);
-    Check(writer->WriteTable(table, options.row_group_rows), FailureKind::kWrite, file);
+    Check(writer->WriteTable(*prepared.table, options.row_group_rows), FailureKind::kWrite, file);
     Check(writer->Close(), FailureKind::kWrite, file);
   });
   Check(sink->Close(), FailureKind::kWrite, file);
-  return {table.num_rows(), sink->bytes(), sink->Checksum()};
+  return {input->num_rows(), sink->bytes(), sink->Checksum()};
 }
 
 ArtifactInfo WriteSmallFile(const fs::path& file_path, const std::string& text) {
@@ -405,7 +418,7 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next++; i < tables.size(); i = next++) {
-      infos[i] = WriteTableFile(*tables[i].table, staged / FileName(tables[i].name), options);
+      infos[i] = WriteTableFile(tables[i].table, staged / FileName(tables[i].name), options);
     }
   };
   size_t threads = options.parallel
@@ -432,6 +445,36 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
 }  // namespace
 
 namespace internal {
+
+ParquetWrite PrepareParquetWrite(const std::shared_ptr<arrow::Table>& table,
+                                 const WriteOptions& options, const std::string& file) {
+  ParquetWrite out;
+  out.table = WithRequiredColumns(table, file);
+  parquet::WriterProperties::Builder builder;
+  builder.compression(options.compression == Compression::kZstd ? parquet::Compression::ZSTD
+                                                                : parquet::Compression::SNAPPY);
+  builder.max_row_group_length(options.row_group_rows);
+  for (const auto& field : out.table->schema()->fields()) {
+    const arrow::Type::type id = field->type()->id();
+    if (arrow::is_floating(id)) {
+      // Float columns hardly ever repeat, so a dictionary only costs time before Parquet falls
+      // back to plain encoding.
+      builder.disable_dictionary(field->name());
+    } else if (field->name() == "permno" && id == arrow::Type::INT64) {
+      // Permnos rise in small steps within a date, so their deltas pack into a few bits:
+      // smaller than dictionary indices, and encoded and decoded without a hash table. (Dates
+      // keep the dictionary: one value repeated for a whole day is a single run of an index.)
+      builder.disable_dictionary(field->name());
+      builder.encoding(field->name(), parquet::Encoding::DELTA_BINARY_PACKED);
+    }
+  }
+  out.properties = builder.build();
+  out.arrow_properties = parquet::ArrowWriterProperties::Builder()
+                             .store_schema()
+                             ->set_use_threads(options.parallel)
+                             ->build();
+  return out;
+}
 
 fs::path StageBundle(const BacktestResult& result, const fs::path& staging_root,
                      const WriteOptions& options) {
