@@ -470,23 +470,30 @@ ParquetWrite PrepareParquetWrite(const std::shared_ptr<arrow::Table>& table,
                                                                 : parquet::Compression::SNAPPY);
   builder.max_row_group_length(options.row_group_rows);
   for (const auto& field : out.table->schema()->fields()) {
+    const std::string& name = field->name();
     const arrow::Type::type id = field->type()->id();
     if (arrow::is_floating(id)) {
       // Float columns hardly ever repeat, so a dictionary only costs time before Parquet falls
       // back to plain encoding.
-      builder.disable_dictionary(field->name());
+      builder.disable_dictionary(name);
       // Nor does snappy find anything to gain in their bits (its output was a few bytes larger
       // than its input on signals and weights), while it costs a pass on write and a copy on
       // read. zstd does gain a few percent and stays.
       if (options.compression == Compression::kSnappy) {
-        builder.compression(field->name(), parquet::Compression::UNCOMPRESSED);
+        builder.compression(name, parquet::Compression::UNCOMPRESSED);
       }
-    } else if (field->name() == "permno" && id == arrow::Type::INT64) {
+      // Every row group of a signal or weight spans about the whole range of values, so min/max
+      // would skip nothing; the date statistics are the ones partial reads use.
+      builder.disable_statistics(name);
+    } else if (name == "date" && id == arrow::Type::DATE32) {
+      // Plain: a date repeats for a whole day, which the compressor folds into a few bytes per
+      // run, at a fraction of the cost of hashing every value into a dictionary.
+      builder.disable_dictionary(name);
+    } else if (name == "permno" && id == arrow::Type::INT64) {
       // Permnos rise in small steps within a date, so their deltas pack into a few bits:
-      // smaller than dictionary indices, and encoded and decoded without a hash table. (Dates
-      // keep the dictionary: one value repeated for a whole day is a single run of an index.)
-      builder.disable_dictionary(field->name());
-      builder.encoding(field->name(), parquet::Encoding::DELTA_BINARY_PACKED);
+      // smaller than dictionary indices, and encoded and decoded without a hash table.
+      builder.disable_dictionary(name);
+      builder.encoding(name, parquet::Encoding::DELTA_BINARY_PACKED);
     }
   }
   out.properties = builder.build();
