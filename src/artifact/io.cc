@@ -210,15 +210,19 @@ WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file) {
   if (size == 0) {
     return {std::make_shared<arrow::Buffer>(nullptr, 0), Hex(XXH3_128bits_digest(state.get()))};
   }
-  // MAP_POPULATE provides every page in one call rather than one fault per page as pread
-  // fills them.
   void* memory = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) {
     throw InternalError("cannot allocate " + std::to_string(size) + " bytes to read " + file +
                             ": " + std::strerror(errno),
                         {{"file", file}});
   }
+  // Huge pages where the kernel has them: a 60 MB file takes 30 faults instead of 15,000 page
+  // table entries and memory-cgroup charges (both showed in the read profile). Then every page
+  // is provided in one call rather than one fault per page as pread fills them. Advice only:
+  // without it the pages come one by one, as before.
+  ::madvise(memory, static_cast<size_t>(size), MADV_HUGEPAGE);
+  ::madvise(memory, static_cast<size_t>(size), MADV_POPULATE_WRITE);
   auto buffer = std::make_shared<AnonymousBuffer>(static_cast<uint8_t*>(memory), size);
   auto* data = static_cast<uint8_t*>(memory);
   int64_t done = 0;
