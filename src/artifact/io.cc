@@ -84,7 +84,7 @@ arrow::Status HashingFileSink::WriteOut(const uint8_t* data, size_t size) {
 }
 
 arrow::Status HashingFileSink::Write(const void* data, int64_t nbytes) {
-  if (fd_ < 0) return arrow::Status::Invalid("write to a closed file ", path_.string());
+  if (closed_) return arrow::Status::Invalid("write to a closed file ", path_.string());
   const auto* bytes = static_cast<const uint8_t*>(data);
   auto size = static_cast<size_t>(nbytes);
   XXH3_128bits_update(state_, bytes, size);
@@ -102,15 +102,22 @@ arrow::Status HashingFileSink::Write(const void* data, int64_t nbytes) {
 }
 
 arrow::Status HashingFileSink::Flush() {
-  if (fd_ < 0 || used_ == 0) return arrow::Status::OK();
+  if (closed_ || used_ == 0) return arrow::Status::OK();
   arrow::Status status = WriteOut(buffer_.data(), used_);
   used_ = 0;
   return status;
 }
 
 arrow::Status HashingFileSink::Close() {
+  if (closed_) return close_status_;
+  close_status_ = Flush();
+  closed_ = true;
+  return close_status_;
+}
+
+arrow::Status HashingFileSink::Sync() {
   if (fd_ < 0) return arrow::Status::OK();
-  arrow::Status status = Flush();
+  arrow::Status status = Close();
   if (status.ok() && ::fsync(fd_) != 0) status = ErrnoStatus("cannot flush", path_);
   if (::close(fd_) != 0 && status.ok()) status = ErrnoStatus("cannot close", path_);
   fd_ = -1;
@@ -120,6 +127,7 @@ arrow::Status HashingFileSink::Close() {
 arrow::Status HashingFileSink::Abort() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  closed_ = true;
   used_ = 0;
   return arrow::Status::OK();
 }

@@ -26,7 +26,8 @@ namespace btstore::internal {
 namespace fs = std::filesystem;
 
 /// An output file that hashes (xxh3-128) and counts the bytes as they are written, so the
-/// manifest needs no second pass over the file. Close() flushes and fsyncs the file.
+/// manifest needs no second pass over the file. Close() hands the last bytes to the kernel;
+/// Sync() then flushes them to disk, so that the files of a bundle can be flushed together.
 class HashingFileSink : public arrow::io::OutputStream {
  public:
   /// Create `path`, which must not exist. Throws InternalError.
@@ -35,16 +36,22 @@ class HashingFileSink : public arrow::io::OutputStream {
 
   arrow::Status Write(const void* data, int64_t nbytes) override;
   arrow::Status Flush() override;
-  /// Write out the buffer, fsync and close the file.
+  /// Write out the buffer and end writing. The descriptor stays open for Sync(), so that a
+  /// write-back error the kernel records meanwhile is still reported to it.
   arrow::Status Close() override;
+  /// Close() if needed, fsync the file and close its descriptor. Safe to call from another
+  /// thread than the writer's once writing is over.
+  arrow::Status Sync();
   arrow::Status Abort() override;
   arrow::Result<int64_t> Tell() const override { return position_; }
-  bool closed() const override { return fd_ < 0; }
+  bool closed() const override { return closed_; }
 
   /// Return "xxh3-128:<32 hex digits>" of every byte written so far.
   std::string Checksum() const;
   /// Return the number of bytes written so far.
   int64_t bytes() const { return position_; }
+  /// Return the path the file was created at.
+  const fs::path& path() const { return path_; }
 
  private:
   HashingFileSink(fs::path path, int fd);
@@ -52,6 +59,8 @@ class HashingFileSink : public arrow::io::OutputStream {
 
   fs::path path_;
   int fd_;
+  bool closed_ = false;
+  arrow::Status close_status_;  // of the last write, kept for Sync()
   std::vector<uint8_t> buffer_;
   size_t used_ = 0;
   int64_t position_ = 0;
