@@ -22,6 +22,10 @@ namespace {
 // system calls; small enough to stay in cache.
 constexpr size_t kSinkBufferBytes = 1 << 20;
 
+// Writes from this size up (data pages: a page of 65,536 doubles is 512 KiB) go to the kernel
+// as they are instead of through the buffer, which only cost a copy of most of the file.
+constexpr size_t kDirectWriteBytes = 64 << 10;
+
 // How many written bytes accumulate before their write-back to disk is started.
 constexpr int64_t kWritebackBytes = 8 << 20;
 
@@ -89,13 +93,13 @@ arrow::Status HashingFileSink::Write(const void* data, int64_t nbytes) {
   auto size = static_cast<size_t>(nbytes);
   XXH3_128bits_update(state_, bytes, size);
   position_ += nbytes;
-  if (used_ + size <= buffer_.size()) {
+  if (size < kDirectWriteBytes && used_ + size <= buffer_.size()) {
     std::memcpy(buffer_.data() + used_, bytes, size);
     used_ += size;
     return arrow::Status::OK();
   }
   ARROW_RETURN_NOT_OK(Flush());
-  if (size >= buffer_.size()) return WriteOut(bytes, size);
+  if (size >= kDirectWriteBytes) return WriteOut(bytes, size);
   std::memcpy(buffer_.data(), bytes, size);
   used_ = size;
   return arrow::Status::OK();
