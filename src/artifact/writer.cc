@@ -519,6 +519,9 @@ ParquetWrite PrepareParquetWrite(const std::shared_ptr<arrow::Table>& table,
       // smaller than dictionary indices, and encoded and decoded without a hash table.
       builder.disable_dictionary(name);
       builder.encoding(name, parquet::Encoding::DELTA_BINARY_PACKED);
+      // A row group holds whole days of the universe, so its permno min/max span about every
+      // permno and would skip nothing.
+      builder.disable_statistics(name);
     }
   }
   out.properties = builder.build();
