@@ -90,6 +90,11 @@ class JobService {
   /// MissingReproducibilityMetadata; InvalidResult; CatalogUnavailable.
   BacktestResult GetResult(std::string_view job_id, const ReadOptions& options = {},
                            ReadStats* stats = nullptr);
+  /// As GetResult, for a job the caller has just fetched or listed (cross-job reads skip one
+  /// catalog round trip per job); a job removed or changed since is reported as GetResult
+  /// would. Throws as GetResult.
+  BacktestResult GetResult(const JobRecord& job, const ReadOptions& options = {},
+                           ReadStats* stats = nullptr);
 
   /// Load a completed job's portfolio returns on `basis` between `from` and `to` (inclusive,
   /// either may be absent), reading only that table's date and return columns: a table (`date`

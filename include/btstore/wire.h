@@ -30,6 +30,9 @@ Json MetricJson(double value);
 /// Return every metric under its name (Metrics::kNames), null when not finite.
 Json MetricsJson(const Metrics& metrics);
 
+/// Return a JSON column of the catalog (config_json, dataset_version_ids, cost_config,
+/// cost_summary) parsed: null when absent, the text itself when it does not parse as JSON.
+Json JsonColumn(const std::optional<std::string>& text);
 /// Return the job's catalog fields under their column names (contract section 2, then
 /// btstore's columns); dates ISO, times RFC 3339 UTC, metrics null when not finite, JSON columns
 /// parsed (shown as text when they do not parse).

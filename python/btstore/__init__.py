@@ -51,21 +51,6 @@ def _polars(table: pa.Table) -> pl.DataFrame:
     return pl.from_arrow(table, rechunk=False)
 
 
-_JSON_COLUMNS = ("config_json", "dataset_version_ids", "cost_config", "cost_summary")
-
-
-def _job(fields: dict) -> dict:
-    """Parse a job's JSON columns as the wire layer does (text that does not parse stays)."""
-    for key in _JSON_COLUMNS:
-        text = fields.get(key)
-        if text is not None:
-            try:
-                fields[key] = json.loads(text)
-            except (ValueError, RecursionError):
-                pass
-    return fields
-
-
 def _default_user() -> str:
     return os.environ.get("USER") or "unknown"
 
@@ -315,7 +300,7 @@ class Store:
         fields = _list_fields(created_by, alpha_name, status, created_from, created_to, start,
                               end, limit, offset, after, **filters)
         jobs, cursor = self._native.list_jobs(fields)
-        return JobsPage([_job(job) for job in jobs], cursor)
+        return JobsPage(jobs, cursor)
 
     def iter_jobs(self, **filters) -> Iterable[dict]:
         """Yield every job the filters of list_jobs select, page by page."""

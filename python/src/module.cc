@@ -60,60 +60,6 @@ ReadOptions MakeReadOptions(const std::optional<std::string>& from,
   return options;
 }
 
-nb::object Text(const std::optional<std::string>& text) {
-  return text ? nb::object(nb::str(text->data(), text->size())) : nb::none();
-}
-
-nb::object Time(const std::optional<Timestamp>& time) {
-  return time ? nb::object(nb::str(FormatTimestamp(*time).c_str())) : nb::none();
-}
-
-// A job as wire::JobJson shapes it, built as a dict directly: a page of jobs is the one call
-// where the JSON detour costs more than the query. JSON columns stay text here; the package
-// parses them (btstore/__init__.py, _job) as JobJson does.
-nb::dict JobDict(const JobRecord& job) {
-  nb::dict d;
-  d["id"] = job.id;
-  d["job_id"] = job.job_id;
-  d["status"] = ToString(job.status);
-  d["alpha_name"] = job.alpha_name;
-  d["start_date"] = job.start_date.ToString();
-  d["end_date"] = job.end_date.ToString();
-  d["weight_method"] = job.weight_method;
-  d["config_json"] = job.config_json;
-  d["created_at"] = FormatTimestamp(job.created_at);
-  d["started_at"] = Time(job.started_at);
-  d["completed_at"] = Time(job.completed_at);
-  d["worker_id"] = Text(job.worker_id);
-  d["progress_pct"] = job.progress_pct;
-  d["job_timeout"] = job.job_timeout_seconds;
-  d["result_path"] = Text(job.result_path);
-  for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
-    const double value = job.metrics.At(i);
-    d[std::string(Metrics::kNames[i]).c_str()] =
-        std::isfinite(value) ? nb::object(nb::float_(value)) : nb::none();
-  }
-  d["snapshot_id"] = Text(job.snapshot_id);
-  d["dataset_version_ids"] = Text(job.dataset_version_ids_json);
-  d["error_message"] = Text(job.error_message);
-  d["retry_count"] = job.retry_count;
-  d["created_by"] = job.created_by;
-  d["cost_config"] = Text(job.cost_config_json);
-  d["cost_summary"] = Text(job.cost_summary_json);
-  d["priority"] = ToString(job.priority);
-  d["max_retries"] = job.max_retries;
-  d["attempt"] = job.attempt;
-  d["cancel_requested"] = job.cancel_requested;
-  d["heartbeat_at"] = Time(job.heartbeat_at);
-  d["lease_expires_at"] = Time(job.lease_expires_at);
-  d["run_after"] = Time(job.run_after);
-  d["checkpoint_path"] = Text(job.checkpoint_path);
-  d["pinned"] = job.pinned;
-  d["expiring_at"] = Time(job.expiring_at);
-  d["engine"] = job.engine;
-  return d;
-}
-
 // A directory for an in-memory import's bundle, removed when it goes.
 class TempDirectory {
  public:
@@ -261,7 +207,9 @@ class Store {
   // Read daily_ic of many jobs on a thread pool and stack them with their job_id in front.
   nb::object IcPanel(const std::optional<std::vector<std::string>>& job_ids, Fields fields,
                      int threads) {
+    // Jobs by id are fetched by the reading threads; jobs from a listing are read as listed.
     std::vector<std::string> ids;
+    std::vector<JobRecord> listed;
     if (job_ids) {
       ids = *job_ids;
     } else {
@@ -271,7 +219,10 @@ class Store {
       nb::gil_scoped_release nogil;
       for (;;) {
         JobPage page = service_->jobs().ListJobs(request.filter, request.page);
-        for (JobRecord& job : page.jobs) ids.push_back(std::move(job.job_id));
+        for (JobRecord& job : page.jobs) {
+          ids.push_back(job.job_id);
+          listed.push_back(std::move(job));
+        }
         if (!page.next) break;
         request.page.after = page.next;
       }
@@ -279,13 +230,14 @@ class Store {
     std::shared_ptr<arrow::Table> panel;
     {
       nb::gil_scoped_release nogil;
-      panel = ReadIcPanel(ids, threads);
+      panel = ReadIcPanel(ids, listed, threads);
     }
     return TableToCapsule(panel);
   }
 
  private:
-  std::shared_ptr<arrow::Table> ReadIcPanel(const std::vector<std::string>& ids, int threads) {
+  std::shared_ptr<arrow::Table> ReadIcPanel(const std::vector<std::string>& ids,
+                                            const std::vector<JobRecord>& listed, int threads) {
     std::vector<std::shared_ptr<arrow::Table>> parts(ids.size());
     std::atomic<size_t> next{0};
     std::exception_ptr failure;
@@ -295,10 +247,16 @@ class Store {
       options.tables = {std::string(kIcTable)};
       for (size_t i = next++; i < ids.size(); i = next++) {
         try {
-          std::shared_ptr<arrow::Table> ic = service_->jobs().GetResult(ids[i], options).daily_ic;
-          auto job_id = arrow::MakeArrayFromScalar(arrow::StringScalar(ids[i]), ic->num_rows());
+          JobService& jobs = service_->jobs();
+          std::shared_ptr<arrow::Table> ic =
+              (listed.empty() ? jobs.GetResult(ids[i], options) : jobs.GetResult(listed[i], options))
+                  .daily_ic;
+          // String views: every row points at one copy of the id, and polars takes them as they
+          // are (its strings are views), where utf8 would be converted row by row.
+          auto job_id =
+              arrow::MakeArrayFromScalar(arrow::StringViewScalar(ids[i]), ic->num_rows());
           if (!job_id.ok()) throw InternalError(job_id.status().ToString());
-          auto with_id = ic->AddColumn(0, arrow::field("job_id", arrow::utf8(), false),
+          auto with_id = ic->AddColumn(0, arrow::field("job_id", arrow::utf8_view(), false),
                                        std::make_shared<arrow::ChunkedArray>(*job_id));
           if (!with_id.ok()) throw InternalError(with_id.status().ToString());
           parts[i] = *with_id;
@@ -319,7 +277,7 @@ class Store {
     if (failure) std::rethrow_exception(failure);
     if (parts.empty()) {
       auto schema = arrow::schema(
-          {arrow::field("job_id", arrow::utf8(), false), arrow::field("date", arrow::date32()),
+          {arrow::field("job_id", arrow::utf8_view(), false), arrow::field("date", arrow::date32()),
            arrow::field("ic", arrow::float64()), arrow::field("rank_ic", arrow::float64())});
       auto empty = arrow::Table::MakeEmpty(schema);
       if (!empty.ok()) throw InternalError(empty.status().ToString());

@@ -186,6 +186,9 @@ Nullability ReadNullability(const arrow::Schema& schema, const std::string& file
 // Files up to Parquet's footer read size are read whole by the reader's first read.
 constexpr int64_t kSmallFileBytes = parquet::kDefaultFooterReadSize;
 
+// Files from this size up are decoded on Arrow's thread pool, column by column.
+constexpr int64_t kThreadedDecodeBytes = 4 << 20;
+
 // Compressed bytes decoded per batch of a file read whole: enough row groups to keep Arrow's
 // column threads busy, few enough that the decoded table grows in small steps.
 constexpr int64_t kBatchBytes = 16 << 20;
@@ -302,7 +305,9 @@ void ReadFile(internal::BundleSource& source, const Plan& plan, FileTask& task) 
 
   internal::GuardParquet(FailureKind::kRead, file, [&] {
     parquet::ArrowReaderProperties arrow_properties;
-    arrow_properties.set_use_threads(true);
+    // Decoding columns on Arrow's threads pays off for big files only; a small one (a daily_ic,
+    // a small result, a file of an ic_panel read on every core already) costs more in hand-offs.
+    arrow_properties.set_use_threads(size > kThreadedDecodeBytes);
     arrow_properties.set_pre_buffer(plan.partial);
     parquet::arrow::FileReaderBuilder builder;
     internal::Check(builder.Open(input), FailureKind::kRead, file);

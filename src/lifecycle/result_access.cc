@@ -65,7 +65,12 @@ std::string JobService::ReadSummaryText(const JobRecord& job) {
 
 BacktestResult JobService::GetResult(std::string_view job_id, const ReadOptions& options,
                                      ReadStats* stats) {
-  const JobRecord job = catalog_.GetJob(job_id);
+  return GetResult(catalog_.GetJob(job_id), options, stats);
+}
+
+BacktestResult JobService::GetResult(const JobRecord& job, const ReadOptions& options,
+                                     ReadStats* stats) {
+  const std::string& job_id = job.job_id;
   CheckReadable(job);
   const BundleLocation where = Locate(job);
   try {

@@ -22,15 +22,6 @@ Json OptionalText(const std::optional<std::string>& text) {
   return text ? Json(*text) : Json(nullptr);
 }
 
-// A JSON column is shown parsed; text that does not parse (written by another tool), or that
-// is nested deeper than JSON code may recurse, is shown as it is rather than hidden.
-Json JsonColumn(const std::optional<std::string>& text) {
-  if (!text) return nullptr;
-  if (JsonNestingDepth(*text) > kMaxJsonDepth) return *text;
-  Json parsed = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  return parsed.is_discarded() ? Json(*text) : parsed;
-}
-
 Json OptionalDate(const std::optional<Date>& date) {
   return date ? Json(date->ToString()) : Json(nullptr);
 }
@@ -57,6 +48,15 @@ T ParseNumber(const std::string& text, const std::string& name) {
 }
 
 }  // namespace
+
+// Text that does not parse (written by another tool), or that is nested deeper than JSON code
+// may recurse, is shown as it is rather than hidden.
+Json JsonColumn(const std::optional<std::string>& text) {
+  if (!text) return nullptr;
+  if (JsonNestingDepth(*text) > kMaxJsonDepth) return *text;
+  Json parsed = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  return parsed.is_discarded() ? Json(*text) : parsed;
+}
 
 Json MetricJson(double value) { return std::isfinite(value) ? Json(value) : Json(nullptr); }
 

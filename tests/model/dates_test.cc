@@ -26,6 +26,21 @@ TEST(Timestamp, RoundTripsWithMicroseconds) {
   EXPECT_EQ(FormatTimestamp(ts), "2026-11-24T13:05:09.123456Z");
 }
 
+TEST(Timestamp, FormatsEveryFieldWithItsWidthAndRoundTrips) {
+  EXPECT_EQ(FormatTimestamp(ParseTimestamp("0001-02-03T04:05:06.000007Z")),
+            "0001-02-03T04:05:06.000007Z");
+  EXPECT_EQ(FormatTimestamp(ParseTimestamp("1969-12-31T23:59:59.999999Z")),
+            "1969-12-31T23:59:59.999999Z");
+  // A day's worth of microsecond steps of every size, around the epoch and far from it.
+  for (const char* base : {"1970-01-01T00:00:00Z", "2026-12-01T06:00:00Z", "9999-12-30T00:00:00Z"}) {
+    const Timestamp start = ParseTimestamp(base);
+    for (int64_t step = 1; step < 86'400'000'000LL; step = step * 7 + 3) {
+      const Timestamp ts = start + std::chrono::microseconds(step);
+      EXPECT_EQ(ParseTimestamp(FormatTimestamp(ts)), ts) << FormatTimestamp(ts);
+    }
+  }
+}
+
 TEST(Timestamp, AcceptsOffsetsDatesAndPostgresForm) {
   EXPECT_EQ(ParseTimestamp("2026-01-31T09:30:00+02:00"), ParseTimestamp("2026-01-31T07:30:00Z"));
   EXPECT_EQ(ParseTimestamp("2026-01-31T09:30:00-01:30"), ParseTimestamp("2026-01-31T11:00:00Z"));

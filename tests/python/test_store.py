@@ -38,6 +38,11 @@ def test_import_result_from_dataframes_round_trips_bit_for_bit(store):
                                    end_date=dt.date(2024, 3, 1), created_by="ann")
     assert imported.created and imported.status == "completed"
     assert os.path.isdir(imported.result_path)
+    # A completed job's listing (metrics, reproducibility ids and costs parsed in C++) has the
+    # fields and values get_job gives through the wire layer's JSON.
+    listed = store.list_jobs(limit=1)[0]
+    assert listed == store.get_job(imported.job_id)
+    assert isinstance(listed["dataset_version_ids"], dict) and listed["mean_ic"] is not None
     result = store.get_result(imported.job_id)
     for name in ("daily_signals", "daily_weights", "daily_ic", "daily_portfolio_returns",
                  "net_portfolio_returns"):
