@@ -9,7 +9,10 @@
 //   btstore_bench list --catalog URL --rows N [--iterations K] [--depth D]
 //   btstore_bench replicate --src DIR --root DIR --count N --prefix P
 //   btstore_bench retention --catalog URL --root DIR [--retention-days D] [--batch-size B]
-//   btstore_bench throughput --catalog URL --root DIR --jobs N [--workers W]
+//   btstore_bench throughput --catalog URL --root DIR --jobs N [--workers W] [--concurrency C]
+//                            [--submitters S]
+//   btstore_bench ceiling --catalog URL --root DIR --jobs N [--threads T]
+//   btstore_bench queue --catalog URL --root DIR --jobs N [--workers W] [--batch B]
 //   btstore_bench cancel --catalog URL --root DIR --samples K
 //   btstore_bench engine --catalog URL --root DIR --src BUNDLE --repeats K
 //
@@ -21,11 +24,14 @@
 #include <arrow/api.h>
 #include <arrow/io/file.h>
 #include <arrow/util/byte_size.h>
+#include <fcntl.h>
 #include <parquet/arrow/writer.h>
 #include <parquet/properties.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -592,21 +598,85 @@ JobSpec NoopSpec(const std::string& job_id) {
 
 std::string RunTag() { return std::to_string(getpid()) + "-" + std::to_string(time(nullptr)); }
 
+// One thread of work per slot, all started together; returns the wall time until all end.
+double RunThreads(int threads, const std::function<void(int)>& body) {
+  const auto start = SteadyClock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(body, t);
+  for (std::thread& thread : pool) thread.join();
+  return SecondsSince(start);
+}
+
+// The sizes of the four files of a no-op job's bundle (three empty tables and summary.json, as
+// btstore writes them).
+constexpr std::array<size_t, 4> kNoopBundleFileSizes = {606, 606, 551, 1076};
+
+void SyncOrThrow(int fd, const fs::path& path) {
+  if (::fsync(fd) != 0) throw InternalError("cannot fsync " + path.string());
+}
+
+void SyncDir(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw InternalError("cannot open " + dir.string());
+  SyncOrThrow(fd, dir);
+  ::close(fd);
+}
+
+// A bundle's durable publication with nothing else: the files of a no-op bundle written and
+// flushed in a staging directory, that directory flushed, renamed into `root`, `root` flushed.
+void PublishRawBundle(const fs::path& staging_root, const fs::path& root, const std::string& name) {
+  const fs::path staged = staging_root / name;
+  fs::create_directory(staged);
+  const std::string bytes(kNoopBundleFileSizes.back(), 'x');
+  for (size_t f = 0; f < kNoopBundleFileSizes.size(); ++f) {
+    const fs::path file = staged / ("file" + std::to_string(f));
+    int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) throw InternalError("cannot create " + file.string());
+    if (::write(fd, bytes.data(), kNoopBundleFileSizes[f]) !=
+        static_cast<ssize_t>(kNoopBundleFileSizes[f])) {
+      throw InternalError("cannot write " + file.string());
+    }
+    SyncOrThrow(fd, file);
+    ::close(fd);
+  }
+  SyncDir(staged);
+  fs::rename(staged, root / name);
+  SyncDir(root);
+}
+
+// Submit `jobs` no-op jobs named `prefix`-i through the service (not timed).
+void SubmitNoops(Service& service, const std::string& prefix, int jobs) {
+  for (int i = 0; i < jobs; ++i) service.jobs().Submit(NoopSpec(prefix + std::to_string(i)));
+}
+
+CompletionRecord NoopCompletion(const std::string& job_id) {
+  CompletionRecord record;
+  record.result_path = "/ceiling/" + job_id;
+  record.snapshot_id = "ceiling";
+  record.dataset_version_ids_json = "{}";
+  return record;
+}
+
 int CmdThroughput(const Args& args) {
   const std::string url = args.Str("catalog");
   const fs::path root = args.Str("root");
   const int jobs = static_cast<int>(args.Int("jobs"));
   const int workers = static_cast<int>(args.Int("workers", 2));
+  const int concurrency = static_cast<int>(args.Int("concurrency", 1));
+  const int submitters = static_cast<int>(args.Int("submitters", 1));
   ServiceOptions opened;
   opened.migrate = false;  // `migrate` is its own step of the benchmark
-  auto service = Service::Open(url, root.string(), opened);
   const std::string tag = RunTag();
 
-  auto start = SteadyClock::now();
-  for (int i = 0; i < jobs; ++i) {
-    service->jobs().Submit(NoopSpec("noop-" + tag + "-" + std::to_string(i)));
-  }
-  const double submit_s = SecondsSince(start);
+  // Each submitter is a client with its own service (its own catalog connections), submitting
+  // one job at a time, as separate users or processes do.
+  std::vector<std::unique_ptr<Service>> clients;
+  for (int s = 0; s < submitters; ++s) clients.push_back(Service::Open(url, root.string(), opened));
+  const double submit_s = RunThreads(submitters, [&](int s) {
+    for (int i = s; i < jobs; i += submitters) {
+      clients[s]->jobs().Submit(NoopSpec("noop-" + tag + "-" + std::to_string(i)));
+    }
+  });
 
   std::atomic<int> completed{0};
   std::atomic<int> other{0};
@@ -616,7 +686,7 @@ int CmdThroughput(const Args& args) {
   for (int w = 0; w < workers; ++w) {
     WorkerOptions options;
     options.worker_id = "bench-" + tag + "-" + std::to_string(w);
-    options.concurrency = 1;
+    options.concurrency = concurrency;
     options.until_idle = true;
     options.on_event = [&](const WorkerEvent& event) {
       if (event.kind == WorkerEvent::Kind::kCompleted) {
@@ -629,13 +699,11 @@ int CmdThroughput(const Args& args) {
     services.push_back(Service::Open(url, root.string(), opened));
     pool.push_back(services.back()->NewWorker(options));
   }
-  start = SteadyClock::now();
-  std::vector<std::thread> threads;
-  for (auto& worker : pool) threads.emplace_back([&worker] { worker->Run(); });
-  for (auto& thread : threads) thread.join();
-  const double process_s = SecondsSince(start);
+  const double process_s = RunThreads(workers, [&](int w) { pool[w]->Run(); });
   std::cout << json{{"jobs", jobs},
                     {"workers", workers},
+                    {"concurrency", concurrency},
+                    {"submitters", submitters},
                     {"completed", completed.load()},
                     {"not_completed", other.load()},
                     {"submit_s", submit_s},
@@ -644,6 +712,119 @@ int CmdThroughput(const Args& args) {
                     {"process_jobs_per_s", completed.load() / process_s},
                     {"end_to_end_jobs_per_s", completed.load() / (submit_s + process_s)},
                     {"peak_rss_mb", StatusMib("VmHWM")}}
+            << "\n";
+  return 0;
+}
+
+// The machine's own limit for case 6: what one job needs of the database and the disk, done back
+// to back with nothing in between (no engine, no encoding, no worker): the claim's commit (one
+// job claimed), the bundle's durable publication (PublishRawBundle) and the completion's commit,
+// timed per step. The commits are the catalog's own moves, since a commit's cost is the
+// database's log flush whatever the statement. One thread gives the serial ceiling
+// 1 / (claim + bundle + completion); `--threads T` runs T such loops at once (T jobs in flight,
+// as the workers have), which lets the database and the file system merge concurrent flushes.
+int CmdCeiling(const Args& args) {
+  const std::string url = args.Str("catalog");
+  const fs::path root = args.Str("root");
+  const int jobs = static_cast<int>(args.Int("jobs"));
+  const int threads = static_cast<int>(args.Int("threads", 1));
+  ServiceOptions opened;
+  opened.migrate = false;
+  auto client = Service::Open(url, root.string(), opened);
+  const std::string tag = "ceiling-" + RunTag() + "-";
+  SubmitNoops(*client, tag, jobs);
+  const fs::path staging_root = root / (".ceiling-staging-" + RunTag());
+  fs::create_directories(staging_root);
+
+  struct Steps {
+    double claim_s = 0, bundle_s = 0, complete_s = 0;
+    int jobs = 0;
+  };
+  std::vector<Steps> steps(threads);
+  const double wall = RunThreads(threads, [&](int t) {
+    std::unique_ptr<Catalog> catalog = Catalog::Open(url);
+    const std::string worker = tag + std::to_string(t);
+    for (;;) {
+      auto start = SteadyClock::now();
+      std::vector<JobRecord> claimed =
+          catalog->ClaimJobs(worker, 1, std::chrono::seconds(30), btstore::Now());
+      if (claimed.empty()) return;
+      steps[t].claim_s += SecondsSince(start);
+      const JobRecord& job = claimed.front();
+      start = SteadyClock::now();
+      PublishRawBundle(staging_root, root, job.job_id);
+      steps[t].bundle_s += SecondsSince(start);
+      start = SteadyClock::now();
+      catalog->Complete(job.job_id, job.attempt, NoopCompletion(job.job_id), btstore::Now());
+      steps[t].complete_s += SecondsSince(start);
+      ++steps[t].jobs;
+    }
+  });
+  fs::remove_all(staging_root);
+  Steps total;
+  for (const Steps& s : steps) {
+    total.claim_s += s.claim_s;
+    total.bundle_s += s.bundle_s;
+    total.complete_s += s.complete_s;
+    total.jobs += s.jobs;
+  }
+  const double per_job_s = (total.claim_s + total.bundle_s + total.complete_s) / total.jobs;
+  std::cout << json{{"jobs", total.jobs},
+                    {"threads", threads},
+                    {"claim_commit_ms", 1e3 * total.claim_s / total.jobs},
+                    {"bundle_sync_ms", 1e3 * total.bundle_s / total.jobs},
+                    {"complete_commit_ms", 1e3 * total.complete_s / total.jobs},
+                    {"serial_jobs_per_s", 1 / per_job_s},
+                    {"seconds", wall},
+                    {"jobs_per_s", total.jobs / wall}}
+            << "\n";
+  return 0;
+}
+
+// The queue alone: claim and complete no-op jobs with no bundle, `--workers` threads each with
+// its own catalog, `--batch` jobs per claim and per completion transaction.
+int CmdQueue(const Args& args) {
+  const std::string url = args.Str("catalog");
+  const fs::path root = args.Str("root");
+  const int jobs = static_cast<int>(args.Int("jobs"));
+  const int workers = static_cast<int>(args.Int("workers", 2));
+  const int batch = static_cast<int>(args.Int("batch", 1));
+  ServiceOptions opened;
+  opened.migrate = false;
+  auto client = Service::Open(url, root.string(), opened);
+  const std::string tag = "queue-" + RunTag() + "-";
+  SubmitNoops(*client, tag, jobs);
+  std::atomic<int> completed{0};
+  rusage before{};
+  ::getrusage(RUSAGE_SELF, &before);
+  const double wall = RunThreads(workers, [&](int w) {
+    std::unique_ptr<Catalog> catalog = Catalog::Open(url);
+    const std::string worker = tag + std::to_string(w);
+    for (;;) {
+      std::vector<JobRecord> claimed =
+          catalog->ClaimJobs(worker, batch, std::chrono::seconds(30), btstore::Now());
+      if (claimed.empty()) return;
+      std::vector<CompletionRequest> requests;
+      for (const JobRecord& job : claimed) {
+        requests.push_back({job.job_id, job.attempt, NoopCompletion(job.job_id)});
+      }
+      for (const TransitionResult& result : catalog->CompleteMany(requests, btstore::Now())) {
+        if (result.applied) ++completed;
+      }
+    }
+  });
+  rusage after{};
+  ::getrusage(RUSAGE_SELF, &after);
+  auto cpu_s = [](const rusage& r) {
+    return r.ru_utime.tv_sec + r.ru_stime.tv_sec + 1e-6 * (r.ru_utime.tv_usec + r.ru_stime.tv_usec);
+  };
+  std::cout << json{{"jobs", jobs},
+                    {"workers", workers},
+                    {"batch", batch},
+                    {"completed", completed.load()},
+                    {"seconds", wall},
+                    {"jobs_per_s", completed.load() / wall},
+                    {"client_cpu_s", cpu_s(after) - cpu_s(before)}}
             << "\n";
   return 0;
 }
@@ -783,7 +964,7 @@ int CmdEngine(const Args& args) {
 int Main(int argc, char** argv) {
   if (argc < 2) {
     std::cerr << "usage: btstore_bench gen|write|read|migrate|list|replicate|retention|"
-                 "throughput|cancel|engine [--options]\n";
+                 "throughput|ceiling|queue|cancel|engine [--options]\n";
     return 2;
   }
   const std::string command = argv[1];
@@ -797,6 +978,8 @@ int Main(int argc, char** argv) {
       {"replicate", CmdReplicate},
       {"retention", CmdRetention},
       {"throughput", CmdThroughput},
+      {"ceiling", CmdCeiling},
+      {"queue", CmdQueue},
       {"cancel", CmdCancel},
       {"engine", CmdEngine}};
   auto it = commands.find(command);

@@ -67,7 +67,16 @@ class Settings:
         self.retention_backends = ("sqlite",) if quick else ("postgresql",)
         # The throughput figure is a rate over all jobs of a run; one run per backend.
         self.throughput_jobs = 60 if quick else 600
-        self.throughput_repeats = 1
+        # Rounds of the ceiling and the tuned workers, in alternation.
+        self.throughput_rounds = 1 if quick else 3
+        # The tuned configuration: jobs in flight per worker (claimed in batches of up to that
+        # many, completed in group commits) and concurrent submitting clients.
+        self.throughput_concurrency = 16
+        self.throughput_submitters = 8
+        # The ceiling's loops: one job at a time (serial), and as many at once as the tuned
+        # workers have in flight; the queue alone runs on more jobs (it is much faster).
+        self.ceiling_jobs = 30 if quick else 100
+        self.queue_jobs = 200 if quick else 1000
         self.cancel_samples = 3 if quick else 15
 
 
@@ -733,29 +742,7 @@ class CatalogCases:
         root = os.path.join(self.work, "lifecycle")
         for backend in ("postgresql", "sqlite"):
             url = self.catalog(backend)
-            runs = []
-            for _ in range(self.s.throughput_repeats):
-                runs.append(self.bench.cpp("throughput", "--catalog", url, "--root", root,
-                                           "--jobs", self.s.throughput_jobs, "--workers", 2))
-            case = (f"6 lifecycle throughput, {self.s.throughput_jobs:,} no-op jobs, 2 workers, "
-                    f"{backend}")
-            e2e = median([r["end_to_end_jobs_per_s"] for r in runs])
-            seconds = median([r["submit_s"] + r["process_s"] for r in runs])
-            row = self.report.add(case, "btstore submit+claim+complete", seconds, seconds,
-                                  jobs_per_s=e2e,
-                                  submit_jobs_per_s=median([r["submit_jobs_per_s"] for r in runs]),
-                                  process_jobs_per_s=median([r["process_jobs_per_s"]
-                                                             for r in runs]),
-                                  completed=[r["completed"] for r in runs],
-                                  peak_rss_mb=median([r["peak_rss_mb"] for r in runs]),
-                                  runs_s=[r["submit_s"] + r["process_s"] for r in runs])
-            row["target"] = ("> 2,000 jobs/s end to end (submit, then claim and complete by 2 "
-                             "workers)" + ("" if backend == "postgresql" else
-                                           " [a PostgreSQL target; SQLite reported]"))
-            row["target_met"] = e2e > 2000 and all(r["completed"] == r["jobs"] for r in runs)
-            self.report.print_case(case)
-            print(f"  submit {row['submit_jobs_per_s']:,.0f} jobs/s; claim+complete "
-                  f"{row['process_jobs_per_s']:,.0f} jobs/s")
+            self.throughput(url, root, backend)
 
             facts = self.bench.cpp("cancel", "--catalog", url, "--root", root, "--samples",
                                    self.s.cancel_samples)
@@ -771,6 +758,83 @@ class CatalogCases:
                 row["target"] = "reported (SQLite: heartbeat polling); 250 ms used as the bound"
                 row["target_met"] = facts["p99_s"] < 0.250 and facts["timeouts"] == 0
             self.report.print_case(case)
+
+    def throughput(self, url, root, backend):
+        """Case 6 throughput: the machine's ceiling, the workers before and after the levers,
+        and the queue alone, all on one catalog in one run. The ceiling at the tuned in-flight
+        count and the tuned workers are measured in alternation, several rounds, so that load
+        from elsewhere hits both alike; the target compares their medians."""
+        s = self.s
+        inflight = 2 * s.throughput_concurrency
+        case = f"6 lifecycle throughput, {s.throughput_jobs:,} no-op jobs, 2 workers, {backend}"
+        # SQLite has one writer at a time: concurrent clients only queue for its lock.
+        submitters = s.throughput_submitters if backend == "postgresql" else 1
+
+        def ceiling(threads, jobs):
+            return self.bench.cpp("ceiling", "--catalog", url, "--root", root, "--jobs", jobs,
+                                  "--threads", threads)
+
+        def workers(concurrency, clients):
+            return self.bench.cpp("throughput", "--catalog", url, "--root", root, "--jobs",
+                                  s.throughput_jobs, "--workers", 2, "--concurrency",
+                                  concurrency, "--submitters", clients)
+
+        serial = [ceiling(1, s.ceiling_jobs)]
+        before = [workers(1, 1)]
+        parallel, tuned = [], []
+        for _ in range(s.throughput_rounds):
+            parallel.append(ceiling(inflight, max(s.throughput_jobs // 2, inflight)))
+            tuned.append(workers(s.throughput_concurrency, submitters))
+        serial_rate = median([f["jobs_per_s"] for f in serial])
+        ceiling_rate = median([f["jobs_per_s"] for f in parallel])
+        for runs, name in ((serial, "ceiling, 1 job at a time"),
+                           (parallel, f"ceiling, {inflight} jobs at a time")):
+            rate = median([f["jobs_per_s"] for f in runs])
+            self.report.add(case, name, 1 / rate, None, jobs_per_s=rate,
+                            rounds_jobs_per_s=[f["jobs_per_s"] for f in runs],
+                            claim_commit_ms=median([f["claim_commit_ms"] for f in runs]),
+                            bundle_sync_ms=median([f["bundle_sync_ms"] for f in runs]),
+                            complete_commit_ms=median([f["complete_commit_ms"] for f in runs]))
+        for runs, name in ((before, "btstore, 1 in flight/worker, 1 client"),
+                           (tuned, f"btstore, {s.throughput_concurrency} in flight/worker, "
+                                   f"{submitters} client(s)")):
+            e2e = median([r["end_to_end_jobs_per_s"] for r in runs])
+            process = median([r["process_jobs_per_s"] for r in runs])
+            seconds = median([r["submit_s"] + r["process_s"] for r in runs])
+            row = self.report.add(case, name, seconds, None, jobs_per_s=e2e,
+                                  submit_jobs_per_s=median([r["submit_jobs_per_s"] for r in runs]),
+                                  process_jobs_per_s=process,
+                                  rounds_process_jobs_per_s=[r["process_jobs_per_s"]
+                                                             for r in runs],
+                                  process_over_ceiling=process / ceiling_rate,
+                                  process_over_serial_ceiling=process / serial_rate,
+                                  completed=[r["completed"] for r in runs],
+                                  peak_rss_mb=median([r["peak_rss_mb"] for r in runs]),
+                                  runs_s=[r["submit_s"] + r["process_s"] for r in runs])
+            if runs is tuned:
+                row["target"] = (f"claim+complete >= 70% of the ceiling at {inflight} jobs in "
+                                 "flight, and > 2,000 jobs/s end to end if that ceiling allows"
+                                 + ("" if backend == "postgresql" else
+                                    " [a PostgreSQL target; SQLite reported]"))
+                row["target_met"] = (all(r["completed"] == r["jobs"] for r in runs)
+                                     and process >= 0.7 * ceiling_rate
+                                     and (e2e > 2000 or ceiling_rate <= 2000))
+        for batch in (1, s.throughput_concurrency):
+            facts = self.bench.cpp("queue", "--catalog", url, "--root", root, "--jobs",
+                                   s.queue_jobs, "--workers", 2, "--batch", batch)
+            per_core = facts["jobs_per_s"] / (os.cpu_count() or 1)
+            self.report.add(case, f"queue alone, batch {batch}", 1 / facts["jobs_per_s"], None,
+                            jobs_per_s=facts["jobs_per_s"], jobs_per_s_per_core=per_core,
+                            completed=facts["completed"],
+                            note=(f"{per_core:,.0f} jobs/s per core; published: River ~5,750/core "
+                                  "(46k on 8 cores), Oban ~16.7k/s"))
+        self.report.print_case(case)
+        for r in self.report.rows:
+            if r["case"] == case and "process_jobs_per_s" in r:
+                print(f"  {r['tool']}: submit {r['submit_jobs_per_s']:,.0f} jobs/s; "
+                      f"claim+complete {r['process_jobs_per_s']:,.0f} jobs/s "
+                      f"({r['process_over_ceiling']:.0%} of the {inflight}-in-flight ceiling, "
+                      f"{r['process_over_serial_ceiling']:.1f}x the serial one)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,13 @@ struct CompletionRecord {
   std::optional<std::string> cost_summary_json;
 };
 
+/// One attempt's completion in a group commit (Catalog::CompleteMany).
+struct CompletionRequest {
+  std::string job_id;
+  int attempt = 0;
+  CompletionRecord record;
+};
+
 /// A job that retention removes, or would remove.
 struct RetentionCandidate {
   std::string job_id;
@@ -162,6 +169,15 @@ class Catalog {
   virtual TransitionResult Complete(std::string_view job_id, int attempt,
                                     const CompletionRecord& record, Timestamp now) = 0;
 
+  /// Complete several running attempts in one transaction (a group commit: one durable commit
+  /// for all of them). Each is the compare-and-set of Complete, fenced by its own attempt: an
+  /// attempt that lost its lease, or whose cancel was requested, is not completed and gets the
+  /// winner's state, while the others are completed. Returns one result per request, in order.
+  /// Throws JobNotFound when a job does not exist (then nothing of the batch is applied),
+  /// CatalogUnavailable (the batch may or may not have committed: each move is safe to repeat).
+  virtual std::vector<TransitionResult> CompleteMany(const std::vector<CompletionRequest>& requests,
+                                                     Timestamp now) = 0;
+
   /// Fail a running attempt with `error`: back to pending with retry_count+1 and run_after =
   /// now+retry_delay while retry_count < max_retries, else failed (completed_at set). Only if
   /// the job is running in this attempt. A requested cancel wins: the job becomes cancelled.
@@ -214,8 +230,8 @@ class Catalog {
   /// Return up to `limit` jobs that retention would remove: terminal, not pinned, aged before
   /// `cutoff`, plus jobs already marked expiring. Ordered by job_id; starts after
   /// `after_job_id` when given. Writes nothing. Throws CatalogUnavailable.
-  virtual std::vector<RetentionCandidate> FindExpired(Timestamp cutoff, int limit,
-                                                      const std::optional<std::string>& after_job_id) = 0;
+  virtual std::vector<RetentionCandidate> FindExpired(
+      Timestamp cutoff, int limit, const std::optional<std::string>& after_job_id) = 0;
 
   /// Mark up to `limit` expired jobs (as FindExpired) expiring at `now`, in one transaction, and
   /// return every marked job (including ones a crashed run marked earlier).

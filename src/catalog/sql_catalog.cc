@@ -2,8 +2,11 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
+#include <span>
 #include <utility>
 
 #include "btstore/errors.h"
@@ -500,45 +503,171 @@ HeartbeatResult SqlCatalog::Heartbeat(std::string_view job_id, int attempt, int 
   return result;
 }
 
+std::string SqlCatalog::WorkerMoveSql(std::string_view job_id, const std::string& set_clause,
+                                      const std::string& condition, SqlParams& params,
+                                      int attempt) const {
+  const std::string job_p = params.Add(job_id);
+  const std::string attempt_p = params.Add(attempt);
+  return "UPDATE backtest_jobs SET " + set_clause + " WHERE job_id = " + job_p +
+         " AND status = 'running' AND attempt = " + attempt_p + condition +
+         " RETURNING status, attempt";
+}
+
+TransitionResult SqlCatalog::RunWorkerMove(SqlConnection& conn, std::string_view job_id,
+                                           const std::string& sql, const SqlParams& params) {
+  std::vector<SqlRow> rows = conn.Query(sql, params.values());
+  if (!rows.empty()) {
+    return {true, ParseJobStatus(rows[0].at(0).value_or("")),
+            static_cast<int>(ToInt("attempt", rows[0].at(1).value_or("")))};
+  }
+  // Lost the race (or the attempt is stale): report the state that won.
+  std::optional<JobRecord> job = SelectJob(conn, job_id);
+  if (!job) throw JobNotFound(std::string(job_id));
+  return {false, job->status, job->attempt};
+}
+
 TransitionResult SqlCatalog::WorkerMove(std::string_view job_id, const std::string& set_clause,
                                         const std::string& condition, SqlParams params,
                                         int attempt) {
-  const std::string job_p = params.Add(job_id);
-  const std::string attempt_p = params.Add(attempt);
-  std::string sql = "UPDATE backtest_jobs SET " + set_clause + " WHERE job_id = " + job_p +
-                    " AND status = 'running' AND attempt = " + attempt_p + condition +
-                    " RETURNING status, attempt";
+  const std::string sql = WorkerMoveSql(job_id, set_clause, condition, params, attempt);
   TransitionResult result;
-  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
-    std::vector<SqlRow> rows = conn.Query(sql, params.values());
-    if (!rows.empty()) {
-      result = {true, ParseJobStatus(rows[0].at(0).value_or("")),
-                static_cast<int>(ToInt("attempt", rows[0].at(1).value_or("")))};
-      return;
-    }
-    // Lost the race (or the attempt is stale): report the state that won.
-    std::optional<JobRecord> job = SelectJob(conn, job_id);
-    if (!job) throw JobNotFound(std::string(job_id));
-    result = {false, job->status, job->attempt};
-  });
+  Transact(TxKind::kWrite,
+           [&](SqlConnection& conn) { result = RunWorkerMove(conn, job_id, sql, params); });
   return result;
 }
+
+namespace {
+
+// The value of each column that a completion sets, as SQL expressions.
+struct CompletionValues {
+  std::string completed_at, result_path, snapshot_id, dataset_version_ids, cost_config,
+      cost_summary;
+  std::vector<std::string> metrics;  // in Metrics::kNames order
+};
+
+// Complete's SET clause: one list, for the single completion and the group's statement.
+std::string CompletionAssignments(const CompletionValues& v) {
+  // The error_message of an earlier attempt (or of a rescue) does not describe a completed job.
+  std::string set =
+      "status = 'completed', progress_pct = 100, lease_expires_at = NULL, error_message = NULL, "
+      "completed_at = " +
+      v.completed_at + ", result_path = " + v.result_path + ", snapshot_id = " + v.snapshot_id +
+      ", dataset_version_ids = " + v.dataset_version_ids + ", cost_config = " + v.cost_config +
+      ", cost_summary = " + v.cost_summary;
+  for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+    set += ", " + std::string(Metrics::kNames[m]) + " = " + v.metrics.at(m);
+  }
+  return set;
+}
+
+}  // namespace
+
+std::string SqlCatalog::CompletionSet(const CompletionRecord& record, Timestamp now,
+                                      SqlParams& p) const {
+  CompletionValues values{p.Add(now),
+                          p.Add(record.result_path),
+                          p.Add(record.snapshot_id),
+                          p.Add(record.dataset_version_ids_json),
+                          p.AddNullable(record.cost_config_json),
+                          p.AddNullable(record.cost_summary_json),
+                          {}};
+  for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+    values.metrics.push_back(p.AddMetric(record.metrics.At(m)));
+  }
+  return CompletionAssignments(values);
+}
+
+// A completion is fenced by its attempt and loses to a requested cancel.
+constexpr std::string_view kCompletionCondition = " AND NOT cancel_requested";
 
 TransitionResult SqlCatalog::Complete(std::string_view job_id, int attempt,
                                       const CompletionRecord& record, Timestamp now) {
   SqlParams p;
-  // The error_message of an earlier attempt (or of a rescue) does not describe a completed job.
-  std::string set = "status = 'completed', progress_pct = 100, lease_expires_at = NULL, " +
-                    std::string("error_message = NULL, completed_at = ") + p.Add(now) +
-                    ", result_path = " + p.Add(record.result_path) +
-                    ", snapshot_id = " + p.Add(record.snapshot_id) +
-                    ", dataset_version_ids = " + p.Add(record.dataset_version_ids_json) +
-                    ", cost_config = " + p.AddNullable(record.cost_config_json) +
-                    ", cost_summary = " + p.AddNullable(record.cost_summary_json);
-  for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
-    set += ", " + std::string(Metrics::kNames[m]) + " = " + p.AddMetric(record.metrics.At(m));
+  std::string set = CompletionSet(record, now, p);
+  return WorkerMove(job_id, set, std::string(kCompletionCondition), std::move(p), attempt);
+}
+
+std::vector<TransitionResult> SqlCatalog::CompleteInOneStatement(
+    SqlConnection& conn, std::span<const CompletionRequest> requests, Timestamp now) {
+  SqlParams p;
+  std::string values;
+  for (const CompletionRequest& request : requests) {
+    const CompletionRecord& r = request.record;
+    values += std::string(values.empty() ? "" : ", ") + "(" + p.Add(request.job_id) + ", " +
+              ParamExpr(p.Add(request.attempt), ColumnKind::kInt) + ", " + p.Add(r.result_path) +
+              ", " + p.Add(r.snapshot_id) + ", " +
+              ParamExpr(p.Add(r.dataset_version_ids_json), ColumnKind::kJson) + ", " +
+              ParamExpr(p.AddNullable(r.cost_config_json), ColumnKind::kJson) + ", " +
+              ParamExpr(p.AddNullable(r.cost_summary_json), ColumnKind::kJson);
+    for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+      values += ", " + ParamExpr(p.AddMetric(r.metrics.At(m)), ColumnKind::kDouble);
+    }
+    values += ")";
   }
-  return WorkerMove(job_id, set, " AND NOT cancel_requested", std::move(p), attempt);
+  // VALUES names its columns column1, column2, ... in both dialects.
+  CompletionValues from_values{p.Add(now),  "v.column3", "v.column4", "v.column5",
+                               "v.column6", "v.column7", {}};
+  for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+    from_values.metrics.push_back("v.column" + std::to_string(8 + m));
+  }
+  const std::string sql = "UPDATE backtest_jobs SET " + CompletionAssignments(from_values) +
+                          " FROM (VALUES " + values +
+                          ") AS v WHERE backtest_jobs.job_id = v.column1 AND "
+                          "backtest_jobs.status = 'running' AND backtest_jobs.attempt = "
+                          "v.column2 AND NOT backtest_jobs.cancel_requested RETURNING "
+                          "backtest_jobs.job_id, backtest_jobs.status, backtest_jobs.attempt";
+  std::map<std::string, TransitionResult, std::less<>> applied;
+  for (const SqlRow& row : conn.Query(sql, p.values())) {
+    applied[row.at(0).value_or("")] = {true, ParseJobStatus(row.at(1).value_or("")),
+                                       static_cast<int>(ToInt("attempt", row.at(2).value_or("")))};
+  }
+  std::vector<TransitionResult> results;
+  for (const CompletionRequest& request : requests) {
+    auto it = applied.find(request.job_id);
+    if (it != applied.end()) {
+      results.push_back(it->second);
+      continue;
+    }
+    // Lost the race (or the attempt is stale): report the state that won.
+    std::optional<JobRecord> job = SelectJob(conn, request.job_id);
+    if (!job) throw JobNotFound(request.job_id);
+    results.push_back({false, job->status, job->attempt});
+  }
+  return results;
+}
+
+std::vector<TransitionResult> SqlCatalog::CompleteMany(
+    const std::vector<CompletionRequest>& requests, Timestamp now) {
+  // One statement per this many completions: far below both databases' limits on parameters.
+  constexpr size_t kCompletionsPerStatement = 500;
+  std::set<std::string_view> distinct;
+  for (const CompletionRequest& request : requests) distinct.insert(request.job_id);
+  std::vector<TransitionResult> results;
+  if (requests.empty()) return results;
+  if (distinct.size() < requests.size()) {
+    // The same job twice: one UPDATE per request, in order, so the first one that owns it wins.
+    Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+      results.clear();  // the body may run twice (see Transact)
+      for (const CompletionRequest& request : requests) {
+        SqlParams p;
+        const std::string set = CompletionSet(request.record, now, p);
+        const std::string sql = WorkerMoveSql(
+            request.job_id, set, std::string(kCompletionCondition), p, request.attempt);
+        results.push_back(RunWorkerMove(conn, request.job_id, sql, p));
+      }
+    });
+    return results;
+  }
+  Transact(TxKind::kWrite, [&](SqlConnection& conn) {
+    results.clear();  // the body may run twice (see Transact)
+    for (size_t first = 0; first < requests.size(); first += kCompletionsPerStatement) {
+      const size_t last = std::min(requests.size(), first + kCompletionsPerStatement);
+      std::vector<TransitionResult> done =
+          CompleteInOneStatement(conn, std::span(requests).subspan(first, last - first), now);
+      results.insert(results.end(), done.begin(), done.end());
+    }
+  });
+  return results;
 }
 
 TransitionResult SqlCatalog::Fail(std::string_view job_id, int attempt, std::string_view error,

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -83,6 +84,8 @@ class SqlCatalog : public Catalog {
                             std::chrono::seconds lease, Timestamp now) override;
   TransitionResult Complete(std::string_view job_id, int attempt, const CompletionRecord& record,
                             Timestamp now) override;
+  std::vector<TransitionResult> CompleteMany(const std::vector<CompletionRequest>& requests,
+                                             Timestamp now) override;
   TransitionResult Fail(std::string_view job_id, int attempt, std::string_view error,
                         std::chrono::milliseconds retry_delay, Timestamp now) override;
   TransitionResult AcknowledgeCancel(std::string_view job_id, int attempt, Timestamp now) override;
@@ -106,6 +109,9 @@ class SqlCatalog : public Catalog {
   /// text the decoder expects: timestamps as FormatTimestamp text, dates as YYYY-MM-DD, UUIDs
   /// as lowercase text.
   virtual std::string ReadExpr(std::string_view expr, ColumnKind kind) const = 0;
+  /// Return an expression that turns `expr`, a bound parameter whose type the statement does
+  /// not give (a value inside VALUES), into a value for a column of `kind`.
+  virtual std::string ParamExpr(std::string_view expr, ColumnKind kind) const = 0;
   /// The row-locking clause a claim's subquery ends with (" FOR UPDATE SKIP LOCKED"), or "".
   virtual std::string_view LockClause() const = 0;
   /// A collation clause that orders text by bytes, as C++ does (job_id order).
@@ -144,8 +150,22 @@ class SqlCatalog : public Catalog {
   std::string UpdatePicked(const std::string& pick, const std::string& set,
                            const std::string& returning) const;
   std::string ExpiredPredicate(SqlParams& params, Timestamp cutoff) const;
+  // The fenced UPDATE of a worker's move (job_id and attempt added to `params`).
+  std::string WorkerMoveSql(std::string_view job_id, const std::string& set_clause,
+                            const std::string& condition, SqlParams& params, int attempt) const;
+  // Run a statement of WorkerMoveSql on `conn`; when it changed no row, report the state that
+  // won. Throws JobNotFound when the job does not exist.
+  TransitionResult RunWorkerMove(SqlConnection& conn, std::string_view job_id,
+                                 const std::string& sql, const SqlParams& params);
   TransitionResult WorkerMove(std::string_view job_id, const std::string& set_clause,
                               const std::string& condition, SqlParams params, int attempt);
+  // Complete's SET clause for one attempt.
+  std::string CompletionSet(const CompletionRecord& record, Timestamp now, SqlParams& params) const;
+  // Complete `requests` (distinct jobs) with one UPDATE ... FROM (VALUES ...) on `conn`; return
+  // the results in order. Throws JobNotFound when a job does not exist.
+  std::vector<TransitionResult> CompleteInOneStatement(SqlConnection& conn,
+                                                       std::span<const CompletionRequest> requests,
+                                                       Timestamp now);
 };
 
 /// Return a random (version 4) UUID in lowercase text.

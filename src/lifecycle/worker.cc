@@ -82,7 +82,11 @@ std::string DefaultWorkerId() {
 }
 
 Worker::Impl::Impl(Catalog& catalog, ArtifactStore& store, Clock& clock, WorkerOptions options)
-    : options_(std::move(options)), catalog_(catalog), store_(store), clock_(clock) {
+    : options_(std::move(options)),
+      catalog_(catalog),
+      store_(store),
+      clock_(clock),
+      completions_(catalog) {
   if (options_.engines == nullptr) {
     throw InvalidArgument("a worker needs an engine registry (WorkerOptions::engines)",
                           {{"field", "engines"}});
@@ -156,6 +160,15 @@ void Worker::Impl::HeartbeatLoop() {
   }
 }
 
+void Worker::Impl::CheckOwnership(RunningJob& job) {
+  std::optional<JobRecord> row = catalog_.FindJob(job.job.job_id);
+  if (!row || row->status != JobStatus::kRunning || row->attempt != job.job.attempt) {
+    job.RequestStop(StopReason::kLostLease);
+  } else if (row->cancel_requested) {
+    job.RequestStop(StopReason::kCancel);
+  }
+}
+
 // The timeout counts from the claim (started_at, from this worker's clock), so each attempt
 // has the whole job_timeout and a retry continues from its checkpoint.
 void Worker::Impl::CheckTimeout(RunningJob& job) {
@@ -198,13 +211,7 @@ void Worker::Impl::ListenerLoop() {
       if (!job) continue;
       // The notification is a hint; the row says whether this attempt must stop (a late
       // notification must not cancel a resumed job's new attempt).
-      std::optional<JobRecord> row = catalog_.FindJob(*job_id);
-      if (row && row->status == JobStatus::kRunning && row->attempt == job->job.attempt &&
-          row->cancel_requested) {
-        job->RequestStop(StopReason::kCancel);
-      } else if (!row || row->attempt != job->job.attempt || row->status != JobStatus::kRunning) {
-        job->RequestStop(StopReason::kLostLease);
-      }
+      CheckOwnership(*job);
     } catch (const Error&) {
       // The listener's connection failed; heartbeats still carry cancels. Retry after a pause.
       listener.reset();

@@ -1,8 +1,9 @@
 // One attempt's outcome, the protocol that keeps a job in exactly one terminal state per
-// attempt: run the engine; on a result stage the bundle, take the job's publish lock, re-check
-// ownership with a fenced heartbeat, publish, complete (a compare-and-set fenced by the attempt)
-// or unpublish when the completion lost; on an error fail the attempt (retried per policy); on
-// a stop acknowledge the cancel, give the job back (shutdown), fail it (job_timeout) or leave it
+// attempt: run the engine; on a result stage the bundle, take the job's publish lock, re-read
+// the row to check ownership, publish, complete (a compare-and-set fenced by the attempt, in a
+// group commit with the worker's other attempts that finish meanwhile: CompletionGroup) or
+// unpublish when the completion lost; on an error fail the attempt (retried per policy); on a
+// stop acknowledge the cancel, give the job back (shutdown), fail it (job_timeout) or leave it
 // to its new owner (lost lease).
 
 #include <algorithm>
@@ -41,6 +42,68 @@ class StagedGuard {
 };
 
 }  // namespace
+
+namespace internal {
+
+TransitionResult CompletionGroup::Complete(const CompletionRequest& request, Timestamp now) {
+  Pending mine;
+  mine.request = &request;
+  std::unique_lock lock(mutex_);
+  queue_.push_back(&mine);
+  while (!mine.done) {
+    if (committing_) {
+      committed_.wait(lock);
+    } else {
+      Lead(lock, now);
+    }
+  }
+  if (mine.error) std::rethrow_exception(mine.error);
+  return mine.result;
+}
+
+void CompletionGroup::Lead(std::unique_lock<std::mutex>& lock, Timestamp now) {
+  std::vector<Pending*> group;
+  group.swap(queue_);
+  committing_ = true;
+  lock.unlock();
+  Commit(group, now);
+  lock.lock();
+  for (Pending* pending : group) pending->done = true;
+  committing_ = false;
+  committed_.notify_all();
+}
+
+void CompletionGroup::Commit(const std::vector<Pending*>& group, Timestamp now) {
+  std::vector<CompletionRequest> requests;
+  requests.reserve(group.size());
+  for (const Pending* pending : group) requests.push_back(*pending->request);
+  try {
+    std::vector<TransitionResult> results = catalog_.CompleteMany(requests, now);
+    for (size_t i = 0; i < group.size(); ++i) group[i]->result = results.at(i);
+    return;
+  } catch (const CatalogUnavailable&) {
+    // Every member may or may not have committed; each repeats its own fenced move.
+    for (Pending* pending : group) pending->error = std::current_exception();
+    return;
+  } catch (const std::exception&) {
+    if (group.size() == 1) {
+      group.front()->error = std::current_exception();
+      return;
+    }
+    // The group rolled back because of one member (e.g. its row is gone): complete each alone,
+    // so that the others still complete and the error reaches only its own attempt.
+  }
+  for (Pending* pending : group) {
+    try {
+      pending->result = catalog_.Complete(pending->request->job_id, pending->request->attempt,
+                                          pending->request->record, now);
+    } catch (const std::exception&) {
+      pending->error = std::current_exception();
+    }
+  }
+}
+
+}  // namespace internal
 
 void Worker::Impl::FailAttempt(RunningJob& job, const std::string& error) {
   const JobRecord& record = job.job;
@@ -129,8 +192,10 @@ std::string Worker::Impl::PublishAndComplete(RunningJob& job, const BacktestResu
   StagedGuard guard(store_, staged);
   std::unique_ptr<JobLock> lock = store_.LockJob(record.job_id);
   // Re-check ownership inside the critical section: a rescued or cancelled attempt must not
-  // publish over the job's current state.
-  RetryWhileUnavailable(job, "checking ownership before publishing", [&] { Heartbeat(job); });
+  // publish over the job's current state. A read is enough (and costs no commit): a newer
+  // attempt publishes and completes only under this same lock, and the completion below is
+  // fenced by the attempt anyway.
+  RetryWhileUnavailable(job, "checking ownership before publishing", [&] { CheckOwnership(job); });
   const StopReason reason = job.reason.load();
   // A shutdown or a timeout that arrives now does not discard finished work: only a cancel or a
   // lost lease stops the publication.
@@ -152,9 +217,10 @@ std::string Worker::Impl::PublishAndComplete(RunningJob& job, const BacktestResu
     // A Complete that failed with the catalog unavailable may or may not have committed: it is
     // tried again (a CAS fenced by the attempt). If an earlier try had committed, the repeat
     // finds the job completed by this very attempt, which is a win.
-    done = RetryWhileUnavailable(job, "completing", [&] {
-      return catalog_.Complete(record.job_id, record.attempt, completion, clock_.Now());
-    });
+    // Completed in a group commit with the worker's other attempts that finish meanwhile.
+    const CompletionRequest request{record.job_id, record.attempt, completion};
+    done = RetryWhileUnavailable(job, "completing",
+                                 [&] { return completions_.Complete(request, clock_.Now()); });
   } catch (const CatalogUnavailable&) {
     // Only during a shutdown: the completion may have committed, and a completed row must
     // never lose its bundle, so the bundle stays; a later attempt moves it away if the job

@@ -1,12 +1,14 @@
 #pragma once
 // The worker's private parts, shared by its three files: worker.cc (the run loop: claims,
 // heartbeats, the cancel listener, rescue), worker_attempt.cc (one attempt's outcome: stage,
-// lock, re-check, publish, complete or unpublish; fail; stop) and worker_checkpoints.cc (the
-// engine's context: progress and checkpoints, and the heartbeat that records them).
+// lock, re-check, publish, complete or unpublish; fail; stop; the group commit of completions)
+// and worker_checkpoints.cc (the engine's context: progress and checkpoints, and the heartbeat
+// that records them).
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "btstore/catalog.h"
 #include "btstore/engine.h"
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
@@ -84,10 +87,45 @@ struct RunningJob {
   }
 };
 
+// Group commit of completions: attempts of one worker that finish at about the same time are
+// completed in one catalog transaction, so they share one durable commit. The first caller to
+// arrive while no commit is under way leads: it commits every completion queued by then, its
+// own included, while later callers queue for the next commit. Each caller has already made its
+// bundle durable, and each completion stays fenced by its own attempt (Catalog::CompleteMany).
+class CompletionGroup {
+ public:
+  explicit CompletionGroup(Catalog& catalog) : catalog_(catalog) {}
+
+  // Complete `request` in the next group commit and return its result. Throws what its commit
+  // threw: CatalogUnavailable (the commit may or may not have happened; the move is safe to
+  // repeat), or the error of this completion alone (a commit that fails for a group is tried
+  // again one completion at a time, so one bad completion does not fail the others).
+  TransitionResult Complete(const CompletionRequest& request, Timestamp now);
+
+ private:
+  struct Pending {
+    const CompletionRequest* request = nullptr;
+    TransitionResult result;
+    std::exception_ptr error;
+    bool done = false;
+  };
+  // Commit the queued completions; called and returns with `lock` held.
+  void Lead(std::unique_lock<std::mutex>& lock, Timestamp now);
+  // Commit `group` outside the lock, filling each member's result or error.
+  void Commit(const std::vector<Pending*>& group, Timestamp now);
+
+  Catalog& catalog_;
+  std::mutex mutex_;
+  std::condition_variable committed_;
+  std::vector<Pending*> queue_;  // guarded by mutex_
+  bool committing_ = false;      // guarded by mutex_
+};
+
 }  // namespace btstore::internal
 
 namespace btstore {
 
+using internal::CompletionGroup;
 using internal::OutageBackoff;
 using internal::RunningJob;
 using internal::StopReason;
@@ -174,6 +212,9 @@ class Worker::Impl {
   void HeartbeatLoop();
   void ListenerLoop();
   void Heartbeat(RunningJob& job);
+  // Read the job's row (a read, so no commit) and ask the attempt to stop when the job is no
+  // longer running in it (kLostLease) or its cancel was requested (kCancel).
+  void CheckOwnership(RunningJob& job);
   void FlushCheckpoint(RunningJob& job);
   void CheckTimeout(RunningJob& job);
   void RunJob(RunningJob& job);
@@ -196,6 +237,8 @@ class Worker::Impl {
   std::atomic<bool> stop_{false};
   int wake_fd_ = -1;
   std::atomic<int> finished_attempts_{0};
+
+  CompletionGroup completions_;
 
   // The engines this worker has: it claims only their jobs.
   std::vector<std::string> engine_names_;

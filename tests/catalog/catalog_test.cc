@@ -307,6 +307,133 @@ TEST_P(CatalogTest, CompleteRecordsTheResultInOneMoveWithExactMetrics) {
   EXPECT_THROW(catalog_->Complete("missing", 1, Completion("x"), At(30)), JobNotFound);
 }
 
+TEST_P(CatalogTest, BatchClaimsRacingEachOtherHandEveryJobToOneClaimerWithItsOwnLease) {
+  constexpr int kJobs = 64;
+  constexpr int kBatch = 16;
+  for (int i = 0; i < kJobs; ++i) catalog_->Submit(Spec("job-" + std::to_string(i)), At(i));
+  std::vector<std::vector<JobRecord>> claimed(2);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      // Two workers, each with its own catalog, claim whole batches at the same moment.
+      std::unique_ptr<Catalog> catalog = Catalog::Open(url_);
+      for (;;) {
+        std::vector<JobRecord> jobs =
+            catalog->ClaimJobs("w" + std::to_string(t), kBatch, seconds(30), At(100 + t));
+        if (jobs.empty()) break;
+        EXPECT_LE(jobs.size(), static_cast<size_t>(kBatch));
+        claimed[t].insert(claimed[t].end(), jobs.begin(), jobs.end());
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  std::map<std::string, int> times;
+  for (int t = 0; t < 2; ++t) {
+    for (const JobRecord& job : claimed[t]) {
+      ++times[job.job_id];
+      // Each job of a batch is an attempt of its own: fenced by its attempt, leased by its row.
+      EXPECT_EQ(job.attempt, 1);
+      EXPECT_EQ(job.worker_id, "w" + std::to_string(t));
+      EXPECT_EQ(job.lease_expires_at, At(130 + t));
+      JobRecord row = catalog_->GetJob(job.job_id);
+      EXPECT_EQ(row.worker_id, job.worker_id);
+      EXPECT_EQ(row.status, JobStatus::kRunning);
+    }
+  }
+  EXPECT_EQ(times.size(), static_cast<size_t>(kJobs));
+  for (const auto& [id, count] : times) EXPECT_EQ(count, 1) << id;
+}
+
+TEST_P(CatalogTest, ABatchClaimedByADeadWorkerIsRescuedWhole) {
+  for (int i = 0; i < 5; ++i) catalog_->Submit(Spec("job-" + std::to_string(i)), At(i));
+  ASSERT_EQ(catalog_->ClaimJobs("dead", 5, seconds(30), At(10)).size(), 5u);
+  EXPECT_TRUE(catalog_->RescueExpired(At(39), milliseconds(0), 100).empty());
+  std::vector<JobRecord> rescued = catalog_->RescueExpired(At(41), milliseconds(0), 100);
+  ASSERT_EQ(rescued.size(), 5u);
+  for (const JobRecord& job : rescued) {
+    EXPECT_EQ(job.status, JobStatus::kPending) << job.job_id;
+    EXPECT_EQ(job.retry_count, 1) << job.job_id;
+  }
+  EXPECT_EQ(catalog_->ClaimJobs("alive", 5, seconds(30), At(42)).size(), 5u);
+}
+
+TEST_P(CatalogTest, AGroupCommitCompletesEveryAttemptThatStillOwnsItsJobAndNoOther) {
+  for (int i = 0; i < 4; ++i) catalog_->Submit(Spec("job-" + std::to_string(i)), At(i));
+  std::vector<JobRecord> claimed = catalog_->ClaimJobs("w1", 4, seconds(30), At(10));
+  ASSERT_EQ(claimed.size(), 4u);
+  // The leases expired: every job is rescued.
+  ASSERT_EQ(catalog_->RescueExpired(At(41), milliseconds(0), 100).size(), 4u);
+  // All four run again in attempt 2; the group below completes attempt 2 of three of them and
+  // carries job-1's stale attempt 1.
+  std::vector<JobRecord> again = catalog_->ClaimJobs("w1", 4, seconds(30), At(43));
+  ASSERT_EQ(again.size(), 4u);
+  // job-2 has a cancel requested: it must not complete either.
+  catalog_->RequestCancel("job-2", At(44));
+  std::vector<CompletionRequest> requests;
+  for (int i = 0; i < 4; ++i) {
+    const std::string id = "job-" + std::to_string(i);
+    requests.push_back({id, i == 1 ? 1 : 2, Completion(id)});
+  }
+  requests[3].record.cost_config_json = R"({"bps": 5})";
+  std::vector<TransitionResult> results = catalog_->CompleteMany(requests, At(45));
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_TRUE(results[0].applied);
+  EXPECT_FALSE(results[1].applied);  // the stale attempt
+  EXPECT_EQ(results[1].status, JobStatus::kRunning);
+  EXPECT_EQ(results[1].attempt, 2);
+  EXPECT_FALSE(results[2].applied);  // the cancel wins
+  EXPECT_TRUE(results[3].applied);
+  for (int i : {0, 3}) {
+    JobRecord job = catalog_->GetJob("job-" + std::to_string(i));
+    EXPECT_EQ(job.status, JobStatus::kCompleted);
+    EXPECT_EQ(job.completed_at, At(45));
+    EXPECT_EQ(job.progress_pct, 100);
+    EXPECT_EQ(job.result_path, "/results/job-" + std::to_string(i));
+    EXPECT_EQ(job.snapshot_id, "snap-2026-01-05");
+    ASSERT_TRUE(job.dataset_version_ids_json.has_value());
+    EXPECT_NE(job.dataset_version_ids_json->find("\"v7\""), std::string::npos);
+    // The metrics come through the group's statement bit for bit, non-finite ones as null.
+    const Metrics expected = Completion("x").metrics;
+    for (size_t m = 0; m < Metrics::kNames.size(); ++m) {
+      if (std::isfinite(expected.At(m))) {
+        EXPECT_EQ(Bits(job.metrics.At(m)), Bits(expected.At(m))) << Metrics::kNames[m];
+      } else {
+        EXPECT_TRUE(std::isnan(job.metrics.At(m))) << Metrics::kNames[m];
+      }
+    }
+  }
+  EXPECT_EQ(catalog_->GetJob("job-0").cost_config_json, std::nullopt);
+  ASSERT_TRUE(catalog_->GetJob("job-3").cost_config_json.has_value());
+  EXPECT_NE(catalog_->GetJob("job-3").cost_config_json->find("\"bps\""), std::string::npos);
+  for (int i : {1, 2}) {
+    JobRecord job = catalog_->GetJob("job-" + std::to_string(i));
+    EXPECT_EQ(job.status, JobStatus::kRunning);
+    EXPECT_EQ(job.result_path, std::nullopt);
+  }
+  EXPECT_TRUE(catalog_->CompleteMany({}, At(46)).empty());
+}
+
+TEST_P(CatalogTest, AGroupCommitNamingAJobTwiceCompletesItOnce) {
+  SubmitAndClaim("job-1", 0);
+  CompletionRecord second = Completion("job-1");
+  second.result_path = "/results/second";
+  std::vector<TransitionResult> results =
+      catalog_->CompleteMany({{"job-1", 1, Completion("job-1")}, {"job-1", 1, second}}, At(5));
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_TRUE(results[0].applied);
+  EXPECT_FALSE(results[1].applied);
+  EXPECT_EQ(results[1].status, JobStatus::kCompleted);
+  EXPECT_EQ(catalog_->GetJob("job-1").result_path, "/results/job-1");
+}
+
+TEST_P(CatalogTest, AGroupCommitWithAMissingJobAppliesNothing) {
+  SubmitAndClaim("job-1", 0);
+  std::vector<CompletionRequest> requests = {{"job-1", 1, Completion("job-1")},
+                                             {"missing", 1, Completion("missing")}};
+  EXPECT_THROW(catalog_->CompleteMany(requests, At(5)), JobNotFound);
+  EXPECT_EQ(catalog_->GetJob("job-1").status, JobStatus::kRunning);
+}
+
 TEST_P(CatalogTest, CostBlocksAreNullUntilACompletionCopiesThem) {
   JobRecord claimed = SubmitAndClaim("job-1", 0);
   EXPECT_EQ(claimed.cost_config_json, std::nullopt);

@@ -5,6 +5,7 @@
 // minute (a worker stuck in its shutdown, for the second-signal test).
 //
 // usage: btstore_test_worker CATALOG_URL ARTIFACT_ROOT LEASE_SECONDS WORKER_ID [until-idle]
+//        [concurrency=N]
 
 #include <chrono>
 #include <cstdio>
@@ -33,10 +34,23 @@ class StubbornEngine : public btstore::Engine {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool until_idle = argc == 6 && std::string_view(argv[5]) == "until-idle";
-  if (argc != 5 && !until_idle) {
+  bool until_idle = false;
+  int concurrency = 1;
+  bool usage = argc < 5;
+  for (int i = 5; i < argc && !usage; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "until-idle") {
+      until_idle = true;
+    } else if (arg.starts_with("concurrency=")) {
+      concurrency = std::atoi(argv[i] + std::string_view("concurrency=").size());
+    } else {
+      usage = true;
+    }
+  }
+  if (usage) {
     std::fprintf(stderr,
-                 "usage: %s CATALOG_URL ARTIFACT_ROOT LEASE_SECONDS WORKER_ID [until-idle]\n",
+                 "usage: %s CATALOG_URL ARTIFACT_ROOT LEASE_SECONDS WORKER_ID [until-idle] "
+                 "[concurrency=N]\n",
                  argv[0]);
     return 2;
   }
@@ -46,6 +60,7 @@ int main(int argc, char** argv) {
   options.lease = std::chrono::seconds(std::atoi(argv[3]));
   options.worker_id = argv[4];
   options.until_idle = until_idle;
+  options.concurrency = concurrency;
   options.poll_interval = std::chrono::milliseconds(20);
   options.retry_base_delay = std::chrono::milliseconds(20);
   options.on_event = [](const btstore::WorkerEvent& event) {

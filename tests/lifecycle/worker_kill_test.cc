@@ -11,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "btstore/bundle.h"
@@ -29,8 +30,9 @@ constexpr int kLeaseSeconds = 2;
 class ChildWorker {
  public:
   ChildWorker(const std::string& url, const fs::path& root, const fs::path& log,
-              const std::string& worker_id)
+              const std::string& worker_id, int concurrency = 1)
       : log_(log) {
+    const std::string concurrency_arg = "concurrency=" + std::to_string(concurrency);
     pid_ = fork();
     if (pid_ == 0) {
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -40,7 +42,7 @@ class ChildWorker {
       }
       std::string lease = std::to_string(kLeaseSeconds);
       execl(BTSTORE_TEST_WORKER, BTSTORE_TEST_WORKER, url.c_str(), root.c_str(), lease.c_str(),
-            worker_id.c_str(), static_cast<char*>(nullptr));
+            worker_id.c_str(), concurrency_arg.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
   }
@@ -168,6 +170,59 @@ TEST_P(WorkerKillTest, AFrozenWorkerLearnsItLostTheJobAndWritesNothing) {
   EXPECT_EQ(job.attempt, 2);
   EXPECT_EQ(job.completed_at, completed.completed_at);
   ExpectSameResult(ReadBundle(*job.result_path), GenerateSyntheticResult(spec));
+  EXPECT_EQ(FilesUnder(root_ / ".staging"), 0);
+}
+
+TEST_P(WorkerKillTest, AWorkerKilledWithABatchClaimedHasEveryJobOfTheBatchRescued) {
+  constexpr int kJobs = 3;
+  std::vector<JobSpec> specs;
+  for (int i = 0; i < kJobs; ++i) {
+    // About 64 business days at 25 ms each: long enough to be killed while running.
+    specs.push_back(Spec("batch-" + std::to_string(i),
+                         R"({"seed":77,"symbols":40,"delay_ms_per_day":25})", "signal"));
+    service_->Submit(specs.back());
+  }
+  ChildWorker child(url_, root_, dir_.path() / "batch.log", "doomed-worker", kJobs);
+  ASSERT_TRUE(PollUntil([&] {
+    for (const JobSpec& spec : specs) {
+      JobRecord job = Job(spec.job_id);
+      if (job.status != JobStatus::kRunning || job.progress_pct == 0) return false;
+    }
+    return true;
+  })) << child.Output();
+  child.Signal(SIGKILL);
+  child.Wait();
+  // One claim took the whole batch: one transaction, one start time, a lease per job.
+  const JobRecord first = Job(specs[0].job_id);
+  for (const JobSpec& spec : specs) {
+    JobRecord job = Job(spec.job_id);
+    EXPECT_EQ(job.worker_id, "doomed-worker");
+    EXPECT_EQ(job.started_at, first.started_at);
+    EXPECT_EQ(job.attempt, 1);
+  }
+
+  EventLog log;
+  WorkerOptions options = RescuerOptions(&log);
+  options.concurrency = kJobs;
+  BackgroundWorker rescuer(url_, root_, options);
+  ASSERT_TRUE(PollUntil([&] {
+    for (const JobSpec& spec : specs) {
+      if (Job(spec.job_id).status != JobStatus::kCompleted) return false;
+    }
+    return true;
+  }));
+  EXPECT_EQ(rescuer.Join(), kJobs);
+  std::set<std::string> rescued;
+  for (const WorkerEvent& event : log.Of(WorkerEvent::Kind::kRescued)) rescued.insert(event.job_id);
+  EXPECT_EQ(rescued.size(), static_cast<size_t>(kJobs));
+  for (const JobSpec& spec : specs) {
+    JobRecord job = Job(spec.job_id);
+    EXPECT_TRUE(rescued.count(spec.job_id)) << spec.job_id;
+    EXPECT_EQ(job.retry_count, 1);
+    EXPECT_EQ(job.attempt, 2);
+    EXPECT_EQ(job.worker_id, "rescuer");
+    ExpectSameResult(ReadBundle(*job.result_path), GenerateSyntheticResult(spec));
+  }
   EXPECT_EQ(FilesUnder(root_ / ".staging"), 0);
 }
 

@@ -359,6 +359,20 @@ class PostgresCatalog : public SqlCatalog {
         return e;
     }
   }
+  // A parameter inside VALUES is text unless cast.
+  std::string ParamExpr(std::string_view expr, ColumnKind kind) const override {
+    const std::string e(expr);
+    switch (kind) {
+      case ColumnKind::kJson:
+        return "CAST(" + e + " AS JSONB)";
+      case ColumnKind::kInt:
+        return "CAST(" + e + " AS INTEGER)";
+      case ColumnKind::kDouble:
+        return "CAST(" + e + " AS DOUBLE PRECISION)";
+      default:
+        return e;
+    }
+  }
   std::string_view LockClause() const override { return " FOR UPDATE SKIP LOCKED"; }
 
   const std::vector<Migration>& Migrations() const override { return Migrations_postgres(); }

@@ -247,6 +247,10 @@ class SqliteCatalog : public SqlCatalog {
   std::string ReadExpr(std::string_view expr, ColumnKind /*kind*/) const override {
     return std::string(expr);
   }
+  // Parameters are bound with their own types (integer, real, text).
+  std::string ParamExpr(std::string_view expr, ColumnKind /*kind*/) const override {
+    return std::string(expr);
+  }
   // BEGIN IMMEDIATE already excludes every other writer.
   std::string_view LockClause() const override { return ""; }
   const std::vector<Migration>& Migrations() const override { return Migrations_sqlite(); }
