@@ -49,6 +49,7 @@
 #include <thread>
 #include <vector>
 
+#include "artifact/io_internal.h"
 #include "btstore/bundle.h"
 #include "btstore/catalog.h"
 #include "btstore/command_engine.h"
@@ -274,26 +275,19 @@ int CmdGen(const Args& args) {
   return 0;
 }
 
-// Write a table with Arrow C++ alone: the same Parquet settings as btstore's writer (snappy,
-// its row group size, no dictionary for floats, the Arrow schema stored, column encoding on
-// Arrow's threads), so the files are the same, but no validation, checksum, flush or rename.
-void RawWriteTable(const arrow::Table& table, const fs::path& path, const WriteOptions& options) {
+// Write a table with Arrow C++ alone: btstore's own Parquet settings and column preparation
+// (internal::PrepareParquetWrite), so the files are the same, but no validation, checksum,
+// flush or rename.
+void RawWriteTable(const std::shared_ptr<arrow::Table>& table, const fs::path& path,
+                   const WriteOptions& options) {
   auto opened = arrow::io::FileOutputStream::Open(path.string());
   if (!opened.ok()) throw InternalError(opened.status().ToString());
   std::shared_ptr<arrow::io::FileOutputStream> file = *opened;
-  parquet::WriterProperties::Builder builder;
-  builder.compression(parquet::Compression::SNAPPY);
-  builder.max_row_group_length(options.row_group_rows);
-  for (const auto& field : table.schema()->fields()) {
-    if (arrow::is_floating(field->type()->id())) builder.disable_dictionary(field->name());
-  }
-  auto arrow_properties = parquet::ArrowWriterProperties::Builder()
-                              .store_schema()
-                              ->set_use_threads(options.parallel)
-                              ->build();
-  arrow::Status status =
-      parquet::arrow::WriteTable(table, arrow::default_memory_pool(), file, options.row_group_rows,
-                                 builder.build(), arrow_properties);
+  const internal::ParquetWrite prepared =
+      internal::PrepareParquetWrite(table, options, path.filename().string());
+  arrow::Status status = parquet::arrow::WriteTable(*prepared.table, arrow::default_memory_pool(),
+                                                    file, options.row_group_rows,
+                                                    prepared.properties, prepared.arrow_properties);
   if (status.ok()) status = file->Close();
   if (!status.ok()) throw InternalError(status.ToString());
 }
@@ -322,7 +316,7 @@ int CmdWrite(const Args& args) {
     for (size_t i = 0; i < tables.size(); ++i) {
       threads.emplace_back([&, i] {
         try {
-          RawWriteTable(*tables[i].second, out / (std::string(tables[i].first) + ".parquet"),
+          RawWriteTable(tables[i].second, out / (std::string(tables[i].first) + ".parquet"),
                         options);
         } catch (const std::exception& e) {
           errors[i] = e.what();

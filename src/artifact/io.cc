@@ -25,6 +25,10 @@ namespace {
 // system calls; small enough to stay in cache.
 constexpr size_t kSinkBufferBytes = 1 << 20;
 
+// Writes from this size up (data pages: a page of 65,536 doubles is 512 KiB) go to the kernel
+// as they are instead of through the buffer, which only cost a copy of most of the file.
+constexpr size_t kDirectWriteBytes = 64 << 10;
+
 // How many written bytes accumulate before their write-back to disk is started.
 constexpr int64_t kWritebackBytes = 8 << 20;
 
@@ -87,33 +91,40 @@ arrow::Status HashingFileSink::WriteOut(const uint8_t* data, size_t size) {
 }
 
 arrow::Status HashingFileSink::Write(const void* data, int64_t nbytes) {
-  if (fd_ < 0) return arrow::Status::Invalid("write to a closed file ", path_.string());
+  if (closed_) return arrow::Status::Invalid("write to a closed file ", path_.string());
   const auto* bytes = static_cast<const uint8_t*>(data);
   auto size = static_cast<size_t>(nbytes);
   XXH3_128bits_update(state_, bytes, size);
   position_ += nbytes;
-  if (used_ + size <= buffer_.size()) {
+  if (size < kDirectWriteBytes && used_ + size <= buffer_.size()) {
     std::memcpy(buffer_.data() + used_, bytes, size);
     used_ += size;
     return arrow::Status::OK();
   }
   ARROW_RETURN_NOT_OK(Flush());
-  if (size >= buffer_.size()) return WriteOut(bytes, size);
+  if (size >= kDirectWriteBytes) return WriteOut(bytes, size);
   std::memcpy(buffer_.data(), bytes, size);
   used_ = size;
   return arrow::Status::OK();
 }
 
 arrow::Status HashingFileSink::Flush() {
-  if (fd_ < 0 || used_ == 0) return arrow::Status::OK();
+  if (closed_ || used_ == 0) return arrow::Status::OK();
   arrow::Status status = WriteOut(buffer_.data(), used_);
   used_ = 0;
   return status;
 }
 
 arrow::Status HashingFileSink::Close() {
+  if (closed_) return close_status_;
+  close_status_ = Flush();
+  closed_ = true;
+  return close_status_;
+}
+
+arrow::Status HashingFileSink::Sync() {
   if (fd_ < 0) return arrow::Status::OK();
-  arrow::Status status = Flush();
+  arrow::Status status = Close();
   if (status.ok() && ::fsync(fd_) != 0) status = ErrnoStatus("cannot flush", path_);
   if (::close(fd_) != 0 && status.ok()) status = ErrnoStatus("cannot close", path_);
   fd_ = -1;
@@ -123,6 +134,7 @@ arrow::Status HashingFileSink::Close() {
 arrow::Status HashingFileSink::Abort() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  closed_ = true;
   used_ = 0;
   return arrow::Status::OK();
 }
@@ -247,15 +259,19 @@ WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file) {
   if (size == 0) {
     return {std::make_shared<arrow::Buffer>(nullptr, 0), Hex(XXH3_128bits_digest(state.get()))};
   }
-  // MAP_POPULATE provides every page in one call rather than one fault per page as pread
-  // fills them.
   void* memory = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) {
     throw InternalError("cannot allocate " + std::to_string(size) + " bytes to read " + file +
                             ": " + std::strerror(errno),
                         {{"file", file}});
   }
+  // Huge pages where the kernel has them: a 60 MB file takes 30 faults instead of 15,000 page
+  // table entries and memory-cgroup charges (both showed in the read profile). Then every page
+  // is provided in one call rather than one fault per page as pread fills them. Advice only:
+  // without it the pages come one by one, as before.
+  ::madvise(memory, static_cast<size_t>(size), MADV_HUGEPAGE);
+  ::madvise(memory, static_cast<size_t>(size), MADV_POPULATE_WRITE);
   auto buffer = std::make_shared<AnonymousBuffer>(static_cast<uint8_t*>(memory), size);
   auto* data = static_cast<uint8_t*>(memory);
   int64_t done = 0;

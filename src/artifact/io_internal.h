@@ -6,6 +6,8 @@
 #include <arrow/io/interfaces.h>
 #include <arrow/result.h>
 #include <arrow/status.h>
+#include <arrow/table.h>
+#include <parquet/properties.h>
 #include <xxhash.h>
 
 #include <atomic>
@@ -15,14 +17,18 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "btstore/bundle.h"
 
 namespace btstore::internal {
 
 namespace fs = std::filesystem;
 
 /// An output file that hashes (xxh3-128) and counts the bytes as they are written, so the
-/// manifest needs no second pass over the file. Close() flushes and fsyncs the file.
+/// manifest needs no second pass over the file. Close() hands the last bytes to the kernel;
+/// Sync() then flushes them to disk, so that the files of a bundle can be flushed together.
 class HashingFileSink : public arrow::io::OutputStream {
  public:
   /// Create `path`, which must not exist. Throws InternalError.
@@ -31,16 +37,22 @@ class HashingFileSink : public arrow::io::OutputStream {
 
   arrow::Status Write(const void* data, int64_t nbytes) override;
   arrow::Status Flush() override;
-  /// Write out the buffer, fsync and close the file.
+  /// Write out the buffer and end writing. The descriptor stays open for Sync(), so that a
+  /// write-back error the kernel records meanwhile is still reported to it.
   arrow::Status Close() override;
+  /// Close() if needed, fsync the file and close its descriptor. Safe to call from another
+  /// thread than the writer's once writing is over.
+  arrow::Status Sync();
   arrow::Status Abort() override;
   arrow::Result<int64_t> Tell() const override { return position_; }
-  bool closed() const override { return fd_ < 0; }
+  bool closed() const override { return closed_; }
 
   /// Return "xxh3-128:<32 hex digits>" of every byte written so far.
   std::string Checksum() const;
   /// Return the number of bytes written so far.
   int64_t bytes() const { return position_; }
+  /// Return the path the file was created at.
+  const fs::path& path() const { return path_; }
 
  private:
   HashingFileSink(fs::path path, int fd);
@@ -48,6 +60,8 @@ class HashingFileSink : public arrow::io::OutputStream {
 
   fs::path path_;
   int fd_;
+  bool closed_ = false;
+  arrow::Status close_status_;  // of the last write, kept for Sync()
   std::vector<uint8_t> buffer_;
   size_t used_ = 0;
   int64_t position_ = 0;
@@ -55,6 +69,25 @@ class HashingFileSink : public arrow::io::OutputStream {
   int64_t writeback_ = 0;  // bytes whose write-back to disk was started
   XXH3_state_t* state_;
 };
+
+/// A table ready for the Parquet writer with the settings of a bundle's files.
+struct ParquetWrite {
+  std::shared_ptr<arrow::Table> table;  // columns without nulls made non-nullable
+  std::shared_ptr<parquet::WriterProperties> properties;
+  std::shared_ptr<parquet::ArrowWriterProperties> arrow_properties;
+};
+
+/// Prepare `table` for writing as the bundle file `file` (named in errors): columns that hold no
+/// nulls become REQUIRED (their original nullability recorded under kNullableColumnsKey),
+/// permno is delta-encoded, floats get no dictionary, compression and row groups follow
+/// `options`. Throws InternalError when the schema metadata cannot be extended.
+ParquetWrite PrepareParquetWrite(const std::shared_ptr<arrow::Table>& table,
+                                 const WriteOptions& options, const std::string& file);
+
+/// Key of a Parquet file's key-value metadata: a JSON array of the (top-level) column indices
+/// that the writer stored as REQUIRED, because they held no nulls, although the table declared
+/// them nullable. The reader marks them nullable again and drops the key.
+inline constexpr std::string_view kNullableColumnsKey = "btstore.nullable_columns";
 
 /// Return "xxh3-128:<32 hex digits>" of `size` bytes at `data`.
 std::string ChecksumOf(const void* data, size_t size);

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
@@ -157,6 +158,33 @@ std::string DescribeSchema(const arrow::Schema& schema) {
   return out;
 }
 
+// The columns the writer stored REQUIRED although the table declared them nullable, and the
+// file's schema metadata without the key that lists them (see internal::kNullableColumnsKey).
+struct Nullability {
+  std::set<int> restored;
+  std::shared_ptr<const arrow::KeyValueMetadata> metadata;
+};
+
+Nullability ReadNullability(const arrow::Schema& schema, const std::string& file) {
+  Nullability out{{}, schema.metadata()};
+  const std::string key(internal::kNullableColumnsKey);
+  if (!out.metadata || !out.metadata->Contains(key)) return out;
+  const std::string text = out.metadata->Get(key).ValueOr("");
+  nlohmann::json list = nlohmann::json::parse(text, nullptr, false);
+  if (!list.is_array()) BadFile(file, "its metadata " + key + " is not a JSON array: " + text);
+  for (const auto& entry : list) {
+    if (!entry.is_number_integer() || entry.get<int64_t>() < 0 ||
+        entry.get<int64_t>() >= schema.num_fields()) {
+      BadFile(file, "its metadata " + key + " names no column of the file: " + text);
+    }
+    out.restored.insert(entry.get<int>());
+  }
+  auto metadata = out.metadata->Copy();
+  internal::Check(metadata->Delete(key), FailureKind::kRead, file);
+  out.metadata = metadata->size() > 0 ? std::move(metadata) : nullptr;
+  return out;
+}
+
 // Files up to Parquet's footer read size are read whole by the reader's first read.
 constexpr int64_t kSmallFileBytes = parquet::kDefaultFooterReadSize;
 
@@ -269,7 +297,8 @@ struct CheckedFile {
   int64_t row_groups_skipped = 0;
   int64_t selected_rows = 0;  // rows of `row_groups`
   std::vector<int> leaves;
-  std::vector<std::shared_ptr<arrow::Field>> out_fields;  // in output order
+  std::vector<std::shared_ptr<arrow::Field>> out_fields;  // in output order, nullability restored
+  std::shared_ptr<const arrow::KeyValueMetadata> out_metadata;  // without btstore's own key
   bool by_range = false;
   int32_t from = std::numeric_limits<int32_t>::min();
   int32_t to = std::numeric_limits<int32_t>::max();
@@ -325,9 +354,13 @@ CheckedFile OpenChecked(std::shared_ptr<arrow::io::RandomAccessFile> input, bool
     out.selected_rows += metadata.RowGroup(rg)->num_rows();
   }
 
+  const Nullability nullability = ReadNullability(*out.schema, file);
+  out.out_metadata = nullability.metadata;
   for (int i : SelectFields(*out.schema, name, options.columns)) {
     CollectLeaves(fields[i], out.leaves);
-    out.out_fields.push_back(out.schema->field(i));
+    out.out_fields.push_back(nullability.restored.contains(i)
+                                 ? out.schema->field(i)->WithNullable(true)
+                                 : out.schema->field(i));
   }
   return out;
 }
@@ -343,7 +376,7 @@ std::shared_ptr<arrow::Table> Arrange(const CheckedFile& checked,
     if (!column) BadFile(file, "column '" + field->name() + "' could not be read");
     columns.push_back(column);
   }
-  auto arranged = arrow::Table::Make(arrow::schema(checked.out_fields, checked.schema->metadata()),
+  auto arranged = arrow::Table::Make(arrow::schema(checked.out_fields, checked.out_metadata),
                                      columns, table->num_rows());
   if (!checked.by_range) return arranged;
   return FilterRows(arranged, arranged->schema()->GetFieldIndex("date"), checked.from, checked.to,
@@ -780,7 +813,7 @@ class ParquetTableStream : public TableStream {
       checked_ = OpenChecked(input, partial, size_ > kThreadedDecodeBytes, name_, file_,
                              expected_ ? &*expected_ : nullptr, options);
     });
-    schema_ = arrow::schema(checked_.out_fields, checked_.schema->metadata());
+    schema_ = arrow::schema(checked_.out_fields, checked_.out_metadata);
   }
 
   std::shared_ptr<arrow::Schema> schema() const override { return schema_; }

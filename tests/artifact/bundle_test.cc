@@ -29,8 +29,8 @@ namespace fs = std::filesystem;
 using testing::DescribeDifference;
 using testing::ExpectError;
 using testing::MakeResult;
-using testing::TempDir;
 using testing::ReadText;
+using testing::TempDir;
 using testing::WriteText;
 
 nlohmann::json ReadSummaryJson(const fs::path& dir) {
@@ -135,6 +135,12 @@ TEST_F(BundleTest, ZstdCompressionRoundTrips) {
   options.parallel = false;
   WriteBundle(result, Dir("z"), options);
   ExpectSameTables(result, ReadBundle(Dir("z")));
+  // zstd gains a little even on float bits, so every column keeps it.
+  auto reader = parquet::ParquetFileReader::OpenFile((Dir("z") / "daily_signals.parquet").string());
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_EQ(reader->metadata()->RowGroup(0)->ColumnChunk(c)->compression(),
+              arrow::Compression::ZSTD);
+  }
 }
 
 TEST_F(BundleTest, EmptyTablesRoundTrip) {
@@ -186,6 +192,91 @@ TEST_F(BundleTest, ExtraTablesRoundTrip) {
   auto manifest = WriteBundle(result, Dir("b"));
   EXPECT_TRUE(manifest.contains("turnover_by_day.parquet"));
   ExpectSameTables(result, ReadBundle(Dir("b")));
+}
+
+// The Parquet column of `table_file`'s column `index`: its definition level (0: REQUIRED) and
+// encodings and compression in the first row group.
+struct StoredColumn {
+  int16_t max_definition_level;
+  std::vector<parquet::Encoding::type> encodings;
+  arrow::Compression::type compression;
+};
+
+StoredColumn Stored(const fs::path& table_file, int index) {
+  auto reader = parquet::ParquetFileReader::OpenFile(table_file.string());
+  auto metadata = reader->metadata();
+  auto chunk = metadata->RowGroup(0)->ColumnChunk(index);
+  return {metadata->schema()->Column(index)->max_definition_level(), chunk->encodings(),
+          chunk->compression()};
+}
+
+TEST_F(BundleTest, ColumnsWithoutNullsAreStoredRequiredAndFloatsUncompressed) {
+  BacktestResult result = MakeResult(12, 10, 3);
+  // The signals as declared by a caller: nullable key columns without nulls, a signal column
+  // with nulls, schema metadata of its own.
+  auto declared = result.daily_signals->schema()->WithMetadata(
+      arrow::key_value_metadata({"origin"}, {"a test"}));
+  result.daily_signals = arrow::Table::Make(declared, result.daily_signals->columns());
+  ASSERT_GT(result.daily_signals->column(2)->null_count(), 0);
+  // An extra table declared without nullable columns stays that way.
+  arrow::Date32Builder dates;
+  ASSERT_TRUE(dates.Append(Date::FromYmd(2020, 1, 2).days).ok());
+  result.extra_tables["strict"] =
+      arrow::Table::Make(arrow::schema({arrow::field("date", arrow::date32(), /*nullable=*/false)}),
+                         {dates.Finish().ValueOrDie()});
+  WriteBundle(result, Dir("b"));
+
+  const fs::path signals = Dir("b") / "daily_signals.parquet";
+  EXPECT_EQ(Stored(signals, 0).max_definition_level, 0);  // date: no definition levels
+  EXPECT_EQ(Stored(signals, 1).max_definition_level, 0);  // permno
+  EXPECT_EQ(Stored(signals, 2).max_definition_level, 1);  // signal has nulls: OPTIONAL
+  std::vector<parquet::Encoding::type> permno = Stored(signals, 1).encodings;
+  EXPECT_NE(std::find(permno.begin(), permno.end(), parquet::Encoding::DELTA_BINARY_PACKED),
+            permno.end());
+  // Float columns: no snappy (it gains nothing on their bits); no min/max for them and permno
+  // (every row group spans about their whole range); the dates keep theirs for partial reads.
+  auto signals_metadata = parquet::ParquetFileReader::OpenFile(signals.string())->metadata();
+  auto row_group = signals_metadata->RowGroup(0);
+  EXPECT_TRUE(row_group->ColumnChunk(0)->is_stats_set());   // date
+  EXPECT_FALSE(row_group->ColumnChunk(1)->is_stats_set());  // permno: every row group spans all
+  EXPECT_FALSE(row_group->ColumnChunk(2)->is_stats_set());  // signal
+  EXPECT_EQ(Stored(signals, 0).compression, arrow::Compression::SNAPPY);
+  EXPECT_EQ(Stored(signals, 2).compression, arrow::Compression::UNCOMPRESSED);
+
+  BacktestResult back = ReadBundle(Dir("b"));
+  EXPECT_TRUE(back.daily_signals->schema()->Equals(*declared, /*check_metadata=*/true))
+      << back.daily_signals->schema()->ToString(/*show_metadata=*/true);
+  EXPECT_TRUE(back.extra_tables.at("strict")->schema()->Equals(
+      *result.extra_tables.at("strict")->schema(), /*check_metadata=*/true));
+  ExpectSameTables(result, back);
+
+  ReadOptions some;
+  some.tables = {std::string(kSignalsTable)};
+  some.columns = {"permno"};
+  some.from = Date::FromYmd(2020, 1, 6);
+  BacktestResult part = ReadBundle(Dir("b"), some);
+  for (const auto& field : part.daily_signals->schema()->fields()) {
+    EXPECT_TRUE(field->nullable()) << field->name();
+  }
+}
+
+TEST_F(BundleTest, MalformedNullableColumnsMetadataIsInvalidResultNamingTheFile) {
+  fs::path dir = WrittenWithoutManifest("b");
+  for (const std::string& value : {std::string("not json"), std::string("[7]")}) {
+    auto table = MakeResult(3, 2, 1).daily_weights;
+    table = table->ReplaceSchemaMetadata(
+        arrow::key_value_metadata({"btstore.nullable_columns"}, {value}));
+    auto sink = arrow::io::FileOutputStream::Open((dir / "daily_weights.parquet").string());
+    ASSERT_TRUE(sink.ok());
+    ASSERT_TRUE(parquet::arrow::WriteTable(
+                    *table, arrow::default_memory_pool(), *sink, 1024,
+                    parquet::default_writer_properties(),
+                    parquet::ArrowWriterProperties::Builder().store_schema()->build())
+                    .ok());
+    ASSERT_TRUE((*sink)->Close().ok());
+    Error e = ExpectError(ErrorCode::kInvalidResult, [&] { ReadBundle(dir); });
+    EXPECT_EQ(e.details().at("file"), "daily_weights.parquet") << value;
+  }
 }
 
 TEST_F(BundleTest, PartialReadSkipsRowGroupsAndEqualsFilteredFullRead) {

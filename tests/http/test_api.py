@@ -374,8 +374,14 @@ def same_table(got, want):
     return True
 
 
-def expected_table(name, **kw):
-    return pq.read_table(f"{SAMPLE_DIR[0]}/{name}.parquet", **kw)
+def expected_table(name):
+    """The table as btstore reads it: pyarrow's read of the file, with the columns that btstore
+    stored REQUIRED (no nulls) marked nullable again as the file's metadata lists them."""
+    table = pq.read_table(f"{SAMPLE_DIR[0]}/{name}.parquet")
+    metadata = dict(table.schema.metadata or {})
+    restored = json.loads(metadata.pop(b"btstore.nullable_columns", b"[]"))
+    fields = [f.with_nullable(True) if i in restored else f for i, f in enumerate(table.schema)]
+    return table.cast(pa.schema(fields, metadata=metadata or None))
 
 
 SAMPLE_DIR = []
