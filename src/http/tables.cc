@@ -29,8 +29,9 @@ T Check(arrow::Result<T> result, const std::string& what) {
   return std::move(result).ValueUnsafe();
 }
 
-// An output stream that appends to a string the provider hands to the socket after each batch.
-class StringSink : public arrow::io::OutputStream {
+// An output stream that passes each write to Append and counts the bytes: the two ways a
+// table's bytes leave the server differ only in where the bytes go.
+class ForwardingStream : public arrow::io::OutputStream {
  public:
   arrow::Status Close() override {
     closed_ = true;
@@ -39,42 +40,46 @@ class StringSink : public arrow::io::OutputStream {
   bool closed() const override { return closed_; }
   arrow::Result<int64_t> Tell() const override { return position_; }
   arrow::Status Write(const void* data, int64_t nbytes) override {
-    buffer_.append(static_cast<const char*>(data), static_cast<size_t>(nbytes));
+    ARROW_RETURN_NOT_OK(Append(static_cast<const char*>(data), static_cast<size_t>(nbytes)));
     position_ += nbytes;
     return arrow::Status::OK();
   }
-  std::string& buffer() { return buffer_; }
 
  private:
-  std::string buffer_;
+  virtual arrow::Status Append(const char* data, size_t size) = 0;
+
   int64_t position_ = 0;
   bool closed_ = false;
 };
 
-// An output stream that hands each write straight to the response (one chunk per write): the
-// Arrow writer's writes are few per batch and large (its buffers), so nothing is copied here.
-class ResponseStream : public arrow::io::OutputStream {
+// Appends to a string the provider hands to the socket after each batch.
+class StringSink : public ForwardingStream {
  public:
-  // Write to `sink` from now on (the provider's sink of the current call).
-  void Use(httplib::DataSink& sink) { sink_ = &sink; }
-  arrow::Status Close() override {
-    closed_ = true;
-    return arrow::Status::OK();
-  }
-  bool closed() const override { return closed_; }
-  arrow::Result<int64_t> Tell() const override { return position_; }
-  arrow::Status Write(const void* data, int64_t nbytes) override {
-    if (!sink_->write(static_cast<const char*>(data), static_cast<size_t>(nbytes))) {
-      return arrow::Status::IOError("the client went away");
-    }
-    position_ += nbytes;
+  std::string& buffer() { return buffer_; }
+
+ private:
+  arrow::Status Append(const char* data, size_t size) override {
+    buffer_.append(data, size);
     return arrow::Status::OK();
   }
 
+  std::string buffer_;
+};
+
+// Hands each write straight to the response (one chunk per write): the Arrow writer's writes
+// are few per batch and large (its buffers), so nothing is copied here.
+class ResponseStream : public ForwardingStream {
+ public:
+  // Write to `sink` from now on (the provider's sink of the current call).
+  void Use(httplib::DataSink& sink) { sink_ = &sink; }
+
  private:
+  arrow::Status Append(const char* data, size_t size) override {
+    if (!sink_->write(data, size)) return arrow::Status::IOError("the client went away");
+    return arrow::Status::OK();
+  }
+
   httplib::DataSink* sink_ = nullptr;
-  int64_t position_ = 0;
-  bool closed_ = false;
 };
 
 // A stream whose first batch is read before the answer starts: errors of the first step (a
