@@ -60,7 +60,8 @@ std::shared_ptr<HashingFileSink> HashingFileSink::Create(const fs::path& path) {
 }
 
 HashingFileSink::HashingFileSink(fs::path path, int fd)
-    : path_(std::move(path)), fd_(fd), buffer_(kSinkBufferBytes), state_(XXH3_createState()) {
+    : path_(std::move(path)), fd_(fd), buffer_(std::make_unique_for_overwrite<uint8_t[]>(kSinkBufferBytes)),
+      state_(XXH3_createState()) {
   XXH3_128bits_reset(state_);
 }
 
@@ -96,21 +97,21 @@ arrow::Status HashingFileSink::Write(const void* data, int64_t nbytes) {
   auto size = static_cast<size_t>(nbytes);
   XXH3_128bits_update(state_, bytes, size);
   position_ += nbytes;
-  if (size < kDirectWriteBytes && used_ + size <= buffer_.size()) {
-    std::memcpy(buffer_.data() + used_, bytes, size);
+  if (size < kDirectWriteBytes && used_ + size <= kSinkBufferBytes) {
+    std::memcpy(buffer_.get() + used_, bytes, size);
     used_ += size;
     return arrow::Status::OK();
   }
   ARROW_RETURN_NOT_OK(Flush());
   if (size >= kDirectWriteBytes) return WriteOut(bytes, size);
-  std::memcpy(buffer_.data(), bytes, size);
+  std::memcpy(buffer_.get(), bytes, size);
   used_ = size;
   return arrow::Status::OK();
 }
 
 arrow::Status HashingFileSink::Flush() {
   if (closed_ || used_ == 0) return arrow::Status::OK();
-  arrow::Status status = WriteOut(buffer_.data(), used_);
+  arrow::Status status = WriteOut(buffer_.get(), used_);
   used_ = 0;
   return status;
 }

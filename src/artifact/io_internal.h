@@ -62,7 +62,7 @@ class HashingFileSink : public arrow::io::OutputStream {
   int fd_;
   bool closed_ = false;
   arrow::Status close_status_;  // of the last write, kept for Sync()
-  std::vector<uint8_t> buffer_;
+  std::unique_ptr<uint8_t[]> buffer_;  // not zero-filled: only written bytes are read
   size_t used_ = 0;
   int64_t position_ = 0;
   int64_t flushed_ = 0;    // bytes handed to the kernel
