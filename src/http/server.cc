@@ -571,7 +571,8 @@ void Server::Impl::AddJobRoutes() {
   Route("GET", "/api/v1/jobs", "list_jobs", Role::kReader,
         [this](const httplib::Request& req, httplib::Response& res, const Caller&) {
           wire::ListRequest request = wire::ParseListRequest(QueryFields(req), ApiName);
-          SendJson(res, wire::PageJson(service_.jobs().ListJobs(request.filter, request.page)));
+          const JobPage page = service_.jobs().ListJobs(request.filter, request.page);
+          res.set_content(wire::PageText(page), "application/json");
         });
   Route("POST", "/api/v1/jobs", "submit", Role::kSubmitter,
         [this](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
