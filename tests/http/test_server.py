@@ -197,6 +197,22 @@ def test_an_unreachable_catalog_is_503(tmp_path):
             cluster.stop()
 
 
+def assert_served(connections):
+    """Each kept-alive connection still answers a request."""
+    for conn in connections:
+        conn.request("GET", "/healthz")
+        res = conn.getresponse()
+        assert res.status == 200
+        res.read()
+
+
+def open_idle_connections(server, count):
+    url = urllib.parse.urlparse(server.base)
+    idle = [http.client.HTTPConnection(url.hostname, url.port, timeout=30) for _ in range(count)]
+    assert_served(idle)
+    return idle
+
+
 def test_idle_kept_alive_connections_do_not_starve_an_active_one(bt):
     """cpp-httplib holds a thread per open connection: 300 idle kept-alive connections must not
     keep a new request waiting (the pool grows to --threads, 1,100 by default)."""
@@ -204,24 +220,13 @@ def test_idle_kept_alive_connections_do_not_starve_an_active_one(bt):
     server = Server(bt, "--keep-alive-seconds", "60")
     idle = []
     try:
-        url = urllib.parse.urlparse(server.base)
-        for _ in range(300):
-            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-            conn.request("GET", "/healthz")
-            res = conn.getresponse()
-            assert res.status == 200
-            res.read()
-            idle.append(conn)
+        idle = open_idle_connections(server, 300)
         started = time.monotonic()
         res = server.client(token).get("/api/v1/jobs", timeout=30)
         assert res.status == 200
         assert time.monotonic() - started < 2.0
         # The idle ones are still open and served.
-        for conn in idle[:20]:
-            conn.request("GET", "/healthz")
-            res = conn.getresponse()
-            assert res.status == 200
-            res.read()
+        assert_served(idle[:20])
     finally:
         for conn in idle:
             conn.close()
@@ -241,19 +246,6 @@ def context_switches(pid):
     return total
 
 
-def open_idle_connections(server, count):
-    url = urllib.parse.urlparse(server.base)
-    idle = []
-    for _ in range(count):
-        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-        conn.request("GET", "/healthz")
-        res = conn.getresponse()
-        assert res.status == 200
-        res.read()
-        idle.append(conn)
-    return idle
-
-
 def test_idle_kept_alive_connections_wait_without_waking_the_server(bt):
     """A kept-alive connection waits for its next request in one blocking poll: 200 idle
     connections for 2 s cost a handful of wake-ups (cpp-httplib's own loop woke each about 90
@@ -267,11 +259,7 @@ def test_idle_kept_alive_connections_wait_without_waking_the_server(bt):
         woken = context_switches(server.proc.pid) - before
         assert woken < 2_000, woken
         # Still open and served.
-        for conn in idle[:10]:
-            conn.request("GET", "/healthz")
-            res = conn.getresponse()
-            assert res.status == 200
-            res.read()
+        assert_served(idle[:10])
     finally:
         for conn in idle:
             conn.close()
