@@ -42,6 +42,11 @@ Json JobJson(const JobRecord& job);
 const std::vector<std::string>& JobFieldOrder();
 /// Return a page of jobs: `{"jobs": [JobJson...], "next": CURSOR-or-null}`.
 Json PageJson(const JobPage& page);
+/// Return PageJson(page) as compact JSON text (its dump(), byte for byte), written straight
+/// from the records without building the tree: the list route's answer.
+std::string PageText(const JobPage& page);
+/// Append JobJson(job)'s compact text to `out`, as PageText writes each job.
+void AppendJobText(std::string& out, const JobRecord& job);
 /// Return a submission's outcome: `{"job_id", "created", "status"}`.
 Json SubmitJson(const SubmitResult& submitted);
 /// Return an import's outcome: `{"job_id", "created", "status", "result_path"}`.

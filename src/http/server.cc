@@ -12,8 +12,6 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <condition_variable>
-#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -28,6 +26,7 @@
 #include "btstore/tokens.h"
 #include "btstore/wire.h"
 #include "http/assets_internal.h"
+#include "http/connections_internal.h"
 #include "http/server_internal.h"
 
 namespace btstore::http {
@@ -260,87 +259,6 @@ std::string JsonLine(const Json& doc) {
   return doc.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-// The pool that serves connections for cpp-httplib. Its model is one thread per connection for
-// as long as the connection stays open (kept-alive idle ones included), so the pool must be as
-// large as the connections open at once, or idle ones starve active ones. Threads start when
-// connections need them, up to `max_threads`, with small stacks (handlers are shallow; decoding
-// runs on threads of its own), and stay for later connections.
-class ConnectionPool : public httplib::TaskQueue {
- public:
-  ConnectionPool(int max_threads, size_t stack_bytes)
-      : max_threads_(max_threads), stack_bytes_(stack_bytes) {}
-  ~ConnectionPool() override { shutdown(); }
-  ConnectionPool(const ConnectionPool&) = delete;
-  ConnectionPool& operator=(const ConnectionPool&) = delete;
-
-  void enqueue(std::function<void()> fn) override {
-    std::unique_lock lock(mutex_);
-    jobs_.push_back(std::move(fn));
-    if (idle_ < jobs_.size() && threads_.size() < static_cast<size_t>(max_threads_)) {
-      pthread_attr_t attr;
-      pthread_attr_init(&attr);
-      pthread_attr_setstacksize(&attr, stack_bytes_);
-      pthread_t thread;
-      // When no thread can be started (a limit of the system), the threads there are serve.
-      if (pthread_create(&thread, &attr, &ConnectionPool::Main, this) == 0) {
-        threads_.push_back(thread);
-      }
-      pthread_attr_destroy(&attr);
-    }
-    lock.unlock();
-    ready_.notify_one();
-  }
-
-  void shutdown() override {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) return;
-      stopping_ = true;
-    }
-    ready_.notify_all();
-    for (pthread_t thread : threads_) pthread_join(thread, nullptr);
-  }
-
- private:
-  static void* Main(void* self) {
-    static_cast<ConnectionPool*>(self)->Serve();
-    return nullptr;
-  }
-
-  // Run connections until shutdown, finishing the queued ones first.
-  void Serve() {
-    std::unique_lock lock(mutex_);
-    for (;;) {
-      ++idle_;
-      ready_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-      --idle_;
-      if (jobs_.empty()) return;
-      std::function<void()> job = std::move(jobs_.front());
-      jobs_.pop_front();
-      lock.unlock();
-      job();
-      lock.lock();
-    }
-  }
-
-  const int max_threads_;
-  const size_t stack_bytes_;
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<std::function<void()>> jobs_;
-  std::vector<pthread_t> threads_;
-  size_t idle_ = 0;
-  bool stopping_ = false;
-};
-
-// cpp-httplib's stop() also cuts chunked responses short (their writer checks for it between
-// chunks); a graceful stop only closes the listening socket, so the accept loop ends, new
-// connections are refused, and the pool finishes what it has before Run() returns.
-class GracefulServer : public httplib::Server {
- public:
-  void StopAccepting() { ::shutdown(svr_sock_, SHUT_RDWR); }
-};
-
 }  // namespace
 
 bool IsLoopback(const std::string& host) {
@@ -389,7 +307,7 @@ class Server::Impl {
 
   Service& service_;
   ServerOptions options_;
-  GracefulServer svr_;
+  internal::ConnectionServer svr_;
   int port_ = 0;
   std::atomic<bool> stopping_{false};
   RequestMetrics request_metrics_;
@@ -512,7 +430,7 @@ void Server::Impl::Log(const httplib::Request& req, const httplib::Response& res
 
 void Server::Impl::Setup() {
   const int threads = options_.threads;
-  svr_.new_task_queue = [threads] { return new ConnectionPool(threads, kThreadStackBytes); };
+  svr_.new_task_queue = [threads] { return internal::NewConnectionPool(threads, kThreadStackBytes); };
   svr_.set_payload_max_length(options_.max_body_bytes);
   svr_.set_read_timeout(options_.read_timeout);
   svr_.set_write_timeout(options_.write_timeout);
@@ -653,7 +571,8 @@ void Server::Impl::AddJobRoutes() {
   Route("GET", "/api/v1/jobs", "list_jobs", Role::kReader,
         [this](const httplib::Request& req, httplib::Response& res, const Caller&) {
           wire::ListRequest request = wire::ParseListRequest(QueryFields(req), ApiName);
-          SendJson(res, wire::PageJson(service_.jobs().ListJobs(request.filter, request.page)));
+          const JobPage page = service_.jobs().ListJobs(request.filter, request.page);
+          res.set_content(wire::PageText(page), "application/json");
         });
   Route("POST", "/api/v1/jobs", "submit", Role::kSubmitter,
         [this](const httplib::Request& req, httplib::Response& res, const Caller& caller) {
