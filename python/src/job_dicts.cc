@@ -1,9 +1,12 @@
 #include "job_dicts.h"
 
 #include <array>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "json_to_python.h"
@@ -166,59 +169,103 @@ class PageCache {
   std::vector<std::pair<std::string_view, PyObject*>> entries_;
 };
 
-// Builds the rows of one page.
+// Builds the rows of one page, in order. Row i starts as a copy of row i-1 (of the template for
+// the first), so only the fields whose value differs from the previous job's are set; and the
+// JSON columns always, as a row never shares a dict or list. Neighbouring jobs mostly share
+// their status, alpha, engine, limits, absent times and the like.
 class PageBuilder {
  public:
   PageBuilder() : constants_(Shared()) {}
 
   PyObject* Row(const JobRecord& job) {
-    nb::object row = nb::steal(PyDict_Copy(constants_.row));
+    nb::object row = nb::steal(PyDict_Copy(previous_ ? previous_row_ : constants_.row));
     if (!row) throw nb::python_error();
     PyObject* d = row.ptr();
     const auto& keys = constants_.keys;
-    Put(d, keys[kId], Str(job.id));
+    Put(d, keys[kId], Str(job.id));  // unique per job, like job_id and created_at
     Put(d, keys[kJobId], Str(job.job_id));
-    Share(d, keys[kStatus], constants_.statuses[static_cast<size_t>(job.status)]);
-    Share(d, keys[kAlphaName], text_[kAlphaName], job.alpha_name);
-    Put(d, keys[kStartDate], AsciiStr(job.start_date.ToString()));
-    Put(d, keys[kEndDate], AsciiStr(job.end_date.ToString()));
-    Share(d, keys[kWeightMethod], text_[kWeightMethod], job.weight_method);
+    if (Changed(job, &JobRecord::status)) {
+      Share(d, keys[kStatus], constants_.statuses[static_cast<size_t>(job.status)]);
+    }
+    if (Changed(job, &JobRecord::alpha_name)) Text(d, kAlphaName, job.alpha_name);
+    if (Changed(job, &JobRecord::start_date)) {
+      Put(d, keys[kStartDate], AsciiStr(job.start_date.ToString()));
+    }
+    if (Changed(job, &JobRecord::end_date)) {
+      Put(d, keys[kEndDate], AsciiStr(job.end_date.ToString()));
+    }
+    if (Changed(job, &JobRecord::weight_method)) Text(d, kWeightMethod, job.weight_method);
     PutJson(d, kConfigJson, job.config_json);
     Put(d, keys[kCreatedAt], Time(job.created_at));
-    PutTime(d, kStartedAt, job.started_at);
-    PutTime(d, kCompletedAt, job.completed_at);
-    if (job.worker_id) Share(d, keys[kWorkerId], text_[kWorkerId], *job.worker_id);
-    Put(d, keys[kProgressPct], PyLong_FromLong(job.progress_pct));
-    Put(d, keys[kJobTimeout], PyLong_FromLong(job.job_timeout_seconds));
-    if (job.result_path) Put(d, keys[kResultPath], Str(*job.result_path));
+    if (Changed(job, &JobRecord::started_at)) OptionalTime(d, kStartedAt, job.started_at);
+    if (Changed(job, &JobRecord::completed_at)) OptionalTime(d, kCompletedAt, job.completed_at);
+    if (Changed(job, &JobRecord::worker_id)) OptionalText(d, kWorkerId, job.worker_id, true);
+    if (Changed(job, &JobRecord::progress_pct)) Int(d, kProgressPct, job.progress_pct);
+    if (Changed(job, &JobRecord::job_timeout_seconds)) Int(d, kJobTimeout, job.job_timeout_seconds);
+    if (Changed(job, &JobRecord::result_path)) OptionalText(d, kResultPath, job.result_path, false);
     for (size_t i = 0; i < kMetricCount; ++i) {
       const double value = job.metrics.At(i);
-      if (std::isfinite(value)) Put(d, constants_.metric_keys[i], PyFloat_FromDouble(value));
+      if (previous_ ? SameMetric(previous_->metrics.At(i), value) : !std::isfinite(value)) continue;
+      if (std::isfinite(value)) {
+        Put(d, constants_.metric_keys[i], PyFloat_FromDouble(value));
+      } else {
+        Share(d, constants_.metric_keys[i], Py_None);
+      }
     }
-    if (job.snapshot_id) Share(d, keys[kSnapshotId], text_[kSnapshotId], *job.snapshot_id);
-    if (job.dataset_version_ids_json) {
-      PutJson(d, kDatasetVersionIds, *job.dataset_version_ids_json);
+    if (Changed(job, &JobRecord::snapshot_id)) OptionalText(d, kSnapshotId, job.snapshot_id, true);
+    OptionalJson(d, kDatasetVersionIds, &JobRecord::dataset_version_ids_json, job);
+    if (Changed(job, &JobRecord::error_message)) {
+      OptionalText(d, kErrorMessage, job.error_message, false);
     }
-    if (job.error_message) Put(d, keys[kErrorMessage], Str(*job.error_message));
-    Put(d, keys[kRetryCount], PyLong_FromLong(job.retry_count));
-    Share(d, keys[kCreatedBy], text_[kCreatedBy], job.created_by);
-    if (job.cost_config_json) PutJson(d, kCostConfig, *job.cost_config_json);
-    if (job.cost_summary_json) PutJson(d, kCostSummary, *job.cost_summary_json);
-    Share(d, keys[kPriority], constants_.priorities[static_cast<size_t>(job.priority)]);
-    Put(d, keys[kMaxRetries], PyLong_FromLong(job.max_retries));
-    Put(d, keys[kAttempt], PyLong_FromLong(job.attempt));
-    if (job.cancel_requested) Share(d, keys[kCancelRequested], Py_True);
-    PutTime(d, kHeartbeatAt, job.heartbeat_at);
-    PutTime(d, kLeaseExpiresAt, job.lease_expires_at);
-    PutTime(d, kRunAfter, job.run_after);
-    if (job.checkpoint_path) Put(d, keys[kCheckpointPath], Str(*job.checkpoint_path));
-    if (job.pinned) Share(d, keys[kPinned], Py_True);
-    PutTime(d, kExpiringAt, job.expiring_at);
-    Share(d, keys[kEngine], text_[kEngine], job.engine);
+    if (Changed(job, &JobRecord::retry_count)) Int(d, kRetryCount, job.retry_count);
+    if (Changed(job, &JobRecord::created_by)) Text(d, kCreatedBy, job.created_by);
+    OptionalJson(d, kCostConfig, &JobRecord::cost_config_json, job);
+    OptionalJson(d, kCostSummary, &JobRecord::cost_summary_json, job);
+    if (Changed(job, &JobRecord::priority)) {
+      Share(d, keys[kPriority], constants_.priorities[static_cast<size_t>(job.priority)]);
+    }
+    if (Changed(job, &JobRecord::max_retries)) Int(d, kMaxRetries, job.max_retries);
+    if (Changed(job, &JobRecord::attempt)) Int(d, kAttempt, job.attempt);
+    if (Changed(job, &JobRecord::cancel_requested)) {
+      Share(d, keys[kCancelRequested], job.cancel_requested ? Py_True : Py_False);
+    }
+    if (Changed(job, &JobRecord::heartbeat_at)) OptionalTime(d, kHeartbeatAt, job.heartbeat_at);
+    if (Changed(job, &JobRecord::lease_expires_at)) {
+      OptionalTime(d, kLeaseExpiresAt, job.lease_expires_at);
+    }
+    if (Changed(job, &JobRecord::run_after)) OptionalTime(d, kRunAfter, job.run_after);
+    if (Changed(job, &JobRecord::checkpoint_path)) {
+      OptionalText(d, kCheckpointPath, job.checkpoint_path, false);
+    }
+    if (Changed(job, &JobRecord::pinned)) Share(d, keys[kPinned], job.pinned ? Py_True : Py_False);
+    if (Changed(job, &JobRecord::expiring_at)) OptionalTime(d, kExpiringAt, job.expiring_at);
+    if (Changed(job, &JobRecord::engine)) Text(d, kEngine, job.engine);
+    previous_ = &job;
+    previous_row_ = d;  // the page's list holds it from now on
     return row.release().ptr();
   }
 
  private:
+  // Whether the row copied holds another value for `field` than `job` has: the previous job's
+  // value, or for the first row the template's (None, False), which only an absent optional or
+  // a false flag matches.
+  template <typename T>
+  bool Changed(const JobRecord& job, T JobRecord::*field) const {
+    if (previous_ != nullptr) return previous_->*field != job.*field;
+    if constexpr (std::is_same_v<T, bool>) return job.*field;
+    return true;
+  }
+  template <typename T>
+  bool Changed(const JobRecord& job, std::optional<T> JobRecord::*field) const {
+    return previous_ != nullptr ? previous_->*field != job.*field : (job.*field).has_value();
+  }
+
+  // The same metric as Python values: both None (not finite), or the same bits (0.0 is not -0.0).
+  static bool SameMetric(double a, double b) {
+    if (!std::isfinite(a) || !std::isfinite(b)) return !std::isfinite(a) && !std::isfinite(b);
+    return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b);
+  }
+
   // Set d[key] to a new reference `value` (nullptr after a Python error), which it takes.
   static void Put(PyObject* d, PyObject* key, PyObject* value) {
     if (value == nullptr) throw nb::python_error();
@@ -232,16 +279,30 @@ class PageBuilder {
     if (value == nullptr || PyDict_SetItem(d, key, value) != 0) throw nb::python_error();
   }
 
-  // Set d[key] to a str of `text`, the one made earlier in the page for equal text if any.
-  static void Share(PyObject* d, PyObject* key, PageCache& cache, std::string_view text) {
-    if (PyObject* seen = cache.Find(text)) return Share(d, key, seen);
-    PyObject* made = Str(text);
-    if (made != nullptr) cache.Keep(text, made);
-    Put(d, key, made);
+  void Int(PyObject* d, JobKey key, long value) {
+    Put(d, constants_.keys[key], PyLong_FromLong(value));
   }
 
-  void PutTime(PyObject* d, JobKey key, const std::optional<Timestamp>& time) {
-    if (time) Put(d, constants_.keys[key], Time(*time));
+  // Set a str of `text`, the one made earlier in the page for equal text if any.
+  void Text(PyObject* d, JobKey key, std::string_view text) {
+    PyObject* const key_object = constants_.keys[key];
+    if (PyObject* seen = text_[key].Find(text)) return Share(d, key_object, seen);
+    PyObject* made = Str(text);
+    if (made != nullptr) text_[key].Keep(text, made);
+    Put(d, key_object, made);
+  }
+
+  // Set None, or the text: shared down the page when `repeats` (a user, a worker...).
+  void OptionalText(PyObject* d, JobKey key, const std::optional<std::string>& text,
+                    bool repeats) {
+    if (!text) return Share(d, constants_.keys[key], Py_None);
+    if (repeats) return Text(d, key, *text);
+    Put(d, constants_.keys[key], Str(*text));
+  }
+
+  void OptionalTime(PyObject* d, JobKey key, const std::optional<Timestamp>& time) {
+    if (!time) return Share(d, constants_.keys[key], Py_None);
+    Put(d, constants_.keys[key], Time(*time));
   }
 
   // A JSON column's text seen before in the page is copied from its first parse rather than
@@ -255,9 +316,18 @@ class PageBuilder {
     Put(d, key_object, parsed);
   }
 
+  // Set the column's value, or None where the row copied holds the previous job's value.
+  void OptionalJson(PyObject* d, JobKey key, std::optional<std::string> JobRecord::*column,
+                    const JobRecord& job) {
+    if (const auto& text = job.*column) return PutJson(d, key, *text);
+    if (previous_ != nullptr && previous_->*column) Share(d, constants_.keys[key], Py_None);
+  }
+
   const Constants& constants_;
   JsonColumnParser json_;
   std::array<PageCache, kJobKeyCount> text_;  // by field; used by those whose values repeat
+  const JobRecord* previous_ = nullptr;
+  PyObject* previous_row_ = nullptr;
 };
 
 }  // namespace

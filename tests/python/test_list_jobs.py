@@ -167,3 +167,28 @@ def test_json_columns_read_as_the_wire_layer_reads_them(request, tmp_path):
         assert job["cost_summary"] == value and types(job["cost_summary"]) == types(value), text
         assert job["cost_config"] == value, text
     assert list(jobs["odd-15"]["cost_summary"]) == ["K", "k"]
+
+
+def test_neighbouring_rows_that_differ_in_one_field_each(store):
+    """A row starts from the previous one: every kind of change between neighbours shows."""
+    source = make_result(seed=5)
+    tables = {name: source[name] for name in ("daily_signals", "daily_weights", "daily_ic")}
+    # Newest first in the listing: a missing metric after a present one, the same value twice,
+    # values that differ in their last bits.
+    for i, mean_ic in enumerate([0.25, 0.25, None, 0.0, 5e-324, 0.0]):
+        store.import_result(tables=tables, metrics={"mean_ic": mean_ic, "icir": 1.0 + i},
+                            snapshot_id="s", dataset_version_ids={"d": str(i % 2)},
+                            alpha_name="metric", start_date="2024-01-01", end_date="2024-03-01",
+                            created_by="ann", job_id=f"m-{i}")
+    store.submit("metric", "2024-01-01", "2024-03-01", created_by="ann", job_id="pending-1")
+    store.pin("m-3")
+    jobs = store.list_jobs(alpha_name="metric")
+    assert [job["job_id"] for job in jobs] == ["pending-1"] + [f"m-{i}" for i in range(5, -1, -1)]
+    for job in jobs:
+        assert_as_get_job(store, job)
+    means = [job["mean_ic"] for job in jobs]
+    assert means[0] is None and [str(m) for m in means[1:]] == [
+        "0.0", "5e-324", "0.0", "None", "0.25", "0.25"]
+    assert [job["pinned"] for job in jobs] == [False, False, False, True, False, False, False]
+    assert jobs[0]["snapshot_id"] is None and jobs[0]["dataset_version_ids"] is None
+    assert jobs[0]["result_path"] is None and jobs[1]["result_path"] is not None
