@@ -42,6 +42,16 @@ using Timestamp = std::chrono::sys_time<std::chrono::microseconds>;
 
 /// Format as RFC 3339 UTC with microseconds: "2026-11-24T13:05:09.123456Z".
 std::string FormatTimestamp(Timestamp ts);
+
+/// FormatTimestamp's characters in a fixed buffer: for callers that format many timestamps and
+/// copy each into their own string type (a heap allocation fewer per timestamp).
+struct TimestampText {
+  std::array<char, 48> chars{};
+  size_t size = 0;
+  std::string_view view() const { return {chars.data(), size}; }
+};
+/// Format as FormatTimestamp does.
+TimestampText FormatTimestampText(Timestamp ts);
 /// Parse an RFC 3339 timestamp ("...Z" or "...+02:00", fraction optional), a
 /// "YYYY-MM-DD HH:MM:SS[.ffffff][+00[:00]]" timestamp as PostgreSQL prints it, or a bare date
 /// (midnight UTC). A timestamp without an offset is UTC. Throws InvalidArgument naming `what`,

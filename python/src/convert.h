@@ -27,12 +27,6 @@ nanobind::dict ResultToDict(const BacktestResult& result);
 /// "max_retries", "engine"; absent or None keeps the spec's default. Throws InvalidArgument.
 JobSpec SpecFromDict(nanobind::handle dict);
 
-/// Return a job as a dict of the shape wire::JobJson gives it (dates ISO, times RFC 3339 UTC,
-/// metrics None when not finite, JSON columns parsed as wire::JsonColumn does), built directly:
-/// a page of jobs is the one call where a JSON detour costs more than the query. Call with the
-/// GIL held.
-nanobind::dict JobDict(const JobRecord& job);
-
 /// Raise the Python exception of `error` (btstore._errors, by the contract's name) with its
 /// message, code and details. Call with the GIL held.
 void SetPythonError(const Error& error);

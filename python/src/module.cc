@@ -32,6 +32,7 @@
 #include "btstore/service.h"
 #include "btstore/wire.h"
 #include "convert.h"
+#include "job_dicts.h"
 #include "python_engine.h"
 
 namespace nb = nanobind;
@@ -133,8 +134,7 @@ class Store {
       nb::gil_scoped_release nogil;
       page = service_->jobs().ListJobs(request.filter, request.page);
     }
-    nb::list jobs;
-    for (const JobRecord& job : page.jobs) jobs.append(JobDict(job));
+    nb::list jobs = JobDicts(page.jobs);
     return nb::make_tuple(jobs, page.next ? nb::object(nb::str(page.next->c_str())) : nb::none());
   }
 

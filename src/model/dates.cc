@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 
@@ -22,6 +23,11 @@ bool ReadDigits(std::string_view text, size_t& pos, size_t width, int& out) {
   out = value;
   pos += width;
   return true;
+}
+
+// Write `value`'s last `width` decimal digits so that the last one lands at out[end].
+void PutDigits(char* out, size_t end, long long value, int width) {
+  for (int i = 0; i < width; ++i, value /= 10) out[end - i] = static_cast<char>('0' + value % 10);
 }
 
 bool ReadChar(std::string_view text, size_t& pos, char expected) {
@@ -79,40 +85,53 @@ Date Date::FromYmd(int year, int month, int day) {
 
 std::string Date::ToString() const {
   std::chrono::year_month_day ymd{sys_days{std::chrono::days{this->days}}};
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", static_cast<int>(ymd.year()),
-                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()));
-  return buf;
+  const int year = static_cast<int>(ymd.year());
+  if (year < 0 || year > 9999) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", year, static_cast<unsigned>(ymd.month()),
+                  static_cast<unsigned>(ymd.day()));
+    return buf;
+  }
+  // Digits by hand, as in FormatTimestampText: a listing formats two dates per row.
+  std::string out = "0000-00-00";
+  PutDigits(out.data(), 3, year, 4);
+  PutDigits(out.data(), 6, static_cast<unsigned>(ymd.month()), 2);
+  PutDigits(out.data(), 9, static_cast<unsigned>(ymd.day()), 2);
+  return out;
 }
 
-std::string FormatTimestamp(Timestamp ts) {
+std::string FormatTimestamp(Timestamp ts) { return std::string(FormatTimestampText(ts).view()); }
+
+TimestampText FormatTimestampText(Timestamp ts) {
   auto day = std::chrono::floor<days>(ts);
   std::chrono::year_month_day ymd{day};
   std::chrono::hh_mm_ss hms{ts - day};
   const int year = static_cast<int>(ymd.year());
   const auto micros = static_cast<long long>(hms.subseconds().count());
+  TimestampText text;
   if (year < 0 || year > 9999) {
-    char buf[48];
-    std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", year,
-                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
-                  static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
-                  static_cast<int>(hms.seconds().count()), micros);
-    return buf;
+    const int written = std::snprintf(
+        text.chars.data(), text.chars.size(), "%04d-%02u-%02uT%02d:%02d:%02d.%06lldZ", year,
+        static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+        static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
+        static_cast<int>(hms.seconds().count()), micros);
+    text.size = std::min(static_cast<size_t>(written), text.chars.size() - 1);
+    return text;
   }
   // Digits by hand: listings format several times per row, and snprintf's format parsing
   // was the largest cost of turning a page of jobs into Python dicts.
-  std::string out = "0000-00-00T00:00:00.000000Z";
-  auto put = [&out](size_t end, long long value, int width) {
-    for (int i = 0; i < width; ++i, value /= 10) out[end - i] = static_cast<char>('0' + value % 10);
-  };
-  put(3, year, 4);
-  put(6, static_cast<unsigned>(ymd.month()), 2);
-  put(9, static_cast<unsigned>(ymd.day()), 2);
-  put(12, hms.hours().count(), 2);
-  put(15, hms.minutes().count(), 2);
-  put(18, hms.seconds().count(), 2);
-  put(25, micros, 6);
-  return out;
+  constexpr std::string_view kPattern = "0000-00-00T00:00:00.000000Z";
+  std::copy(kPattern.begin(), kPattern.end(), text.chars.begin());
+  text.size = kPattern.size();
+  char* out = text.chars.data();
+  PutDigits(out, 3, year, 4);
+  PutDigits(out, 6, static_cast<unsigned>(ymd.month()), 2);
+  PutDigits(out, 9, static_cast<unsigned>(ymd.day()), 2);
+  PutDigits(out, 12, hms.hours().count(), 2);
+  PutDigits(out, 15, hms.minutes().count(), 2);
+  PutDigits(out, 18, hms.seconds().count(), 2);
+  PutDigits(out, 25, micros, 6);
+  return text;
 }
 
 Timestamp ParseTimestamp(std::string_view text, std::string_view what) {

@@ -14,6 +14,19 @@ TEST(Date, ParsesAndFormatsIsoDates) {
   EXPECT_EQ(Date::Parse("9999-12-31").ToString(), "9999-12-31");
 }
 
+TEST(Date, FormatsEveryDayWithFourDigitYearsAndTheRestAsPrintfDoes) {
+  // Every day of years 1..9999 by steps that hit every month and day width; outside those years
+  // (a Date holds any day count) the year keeps its sign and digits.
+  for (int32_t days = Date::Parse("0001-01-01").days; days <= Date::Parse("9999-12-31").days;
+       days += 37) {
+    const std::string text = Date{days}.ToString();
+    EXPECT_EQ(Date::Parse(text).days, days) << text;
+  }
+  EXPECT_EQ(Date{Date::Parse("0001-01-01").days - 1}.ToString(), "0000-12-31");
+  EXPECT_EQ(Date{Date::Parse("0001-01-01").days - 367}.ToString(), "-001-12-31");
+  EXPECT_EQ(Date{Date::Parse("9999-12-31").days + 1}.ToString(), "10000-01-01");
+}
+
 TEST(Date, RejectsDatesThatDoNotExistOrAreMalformed) {
   for (const char* bad : {"2023-02-29", "2024-13-01", "2024-00-10", "0000-01-01", "24-01-01",
                           "2024-1-01", "2024-01-01x", "", "2024/01/01", "2024-01-32"}) {
@@ -39,6 +52,19 @@ TEST(Timestamp, FormatsEveryFieldWithItsWidthAndRoundTrips) {
       EXPECT_EQ(ParseTimestamp(FormatTimestamp(ts)), ts) << FormatTimestamp(ts);
     }
   }
+}
+
+TEST(Timestamp, FormatsTheSameTextIntoAFixedBuffer) {
+  for (const char* text : {"0001-01-01T00:00:00.000000Z", "2026-11-24T13:05:09.123456Z",
+                           "9999-12-31T23:59:59.999999Z"}) {
+    const Timestamp ts = ParseTimestamp(text);
+    EXPECT_EQ(FormatTimestampText(ts).view(), text);
+    EXPECT_EQ(FormatTimestamp(ts), text);
+  }
+  // Beyond the years 0..9999 (arithmetic on a stored time can get there) printf's digits.
+  const Timestamp far = ParseTimestamp("9999-12-31T23:59:59Z") + std::chrono::hours(24);
+  EXPECT_EQ(FormatTimestampText(far).view(), "10000-01-01T23:59:59.000000Z");
+  EXPECT_EQ(FormatTimestamp(far), "10000-01-01T23:59:59.000000Z");
 }
 
 TEST(Timestamp, AcceptsOffsetsDatesAndPostgresForm) {
