@@ -84,6 +84,23 @@ class RemovalBatch {
   virtual void Commit() = 0;
 };
 
+/// Reads the daily_ic tables of bundles one after another, keeping its buffers from one bundle to
+/// the next: one per thread of a read across many jobs (ArtifactStore::NewIcReader).
+class IcReader {
+ public:
+  virtual ~IcReader() = default;
+  /// Read the daily_ic table of the bundle at `where` (resolved by Resolve, without a problem)
+  /// with every check of Read(where, {tables: {"daily_ic"}}): summary.json, the manifest's
+  /// files, the file's size, rows and checksum. Return its columns date (date32), ic and rank_ic
+  /// (float64), all nullable, in that order; other columns of the file are not read. Throws as
+  /// Read.
+  virtual std::shared_ptr<arrow::Table> Read(const BundleLocation& where) = 0;
+  /// Start fetching, in the background, the files that a Read of the bundle at `result_path`
+  /// (as the catalog stores it, unresolved) will read: a hint, which a store that gains nothing
+  /// from it ignores. Nothing is read from the files, and a later Read reports every problem.
+  virtual void WillNeed(const std::string& /*result_path*/) {}
+};
+
 /// Where bundles, staging, checkpoints and publish locks live.
 class ArtifactStore {
  public:
@@ -169,6 +186,9 @@ class ArtifactStore {
   virtual std::unique_ptr<TableStream> OpenTable(const BundleLocation& where,
                                                  const std::string& name,
                                                  const ReadOptions& options) = 0;
+  /// Return a reader of daily_ic tables for one thread (see IcReader). The base class's reads
+  /// each bundle with Read; a store may have a leaner one.
+  virtual std::unique_ptr<IcReader> NewIcReader();
   /// Validate and describe the bundle at `where` (see InspectBundle for the errors).
   virtual BundleInfo Inspect(const BundleLocation& where) = 0;
   /// Return the text of the summary.json at `where`, unchecked. Throws

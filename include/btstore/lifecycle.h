@@ -96,6 +96,16 @@ class JobService {
   BacktestResult GetResult(const JobRecord& job, const ReadOptions& options = {},
                            ReadStats* stats = nullptr);
 
+  /// Read the daily_ic table of many completed jobs, `threads` at once (0: one per core), and
+  /// stack them in the order given: job_id (utf8_view), date (date32), ic, rank_ic (float64);
+  /// one chunk per job. Each bundle is checked as GetResult checks it (summary.json, the
+  /// manifest, the file's size, rows and checksum). Throws as GetResult for the first job that
+  /// fails (the others are not read further).
+  std::shared_ptr<arrow::Table> ReadIcPanel(const std::vector<std::string>& job_ids, int threads);
+  /// As ReadIcPanel, for jobs the caller has just listed (no catalog lookup per job); their
+  /// files are fetched ahead of the reads where the store gains from it (a cold page cache).
+  std::shared_ptr<arrow::Table> ReadIcPanel(const std::vector<JobRecord>& jobs, int threads);
+
   /// Open the table `name` of a completed job's result for a read batch by batch (see OpenTable
   /// in bundle.h): the server's memory stays bounded whatever the table's size. Throws as
   /// GetResult before the first batch; the stream itself throws InvalidResult (a corrupt file,
@@ -132,6 +142,11 @@ class JobService {
  private:
   // Resolve the job's bundle. Throws ResultPathMissing.
   BundleLocation Locate(const JobRecord& job) const;
+  // ReadIcPanel of `count` jobs, the i-th given by `job_at(i)`; with `fetch_ahead`, the store
+  // is told which bundles come next (`job_at` must then be cheap: no catalog lookup).
+  template <typename JobAt>
+  std::shared_ptr<arrow::Table> ReadIcPanelOf(size_t count, JobAt job_at, bool fetch_ahead,
+                                              int threads);
   // Run `read` on the bundle of `job`, which must be completed; its errors of a bundle that
   // retention removed meanwhile become ResultPathMissing, the others get the job_id. Throws as
   // GetResult.
@@ -156,8 +171,18 @@ struct WorkerEvent {
   /// the job's thread before the completion starts, so it can also serve as a precise point in
   /// the protocol for observers (a test that cancels inside the window).
   /// kReleased: the worker shut down and gave the job back (pending, no retry spent).
-  enum class Kind { kClaimed, kProgress, kCompleted, kFailed, kRetrying, kCancelled, kLostLease,
-                    kRescued, kReleased, kPublished };
+  enum class Kind {
+    kClaimed,
+    kProgress,
+    kCompleted,
+    kFailed,
+    kRetrying,
+    kCancelled,
+    kLostLease,
+    kRescued,
+    kReleased,
+    kPublished
+  };
   Kind kind;
   /// Empty for an event of the worker itself rather than of a job: kRetrying while the catalog
   /// is unavailable (the worker backs off and retries), and once it is available again.

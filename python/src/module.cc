@@ -3,8 +3,6 @@
 // wire layer, dicts, Arrow stream capsules) into the platform's shapes. Every call that reaches
 // the catalog or the disk runs without the GIL.
 
-#include <arrow/array.h>
-#include <arrow/scalar.h>
 #include <arrow/table.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/map.h>
@@ -13,8 +11,6 @@
 #include <nanobind/stl/string_view.h>
 #include <nanobind/stl/vector.h>
 
-#include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <exception>
 #include <filesystem>
@@ -24,7 +20,6 @@
 #include <optional>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "arrow_bridge.h"
@@ -207,87 +202,29 @@ class Store {
   // Read daily_ic of many jobs on a thread pool and stack them with their job_id in front.
   nb::object IcPanel(const std::optional<std::vector<std::string>>& job_ids, Fields fields,
                      int threads) {
-    // Jobs by id are fetched by the reading threads; jobs from a listing are read as listed.
-    std::vector<std::string> ids;
-    std::vector<JobRecord> listed;
+    std::shared_ptr<arrow::Table> panel;
     if (job_ids) {
-      ids = *job_ids;
+      nb::gil_scoped_release nogil;
+      panel = service_->jobs().ReadIcPanel(*job_ids, threads);
     } else {
+      // Jobs chosen by list filters are read as listed (no second catalog lookup).
       if (fields["status"].empty()) fields["status"] = "completed";
       fields["limit"] = std::to_string(kMaxListLimit);
       wire::ListRequest request = wire::ParseListRequest(fields, SameName);
       nb::gil_scoped_release nogil;
+      std::vector<JobRecord> listed;
       for (;;) {
         JobPage page = service_->jobs().ListJobs(request.filter, request.page);
-        for (JobRecord& job : page.jobs) {
-          ids.push_back(job.job_id);
-          listed.push_back(std::move(job));
-        }
+        for (JobRecord& job : page.jobs) listed.push_back(std::move(job));
         if (!page.next) break;
         request.page.after = page.next;
       }
-    }
-    std::shared_ptr<arrow::Table> panel;
-    {
-      nb::gil_scoped_release nogil;
-      panel = ReadIcPanel(ids, listed, threads);
+      panel = service_->jobs().ReadIcPanel(listed, threads);
     }
     return TableToCapsule(panel);
   }
 
  private:
-  std::shared_ptr<arrow::Table> ReadIcPanel(const std::vector<std::string>& ids,
-                                            const std::vector<JobRecord>& listed, int threads) {
-    std::vector<std::shared_ptr<arrow::Table>> parts(ids.size());
-    std::atomic<size_t> next{0};
-    std::exception_ptr failure;
-    std::mutex failure_mutex;
-    auto work = [&] {
-      ReadOptions options;
-      options.tables = {std::string(kIcTable)};
-      for (size_t i = next++; i < ids.size(); i = next++) {
-        try {
-          JobService& jobs = service_->jobs();
-          std::shared_ptr<arrow::Table> ic =
-              (listed.empty() ? jobs.GetResult(ids[i], options) : jobs.GetResult(listed[i], options))
-                  .daily_ic;
-          // String views: every row points at one copy of the id, and polars takes them as they
-          // are (its strings are views), where utf8 would be converted row by row.
-          auto job_id =
-              arrow::MakeArrayFromScalar(arrow::StringViewScalar(ids[i]), ic->num_rows());
-          if (!job_id.ok()) throw InternalError(job_id.status().ToString());
-          auto with_id = ic->AddColumn(0, arrow::field("job_id", arrow::utf8_view(), false),
-                                       std::make_shared<arrow::ChunkedArray>(*job_id));
-          if (!with_id.ok()) throw InternalError(with_id.status().ToString());
-          parts[i] = *with_id;
-        } catch (const std::exception&) {
-          std::lock_guard lock(failure_mutex);
-          if (!failure) failure = std::current_exception();
-          next = ids.size();
-        }
-      }
-    };
-    const size_t count =
-        std::clamp<size_t>(threads > 0 ? threads : std::thread::hardware_concurrency(), 1,
-                           std::max<size_t>(ids.size(), 1));
-    std::vector<std::thread> pool;
-    for (size_t t = 1; t < count; ++t) pool.emplace_back(work);
-    work();
-    for (std::thread& thread : pool) thread.join();
-    if (failure) std::rethrow_exception(failure);
-    if (parts.empty()) {
-      auto schema = arrow::schema(
-          {arrow::field("job_id", arrow::utf8_view(), false), arrow::field("date", arrow::date32()),
-           arrow::field("ic", arrow::float64()), arrow::field("rank_ic", arrow::float64())});
-      auto empty = arrow::Table::MakeEmpty(schema);
-      if (!empty.ok()) throw InternalError(empty.status().ToString());
-      return *empty;
-    }
-    auto stacked = arrow::ConcatenateTables(parts);
-    if (!stacked.ok()) throw InternalError("cannot stack daily_ic: " + stacked.status().ToString());
-    return *stacked;
-  }
-
   std::unique_ptr<Service> service_;
 };
 

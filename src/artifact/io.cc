@@ -253,28 +253,10 @@ arrow::Result<WholeFile> ReadWholeAt(arrow::io::RandomAccessFile& file, int64_t 
   return WholeFile{std::move(buffer), std::move(checksum)};
 }
 
-WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file) {
+std::string ReadFileInto(int fd, int64_t size, uint8_t* data, const std::string& file) {
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
                                                                  &XXH3_freeState);
   XXH3_128bits_reset(state.get());
-  if (size == 0) {
-    return {std::make_shared<arrow::Buffer>(nullptr, 0), Hex(XXH3_128bits_digest(state.get()))};
-  }
-  void* memory = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (memory == MAP_FAILED) {
-    throw InternalError("cannot allocate " + std::to_string(size) + " bytes to read " + file +
-                            ": " + std::strerror(errno),
-                        {{"file", file}});
-  }
-  // Huge pages where the kernel has them: a 60 MB file takes 30 faults instead of 15,000 page
-  // table entries and memory-cgroup charges (both showed in the read profile). Then every page
-  // is provided in one call rather than one fault per page as pread fills them. Advice only:
-  // without it the pages come one by one, as before.
-  ::madvise(memory, static_cast<size_t>(size), MADV_HUGEPAGE);
-  ::madvise(memory, static_cast<size_t>(size), MADV_POPULATE_WRITE);
-  auto buffer = std::make_shared<AnonymousBuffer>(static_cast<uint8_t*>(memory), size);
-  auto* data = static_cast<uint8_t*>(memory);
   int64_t done = 0;
   while (done < size) {
     size_t want = static_cast<size_t>(std::min<int64_t>(size - done, kReadChunkBytes));
@@ -291,7 +273,27 @@ WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file) {
     XXH3_128bits_update(state.get(), data + done, static_cast<size_t>(n));
     done += n;
   }
-  return {std::move(buffer), Hex(XXH3_128bits_digest(state.get()))};
+  return Hex(XXH3_128bits_digest(state.get()));
+}
+
+WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file) {
+  if (size == 0) return {std::make_shared<arrow::Buffer>(nullptr, 0), ChecksumOf("", 0)};
+  void* memory = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (memory == MAP_FAILED) {
+    throw InternalError("cannot allocate " + std::to_string(size) + " bytes to read " + file +
+                            ": " + std::strerror(errno),
+                        {{"file", file}});
+  }
+  // Huge pages where the kernel has them: a 60 MB file takes 30 faults instead of 15,000 page
+  // table entries and memory-cgroup charges (both showed in the read profile). Then every page
+  // is provided in one call rather than one fault per page as pread fills them. Advice only:
+  // without it the pages come one by one, as before.
+  ::madvise(memory, static_cast<size_t>(size), MADV_HUGEPAGE);
+  ::madvise(memory, static_cast<size_t>(size), MADV_POPULATE_WRITE);
+  auto buffer = std::make_shared<AnonymousBuffer>(static_cast<uint8_t*>(memory), size);
+  std::string checksum = ReadFileInto(fd, size, static_cast<uint8_t*>(memory), file);
+  return {std::move(buffer), std::move(checksum)};
 }
 
 void ReleasePages(const arrow::Buffer& whole, int64_t offset, int64_t length) {

@@ -150,6 +150,12 @@ struct WholeFile {
 /// Throws InvalidResult naming `file` (truncated while read, or unreadable).
 WholeFile ReadWholeFile(int fd, int64_t size, const std::string& file);
 
+/// Read the `size` bytes of an open file into `data` (at least `size` bytes) with pread, hashing
+/// them as they arrive; return their checksum ("xxh3-128:..."). For a reader that keeps one
+/// buffer from file to file. Throws InvalidResult naming `file` (truncated while read, or
+/// unreadable).
+std::string ReadFileInto(int fd, int64_t size, uint8_t* data, const std::string& file);
+
 /// Read the `size` bytes of `file` into private anonymous memory (as ReadWholeFile) and checksum
 /// them: for files behind a network. A file of more than `part_bytes` is read in consecutive
 /// parts of about that size (at most kMaxWholeReadParts), all at once, on threads of their own:

@@ -37,12 +37,6 @@ class LocalBundleSource : public BundleSource {
     return names;
   }
 
-  bool Has(const std::string& name) override {
-    std::error_code ec;
-    // symlink_status: an entry that is a symbolic link is there (and refused when read).
-    return fs::exists(fs::symlink_status(dir_ / name, ec));
-  }
-
   std::optional<SourceFile> Open(const std::string& name) override {
     std::optional<BundleFile> opened = OpenBundleFile(dir_, name);
     if (!opened) return std::nullopt;

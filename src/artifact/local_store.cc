@@ -19,6 +19,7 @@
 #include "artifact/io_internal.h"
 #include "artifact/layout_internal.h"
 #include "artifact/s3_store_internal.h"
+#include "artifact/source_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/artifact_store.h"
 #include "btstore/errors.h"
@@ -450,6 +451,8 @@ class LocalArtifactStore : public ArtifactStore {
                                          const ReadOptions& options) override {
     return btstore::OpenTable(where.location, name, options);
   }
+
+  std::unique_ptr<IcReader> NewIcReader() override { return internal::NewLocalIcReader(root_); }
 
   BundleInfo Inspect(const BundleLocation& where) override { return InspectBundle(where.location); }
 

@@ -24,6 +24,7 @@
 
 #include "artifact/io_internal.h"
 #include "artifact/optional_internal.h"
+#include "artifact/reader_internal.h"
 #include "artifact/source_internal.h"
 #include "artifact/summary_internal.h"
 #include "btstore/bundle.h"
@@ -33,7 +34,13 @@ namespace btstore {
 namespace {
 
 namespace fs = std::filesystem;
+using internal::BadFile;
+using internal::BundlePlan;
+using internal::CheckChecksum;
+using internal::CheckRows;
+using internal::CheckSize;
 using internal::FailureKind;
+using internal::PlanRead;
 
 constexpr std::string_view kParquetSuffix = ".parquet";
 
@@ -56,12 +63,6 @@ struct Plan {
   const std::optional<std::map<std::string, ArtifactInfo>>* manifest;
   bool partial = false;
 };
-
-[[noreturn]] void BadFile(const std::string& file, const std::string& message,
-                          ErrorDetails details = {}) {
-  details["file"] = file;
-  throw InvalidResult(file + ": " + message, std::move(details));
-}
 
 void CheckSchema(const arrow::Schema& schema, const std::string& name, const std::string& file) {
   if (OptionalTableSchema(name)) {
@@ -267,26 +268,6 @@ const ArtifactInfo* ManifestEntry(const Plan& plan, const std::string& file) {
   return it == (*plan.manifest)->end() ? nullptr : &it->second;
 }
 
-void CheckSize(const std::string& file, const ArtifactInfo* expected, int64_t size) {
-  if (expected && expected->bytes != size) {
-    BadFile(file,
-            "is " + std::to_string(size) + " bytes, the manifest says " +
-                std::to_string(expected->bytes) + " (truncated or replaced)",
-            {{"expected_bytes", std::to_string(expected->bytes)},
-             {"found_bytes", std::to_string(size)}});
-  }
-}
-
-void CheckChecksum(const std::string& file, const ArtifactInfo* expected,
-                   const std::string& checksum) {
-  if (expected && !expected->checksum.empty() && checksum != expected->checksum) {
-    BadFile(file,
-            "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
-                checksum + " (the file was modified or corrupted)",
-            {{"expected", expected->checksum}, {"found", checksum}});
-  }
-}
-
 // A Parquet file of a bundle opened and checked (schema, rows against the manifest), with the
 // row groups and fields that a read of it selects.
 struct CheckedFile {
@@ -322,13 +303,7 @@ CheckedFile OpenChecked(std::shared_ptr<arrow::io::RandomAccessFile> input, bool
   CheckSchema(*out.schema, name, file);
   out.metadata = out.reader->parquet_reader()->metadata();
   const auto& metadata = *out.metadata;
-  if (expected && metadata.num_rows() != expected->rows) {
-    BadFile(file,
-            "has " + std::to_string(metadata.num_rows()) + " rows, the manifest says " +
-                std::to_string(expected->rows),
-            {{"expected_rows", std::to_string(expected->rows)},
-             {"found_rows", std::to_string(metadata.num_rows())}});
-  }
+  CheckRows(file, expected, metadata.num_rows());
 
   const auto& fields = out.reader->manifest().schema_fields;
   int date_field = out.schema->GetFieldIndex("date");
@@ -468,9 +443,9 @@ void RecomputeIcMetrics(const std::vector<double>& ic, bool has_mean_ic, bool ha
   if (!has_icir) metrics.icir = stats.icir;
 }
 
-std::vector<std::string> ParquetStems(internal::BundleSource& source) {
+std::vector<std::string> ParquetStems(const std::vector<std::string>& entries) {
   std::vector<std::string> stems;
-  for (const std::string& name : source.List()) {
+  for (const std::string& name : entries) {
     if (name.size() <= kParquetSuffix.size() || !name.ends_with(kParquetSuffix)) continue;
     std::string stem = name.substr(0, name.size() - kParquetSuffix.size());
     // Other names (hidden files, odd characters) are not tables of the bundle.
@@ -520,22 +495,46 @@ std::string ReadJsonArtifact(internal::BundleSource& source, const std::string& 
   }
 }
 
-// What a read of a bundle loads, after the checks that come before any table is decoded.
-struct BundlePlan {
-  internal::ParsedSummary summary;
-  std::vector<std::string> names;  // tables to read
-  // JSON artifacts asked for by name: their errors are thrown. Otherwise every one present is
-  // read, and one that cannot be is reported as unavailable.
-  std::vector<std::string> artifacts_by_name;
-  std::vector<std::string> artifacts_if_readable;
-};
+}  // namespace
 
-// Check the bundle for a read of `options.tables` (summary.json, the tables asked for, the
-// manifest's files) and say what to read. The sources that fetch over a network start fetching
-// the tables' files now: whole when `prefetch_whole`, else only their footers (a partial read,
-// or a table streamed step by step). Throws as ReadBundle.
-BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options,
-                    bool prefetch_whole) {
+namespace internal {
+
+void BadFile(const std::string& file, const std::string& message, ErrorDetails details) {
+  details["file"] = file;
+  throw InvalidResult(file + ": " + message, std::move(details));
+}
+
+void CheckSize(const std::string& file, const ArtifactInfo* expected, int64_t size) {
+  if (expected && expected->bytes != size) {
+    BadFile(file,
+            "is " + std::to_string(size) + " bytes, the manifest says " +
+                std::to_string(expected->bytes) + " (truncated or replaced)",
+            {{"expected_bytes", std::to_string(expected->bytes)},
+             {"found_bytes", std::to_string(size)}});
+  }
+}
+
+void CheckChecksum(const std::string& file, const ArtifactInfo* expected,
+                   const std::string& checksum) {
+  if (expected && !expected->checksum.empty() && checksum != expected->checksum) {
+    BadFile(file,
+            "checksum mismatch: the manifest says " + expected->checksum + ", the file is " +
+                checksum + " (the file was modified or corrupted)",
+            {{"expected", expected->checksum}, {"found", checksum}});
+  }
+}
+
+void CheckRows(const std::string& file, const ArtifactInfo* expected, int64_t rows) {
+  if (expected && rows != expected->rows) {
+    BadFile(
+        file,
+        "has " + std::to_string(rows) + " rows, the manifest says " +
+            std::to_string(expected->rows),
+        {{"expected_rows", std::to_string(expected->rows)}, {"found_rows", std::to_string(rows)}});
+  }
+}
+
+BundlePlan PlanRead(BundleSource& source, const ReadOptions& options, bool prefetch_whole) {
   const std::string& dir = source.where();
   if (!source.Exists()) {
     throw ResultPathMissing("bundle directory " + dir + " does not exist", {{"path", dir}});
@@ -544,7 +543,11 @@ BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options,
     throw InvalidArgument("the date range is empty: to is before from",
                           {{"from", options.from->ToString()}, {"to", options.to->ToString()}});
   }
-  std::vector<std::string> present = ParquetStems(source);
+  // One listing answers every "is it there" below (a stat per manifest entry cost more than
+  // the read of a small table).
+  const std::vector<std::string> entries = source.List();
+  const std::set<std::string> on_disk_names(entries.begin(), entries.end());
+  std::vector<std::string> present = ParquetStems(entries);
   {
     // Everything this read will need is fetched at once where fetching costs a round trip:
     // summary.json, and the Parquet files asked for (whole, or their footers).
@@ -558,7 +561,7 @@ BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options,
     source.Prefetch({std::string(kSummaryFile)}, true);
     source.Prefetch(files, prefetch_whole);
   }
-  BundlePlan out{internal::ReadSummary(source), {}, {}, {}};
+  BundlePlan out{ReadSummary(source), {}, {}, {}};
   const internal::ParsedSummary& summary = out.summary;
   std::vector<std::string>& names = out.names;
   std::vector<std::string>& artifacts_by_name = out.artifacts_by_name;
@@ -568,19 +571,19 @@ BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options,
   auto listed = [&](const std::string& file) {
     return summary.manifest && summary.manifest->contains(file);
   };
-  auto on_disk = [&](const std::string& file) { return source.Has(file); };
+  auto on_disk = [&](const std::string& file) { return on_disk_names.contains(file); };
   if (options.tables.empty()) {
     names = {std::string(kSignalsTable), std::string(kWeightsTable), std::string(kIcTable)};
     for (const auto& stem : present) {
       if (!IsRequired(stem)) names.push_back(stem);
     }
     for (std::string_view artifact : {kWalkForwardArtifact, kParamSearchArtifact}) {
-      const std::string file = internal::JsonArtifactFile(artifact);
+      const std::string file = JsonArtifactFile(artifact);
       if (on_disk(file) || listed(file)) artifacts_if_readable.emplace_back(artifact);
     }
   } else {
     for (const auto& name : options.tables) {
-      if (!internal::IsSafeFileStem(name)) {
+      if (!IsSafeFileStem(name)) {
         throw InvalidArgument("'" + name + "' is not a table name", {{"table", name}});
       }
       std::vector<std::string>& list = IsJsonArtifact(name) ? artifacts_by_name : names;
@@ -588,7 +591,7 @@ BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options,
     }
   }
   for (const auto& name : artifacts_by_name) {
-    const std::string file = internal::JsonArtifactFile(name);
+    const std::string file = JsonArtifactFile(name);
     if (!on_disk(file) && !listed(file)) {
       throw InvalidArgument("the bundle has no " + file, {{"table", name}, {"path", dir}});
     }
@@ -620,6 +623,10 @@ BundlePlan PlanRead(internal::BundleSource& source, const ReadOptions& options,
   }
   return out;
 }
+
+}  // namespace internal
+
+namespace {
 
 BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& options,
                         ReadStats* stats, BundleInfo* info) {

@@ -671,8 +671,6 @@ class S3ArtifactStore : public ArtifactStore {
       return names;
     }
 
-    bool Has(const std::string& name) override { return files_.contains(name); }
-
     void Prefetch(const std::vector<std::string>& names, bool whole) override {
       for (const std::string& name : names) {
         auto it = files_.find(name);

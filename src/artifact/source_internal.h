@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "artifact/io_internal.h"
+#include "btstore/artifact_store.h"
 #include "btstore/bundle.h"
 
 namespace btstore::internal {
@@ -33,10 +34,9 @@ class BundleSource {
   virtual std::string PathOf(const std::string& name) const { return where() + "/" + name; }
   /// Whether the bundle is there at all.
   virtual bool Exists() = 0;
-  /// Return the names of its entries. Throws InvalidResult when they cannot be listed.
+  /// Return the names of its entries (a symbolic link among them: it is refused when opened).
+  /// Throws InvalidResult when they cannot be listed.
   virtual std::vector<std::string> List() = 0;
-  /// Whether an entry `name` is there (a symbolic link counts: it is refused when opened).
-  virtual bool Has(const std::string& name) = 0;
   /// Open `name` for partial reads; nullopt when nothing has that name. Throws InvalidResult
   /// naming the file when it is not a regular file of the bundle or cannot be opened.
   virtual std::optional<SourceFile> Open(const std::string& name) = 0;
@@ -54,6 +54,9 @@ class BundleSource {
 
 /// The local directory `dir` as a source.
 std::unique_ptr<BundleSource> LocalSource(const std::filesystem::path& dir);
+
+/// The local store's IcReader (artifact_store.h): bundles in directories under `root`.
+std::unique_ptr<IcReader> NewLocalIcReader(const std::filesystem::path& root);
 
 /// ReadBundle and InspectBundle (btstore/bundle.h) over any source, with their errors.
 BacktestResult ReadBundleFrom(BundleSource& source, const ReadOptions& options, ReadStats* stats);

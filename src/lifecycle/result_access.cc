@@ -1,6 +1,20 @@
 // Reading a job's result by job_id: from the catalog row to a validated bundle directory strictly
 // inside the artifact root, with a distinct error for each way it can fail (contract section 4).
 
+#include <arrow/array.h>
+#include <arrow/array/concatenate.h>
+#include <arrow/chunked_array.h>
+#include <arrow/scalar.h>
+#include <arrow/table.h>
+#include <arrow/util/binary_view_util.h>
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <future>
+#include <mutex>
+#include <thread>
+
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
 
@@ -43,6 +57,62 @@ void CheckReadable(const JobRecord& job) {
     default:
       throw InvalidResult(error.what(), std::move(details));
   }
+}
+
+// Jobs whose files a panel read asks the store to fetch ahead of the reading threads: enough to
+// keep the disk busy while the threads decode, few enough that the pages fetched are still in
+// the page cache when they are read.
+constexpr size_t kFetchAhead = 32;
+
+// The panel: job_id, then daily_ic's columns as the contract has them.
+std::shared_ptr<arrow::Schema> IcPanelSchema() {
+  arrow::FieldVector fields = {arrow::field("job_id", arrow::utf8_view(), false)};
+  const std::shared_ptr<arrow::Schema> ic = RequiredSchema(kIcTable);
+  for (const auto& field : ic->fields()) fields.push_back(field);
+  return arrow::schema(std::move(fields));
+}
+
+// The job_id column of a panel: the i-th id on the next rows[i] rows. String views into one copy
+// of each id (inline when short), which polars takes as they are (its strings are views), where
+// utf8 would be converted row by row.
+std::shared_ptr<arrow::Array> JobIdColumn(const std::vector<std::string>& ids,
+                                          const std::vector<int64_t>& rows, int64_t total) {
+  using View = arrow::BinaryViewType::c_type;
+  auto stored_apart = [](const std::string& id) {
+    return static_cast<int64_t>(id.size()) > arrow::BinaryViewType::kInlineSize;
+  };
+  int64_t data_bytes = 0;
+  for (const std::string& id : ids) {
+    if (stored_apart(id)) data_bytes += static_cast<int64_t>(id.size());
+  }
+  auto views = arrow::AllocateBuffer(total * static_cast<int64_t>(sizeof(View)));
+  auto data = arrow::AllocateBuffer(data_bytes);
+  if (!views.ok() || !data.ok()) throw InternalError("cannot allocate the job_id column");
+  auto* view = reinterpret_cast<View*>((*views)->mutable_data());
+  uint8_t* bytes = (*data)->mutable_data();
+  int32_t offset = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const std::string& id = ids[i];
+    const View one = arrow::util::ToBinaryView(id, 0, offset);
+    if (stored_apart(id)) {
+      std::memcpy(bytes + offset, id.data(), id.size());
+      offset += static_cast<int32_t>(id.size());
+    }
+    view = std::fill_n(view, rows[i], one);
+  }
+  return arrow::MakeArray(
+      arrow::ArrayData::Make(arrow::utf8_view(), total,
+                             {nullptr, std::shared_ptr<arrow::Buffer>(std::move(*views)),
+                              std::shared_ptr<arrow::Buffer>(std::move(*data))},
+                             0));
+}
+
+// One array of the chunks of `type`.
+std::shared_ptr<arrow::Array> Stack(const arrow::ArrayVector& chunks,
+                                    const std::shared_ptr<arrow::DataType>& type) {
+  auto stacked = chunks.empty() ? arrow::MakeEmptyArray(type) : arrow::Concatenate(chunks);
+  if (!stacked.ok()) throw InternalError("cannot stack daily_ic: " + stacked.status().ToString());
+  return *stacked;
 }
 
 }  // namespace
@@ -98,6 +168,86 @@ BacktestResult JobService::GetResult(const JobRecord& job, const ReadOptions& op
                                      ReadStats* stats) {
   return ReadCompleted(
       job, [&](const BundleLocation& where) { return store_.Read(where, options, stats); });
+}
+
+std::shared_ptr<arrow::Table> JobService::ReadIcPanel(const std::vector<std::string>& job_ids,
+                                                      int threads) {
+  return ReadIcPanelOf(
+      job_ids.size(), [&](size_t i) { return catalog_.GetJob(job_ids[i]); }, false, threads);
+}
+
+std::shared_ptr<arrow::Table> JobService::ReadIcPanel(const std::vector<JobRecord>& jobs,
+                                                      int threads) {
+  return ReadIcPanelOf(
+      jobs.size(), [&](size_t i) -> const JobRecord& { return jobs[i]; }, true, threads);
+}
+
+template <typename JobAt>
+std::shared_ptr<arrow::Table> JobService::ReadIcPanelOf(size_t count, JobAt job_at,
+                                                        bool fetch_ahead, int threads) {
+  // A hint: a job that cannot be read is reported by its read.
+  auto hint = [&](IcReader& reader, size_t i) {
+    if (!fetch_ahead || i >= count) return;
+    const JobRecord& job = job_at(i);
+    if (job.status == JobStatus::kCompleted && job.result_path) reader.WillNeed(*job.result_path);
+  };
+  std::vector<std::shared_ptr<arrow::Table>> parts(count);
+  std::vector<std::string> ids(count);
+  std::atomic<size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  auto work = [&](IcReader& reader) {
+    for (size_t i = next++; i < count; i = next++) {
+      try {
+        hint(reader, i + kFetchAhead);
+        decltype(auto) job = job_at(i);
+        parts[i] =
+            ReadCompleted(job, [&](const BundleLocation& where) { return reader.Read(where); });
+        ids[i] = job.job_id;
+      } catch (const std::exception&) {
+        std::lock_guard lock(failure_mutex);
+        if (!failure) failure = std::current_exception();
+        next = count;
+      }
+    }
+  };
+  std::unique_ptr<IcReader> own = store_.NewIcReader();
+  for (size_t i = 0; i < std::min(count, kFetchAhead); ++i) hint(*own, i);
+  const size_t pool_size = std::clamp<size_t>(
+      threads > 0 ? threads : std::thread::hardware_concurrency(), 1, std::max<size_t>(count, 1));
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < pool_size; ++t) {
+    pool.emplace_back([&] {
+      std::unique_ptr<IcReader> reader = store_.NewIcReader();
+      work(*reader);
+    });
+  }
+  work(*own);
+  for (std::thread& thread : pool) thread.join();
+  if (failure) std::rethrow_exception(failure);
+
+  // One chunk per column: polars takes a panel of one chunk about 30 times faster than one of a
+  // chunk per job (0.7 ms against 22-34 ms for 1,000 jobs).
+  const std::shared_ptr<arrow::Schema> schema = IcPanelSchema();
+  std::vector<arrow::ArrayVector> chunks(schema->num_fields());
+  std::vector<int64_t> rows(count);
+  int64_t total = 0;
+  for (size_t i = 0; i < count; ++i) {
+    for (int c = 1; c < schema->num_fields(); ++c) {
+      for (const auto& chunk : parts[i]->column(c - 1)->chunks()) chunks[c].push_back(chunk);
+    }
+    rows[i] = parts[i]->num_rows();
+    total += rows[i];
+  }
+  parts.clear();
+  std::future<std::shared_ptr<arrow::Array>> job_id =
+      std::async(std::launch::async, [&] { return JobIdColumn(ids, rows, total); });
+  arrow::ArrayVector columns(schema->num_fields());
+  for (int c = 1; c < schema->num_fields(); ++c) {
+    columns[c] = Stack(chunks[c], schema->field(c)->type());
+  }
+  columns[0] = job_id.get();
+  return arrow::Table::Make(schema, std::move(columns), total);
 }
 
 std::unique_ptr<TableStream> JobService::OpenTable(std::string_view job_id, const std::string& name,

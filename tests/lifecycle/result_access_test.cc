@@ -1,10 +1,11 @@
-// JobService::GetResult and ResolveResultPath: one test per way a read can fail, and a partial
-// read, on every catalog backend.
+// JobService::GetResult, ReadIcPanel and ResolveResultPath: one test per way a read can fail,
+// and a partial read, on every catalog backend.
 
 #include <arrow/api.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
@@ -251,6 +252,77 @@ TEST_P(ResultAccessTest, ResolveResultPathRejectsWhatGetResultRejects) {
   EXPECT_THROW(service_->ResolveResultPath(job), ResultPathMissing);
   job.result_path = root_.string() + "-sibling/job-resolve";  // shares the root's name prefix
   EXPECT_THROW(service_->ResolveResultPath(job), ResultPathMissing);
+}
+
+using Ids = std::vector<std::string>;
+
+// Flip bytes in the middle of `file` (its data pages), keeping its size.
+void Corrupt(const fs::path& file) {
+  const auto size = fs::file_size(file);
+  std::fstream out(file, std::ios::in | std::ios::out | std::ios::binary);
+  out.seekp(static_cast<std::streamoff>(size / 2) - 16);
+  const std::string garbage(32, '\x5a');
+  out.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+}
+
+TEST_P(ResultAccessTest, IcPanelStacksTheJobsInTheOrderGivenAsGetResultReadsThem) {
+  const JobRecord a = MakeCompleted("job-a", DaysAgo(3), DaysAgo(2));
+  WriteOptions small_groups;
+  small_groups.row_group_rows = 3;  // daily_ic's 10 rows in 4 row groups
+  const JobRecord b = MakeCompleted("job-b", DaysAgo(2), DaysAgo(1), small_groups);
+  for (int threads : {1, 2, 0}) {
+    const std::shared_ptr<arrow::Table> by_id =
+        service_->ReadIcPanel(Ids{"job-b", "job-a"}, threads);
+    const std::shared_ptr<arrow::Table> listed = service_->ReadIcPanel({b, a}, threads);
+    ASSERT_TRUE(by_id->Equals(*listed));
+    ASSERT_EQ(by_id->schema()->ToString(),
+              "job_id: string_view not null\ndate: date32[day]\nic: double\nrank_ic: double");
+    ASSERT_EQ(by_id->num_rows(), 20);
+    int64_t offset = 0;
+    for (const std::string job_id : {"job-b", "job-a"}) {
+      const std::shared_ptr<arrow::Table> ic = service_->GetResult(job_id).daily_ic;
+      const std::shared_ptr<arrow::Table> part = by_id->Slice(offset, ic->num_rows());
+      for (const std::string column : {"date", "ic", "rank_ic"}) {
+        EXPECT_TRUE(part->GetColumnByName(column)->Equals(*ic->GetColumnByName(column)))
+            << job_id << " " << column;
+      }
+      auto ids = part->GetColumnByName("job_id");
+      for (int64_t row = 0; row < ids->length(); ++row) {
+        EXPECT_EQ((*ids->GetScalar(row))->ToString(), job_id);
+      }
+      offset += ic->num_rows();
+    }
+  }
+  EXPECT_EQ(service_->ReadIcPanel(Ids{}, 0)->num_rows(), 0);
+}
+
+TEST_P(ResultAccessTest, IcPanelFailsAsGetResultForTheFirstJobThatCannotBeRead) {
+  const JobRecord good = MakeCompleted("job-good", DaysAgo(3), DaysAgo(2));
+  const JobRecord corrupt = MakeCompleted("job-corrupt", DaysAgo(2), DaysAgo(1));
+  Corrupt(BundleDir("job-corrupt") / "daily_ic.parquet");
+  for (const auto& read : std::vector<std::function<void()>>{
+           [&] {
+             service_->ReadIcPanel(Ids{"job-good", "job-corrupt"}, 2);
+           },
+           [&] {
+             service_->ReadIcPanel({good, corrupt}, 2);
+           }}) {
+    try {
+      read();
+      ADD_FAILURE() << "a corrupt daily_ic was read";
+    } catch (const InvalidResult& error) {
+      EXPECT_EQ(error.details().at("job_id"), "job-corrupt");
+      EXPECT_EQ(error.details().at("file"), "daily_ic.parquet");
+      EXPECT_NE(std::string(error.what()).find("checksum mismatch"), std::string::npos)
+          << error.what();
+    }
+  }
+  fs::remove_all(BundleDir("job-corrupt"));
+  EXPECT_THROW(service_->ReadIcPanel(Ids{"job-good", "job-corrupt"}, 1), ResultPathMissing);
+  EXPECT_THROW(service_->ReadIcPanel(Ids{"job-good", "job-none"}, 1), JobNotFound);
+  const JobRecord nosummary = MakeCompleted("job-nosummary", DaysAgo(2), DaysAgo(1));
+  fs::remove(BundleDir("job-nosummary") / kSummaryFile);
+  EXPECT_THROW(service_->ReadIcPanel({good, nosummary}, 2), MissingReproducibilityMetadata);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ResultAccessTest, ::testing::ValuesIn(AllBackends()),

@@ -31,6 +31,11 @@ CHILD = textwrap.dedent("""
         assert getattr(result, name).equals(source[name], null_equal=True), name
     month = store.get_result("s3-py-1", start="2024-02-01", end="2024-02-29")
     assert month.daily_signals["date"].min().month == 2
+    # The panel on S3 reads through the store's own reads (no lean local reader there).
+    for panel in (store.ic_panel(alpha_name="alpha"), store.ic_panel(["s3-py-1"])):
+        assert panel.columns == ["job_id", "date", "ic", "rank_ic"]
+        assert panel.drop("job_id").equals(source["daily_ic"], null_equal=True)
+        assert set(panel["job_id"]) == {"s3-py-1"}
     print(imported.result_path)
 """)
 

@@ -226,6 +226,36 @@ def test_verify_cleanup_and_the_cross_job_frames(store):
     assert [j["job_id"] for j in store.list_jobs()] == [ids[0]]
 
 
+def test_ic_panel_checks_every_bundle_as_get_result_does(store):
+    jobs = [import_sample(store, seed=s, job_id=f"job-{s}") for s in (1, 2, 3)]
+    whole = store.ic_panel()
+    assert whole.height == 90 and set(whole["job_id"]) == {j.job_id for j in jobs}
+    chosen = store.ic_panel([jobs[2].job_id, jobs[0].job_id])
+    assert chosen["job_id"].to_list() == [jobs[2].job_id] * 30 + [jobs[0].job_id] * 30
+    for job in jobs:
+        expected = store.get_result(job.job_id).daily_ic
+        assert whole.filter(pl.col("job_id") == job.job_id).drop("job_id").equals(expected)
+    # A changed daily_ic: the checksum of the manifest catches it, for the job named.
+    path = os.path.join(jobs[1].result_path, "daily_ic.parquet")
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    for read in (lambda: store.ic_panel(), lambda: store.ic_panel([j.job_id for j in jobs])):
+        with pytest.raises(btstore.InvalidResult) as raised:
+            read()
+        assert raised.value.details["job_id"] == jobs[1].job_id
+        assert "checksum mismatch" in str(raised.value)
+    # A bundle gone from disk.
+    for name in os.listdir(jobs[1].result_path):
+        os.remove(os.path.join(jobs[1].result_path, name))
+    os.rmdir(jobs[1].result_path)
+    with pytest.raises(btstore.ResultPathMissing):
+        store.ic_panel()
+    assert store.ic_panel([jobs[0].job_id, jobs[2].job_id]).height == 60
+
+
 def test_store_defaults_follow_the_command_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BTSTORE_CATALOG", raising=False)
