@@ -37,6 +37,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -130,6 +131,65 @@ void ResetPeakRss() {
 json MemoryFacts(double rss_before_mib) {
   return {{"rss_before_mb", rss_before_mib}, {"peak_rss_mb", StatusMib("VmHWM")}};
 }
+
+// The measured operation, as bench/limiter.py profiles it: when BTSTORE_PERF_CONTROL names perf
+// record's control and acknowledgement FIFOs ("CTL,ACK"; perf record --control fifo:CTL,ACK
+// -D -1), the profiler records from construction to End() only, so that setup (generating or
+// loading the input, process start) stays out of "what limits this case". Without that variable
+// it does nothing, which is how every timed run goes.
+class ProfiledRegion {
+ public:
+  ProfiledRegion() {
+    const char* control = std::getenv("BTSTORE_PERF_CONTROL");
+    if (control == nullptr) return;
+    const std::string fifos = control;
+    const size_t comma = fifos.find(',');
+    if (comma == std::string::npos) throw InvalidArgument("BTSTORE_PERF_CONTROL is CTL,ACK");
+    control_fd_ = ::open(fifos.substr(0, comma).c_str(), O_WRONLY | O_CLOEXEC);
+    ack_fd_ = ::open(fifos.substr(comma + 1).c_str(), O_RDONLY | O_CLOEXEC);
+    if (control_fd_ < 0 || ack_fd_ < 0) {
+      Close();
+      throw InternalError("cannot open the perf control FIFOs of BTSTORE_PERF_CONTROL");
+    }
+    if (!Send("enable")) {
+      Close();
+      throw InternalError("perf did not acknowledge enable");
+    }
+  }
+  ProfiledRegion(const ProfiledRegion&) = delete;
+  ProfiledRegion& operator=(const ProfiledRegion&) = delete;
+  // Leaving by an exception: stop recording if perf still listens, and go on unwinding.
+  ~ProfiledRegion() {
+    if (control_fd_ >= 0) Send("disable");
+    Close();
+  }
+
+  // Stop recording (once).
+  void End() {
+    if (control_fd_ < 0) return;
+    const bool acknowledged = Send("disable");
+    Close();
+    if (!acknowledged) throw InternalError("perf did not acknowledge disable");
+  }
+
+ private:
+  // perf acknowledges each command with "ack\n" once it has taken effect.
+  bool Send(const std::string& command) {
+    const std::string line = command + "\n";
+    char ack[16];
+    return ::write(control_fd_, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+           ::read(ack_fd_, ack, sizeof(ack)) > 0;
+  }
+
+  void Close() {
+    if (control_fd_ >= 0) ::close(control_fd_);
+    if (ack_fd_ >= 0) ::close(ack_fd_);
+    control_fd_ = ack_fd_ = -1;
+  }
+
+  int control_fd_ = -1;
+  int ack_fd_ = -1;
+};
 
 double Percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
@@ -301,6 +361,7 @@ int CmdWrite(const Args& args) {
   const WriteOptions options;
   const double rss_before = StatusMib("VmRSS");
   ResetPeakRss();
+  ProfiledRegion region;
   const auto start = SteadyClock::now();
   if (mode == "btstore") {
     WriteBundle(result, out, options);
@@ -331,6 +392,7 @@ int CmdWrite(const Args& args) {
     throw InvalidArgument("--mode is btstore or raw");
   }
   const double seconds = SecondsSince(start);
+  region.End();
   json facts = MemoryFacts(rss_before);
   facts["seconds"] = seconds;
   facts["table_bytes"] = TableBytes(result);
@@ -361,9 +423,11 @@ int CmdRead(const Args& args) {
   const double rss_before = StatusMib("VmRSS");
   ResetPeakRss();
   ReadStats stats;
+  ProfiledRegion region;
   const auto start = SteadyClock::now();
   BacktestResult result = ReadBundle(args.Str("dir"), options, &stats);
   const double seconds = SecondsSince(start);
+  region.End();
   json facts = MemoryFacts(rss_before);
   facts["seconds"] = seconds;
   facts["table_bytes"] = TableBytes(result);
@@ -434,6 +498,7 @@ int CmdList(const Args& args) {
   const int64_t depth_wanted = args.Int("depth", 10000);
   const int page_size = kDefaultListLimit;
   json out = json::array();
+  ProfiledRegion region;
   for (const auto& [name, filter] : BenchFilters(rows)) {
     // Find the cursor `depth_wanted` rows deep by walking the largest pages the API allows. A
     // filter matching fewer rows gets the deepest cursor that still has a full page after it
@@ -504,6 +569,7 @@ int CmdList(const Args& args) {
                    {"deep_cursor", LatencySummary(deep)},
                    {"deep_offset", LatencySummary(offset)}});
   }
+  region.End();
   std::cout << json{{"backend", std::string(catalog->Backend())}, {"filters", out}} << "\n";
   return 0;
 }
@@ -565,8 +631,10 @@ int CmdRetention(const Args& args) {
   };
   const double rss_before = StatusMib("VmRSS");
   ResetPeakRss();
+  ProfiledRegion region;
   RetentionReport report = CleanupOldResults(*catalog, *store, clock, options);
   const double seconds = SecondsSince(start);
+  region.End();
   json facts = MemoryFacts(rss_before);
   facts["seconds"] = seconds;
   facts["removed"] = report.removed;
@@ -672,6 +740,7 @@ int CmdThroughput(const Args& args) {
   // one job at a time, as separate users or processes do.
   std::vector<std::unique_ptr<Service>> clients;
   for (int s = 0; s < submitters; ++s) clients.push_back(Service::Open(url, root.string(), opened));
+  ProfiledRegion region;
   const double submit_s = RunThreads(submitters, [&](int s) {
     for (int i = s; i < jobs; i += submitters) {
       clients[s]->jobs().Submit(NoopSpec("noop-" + tag + "-" + std::to_string(i)));
@@ -700,6 +769,7 @@ int CmdThroughput(const Args& args) {
     pool.push_back(services.back()->NewWorker(options));
   }
   const double process_s = RunThreads(workers, [&](int w) { pool[w]->Run(); });
+  region.End();
   std::cout << json{{"jobs", jobs},
                     {"workers", workers},
                     {"concurrency", concurrency},
@@ -741,6 +811,7 @@ int CmdCeiling(const Args& args) {
     int jobs = 0;
   };
   std::vector<Steps> steps(threads);
+  ProfiledRegion region;
   const double wall = RunThreads(threads, [&](int t) {
     std::unique_ptr<Catalog> catalog = Catalog::Open(url);
     const std::string worker = tag + std::to_string(t);
@@ -760,6 +831,7 @@ int CmdCeiling(const Args& args) {
       ++steps[t].jobs;
     }
   });
+  region.End();
   fs::remove_all(staging_root);
   Steps total;
   for (const Steps& s : steps) {
@@ -797,6 +869,7 @@ int CmdQueue(const Args& args) {
   std::atomic<int> completed{0};
   rusage before{};
   ::getrusage(RUSAGE_SELF, &before);
+  ProfiledRegion region;
   const double wall = RunThreads(workers, [&](int w) {
     std::unique_ptr<Catalog> catalog = Catalog::Open(url);
     const std::string worker = tag + std::to_string(w);
@@ -813,6 +886,7 @@ int CmdQueue(const Args& args) {
       }
     }
   });
+  region.End();
   rusage after{};
   ::getrusage(RUSAGE_SELF, &after);
   auto cpu_s = [](const rusage& r) {
@@ -864,6 +938,7 @@ int CmdCancel(const Args& args) {
   std::vector<double> latencies;
   int timeouts = 0;
   const std::string tag = RunTag();
+  ProfiledRegion region;
   for (int k = 0; k < samples; ++k) {
     JobSpec spec = NoopSpec("cancel-" + tag + "-" + std::to_string(k));
     spec.alpha_name = "cancel_bench";
@@ -892,6 +967,7 @@ int CmdCancel(const Args& args) {
       ++timeouts;
     }
   }
+  region.End();
   worker.Stop();
   runner.join();
   json facts = LatencySummary(latencies);
@@ -935,6 +1011,7 @@ int CmdEngine(const Args& args) {
   auto service = Service::Open(url, root.string(), opened);
   const std::string tag = RunTag();
   json facts = json::object();
+  ProfiledRegion region;
   for (const std::string engine : {"held", "copy"}) {
     std::vector<double> seconds;
     for (int k = 0; k < repeats; ++k) {
@@ -954,6 +1031,7 @@ int CmdEngine(const Args& args) {
     facts[engine] = LatencySummary(seconds);
     facts[engine]["all_s"] = seconds;
   }
+  region.End();
   facts["rows"] = held.daily_signals->num_rows();
   facts["overhead_s"] = facts["copy"]["p50_s"].get<double>() - facts["held"]["p50_s"].get<double>();
   facts["ratio"] = facts["copy"]["p50_s"].get<double>() / facts["held"]["p50_s"].get<double>();

@@ -10,6 +10,9 @@ Every measurement runs in a fresh process (build/bench/btstore_bench for btstore
 C++, bench/peers.py for pyarrow and polars); each prints one JSON object. This driver repeats
 them, takes medians, computes ratio_vs_btstore = median(tool) / median(btstore) (above 1: btstore
 is faster), checks each case's target, prints tables and optionally writes every row as JSON.
+After each case it prints the case's time and what limits it, from one extra, untimed run of the
+case's btstore command under perf (bench/limiter.py), and at the end every case's time and the
+run's against its budget (--quick 2 minutes, full 15 minutes).
 
 Cases (see docs/PERFORMANCE.md): 1 write a bundle, 2 read a whole bundle, 3 read one month,
 4 list_jobs on a large catalog, 5 retention, 6 lifecycle throughput and cancel latency,
@@ -35,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests", "support"))
 from btstore_testing import FaultProxy, PgCluster, PgClusterError, S3Server  # noqa: E402
+import limiter  # noqa: E402  (bench/limiter.py: what limits each case)
 MIB = 1024 * 1024
 
 # Result shapes: (name, trading days, permnos). The first one of a mode spans ten years and is
@@ -47,6 +51,12 @@ MONTH = ("2015-06-01", "2015-06-30")  # one month out of 2010-01-04 .. 2019-12-3
 # Cases 1 and 2 (round two): btstore's margin over the faster peer, and at most this much
 # slower than a raw Arrow C++ write of the same files.
 SPEEDUP = 1.15
+# The whole run's time goals (issue 14 item 5), on 2 cores.
+QUICK_BUDGET_S = 120
+FULL_BUDGET_S = 15 * 60
+# A case's profile run records at most this long (perf then ends the command), so that a slow
+# command (retention, lifecycle on a busy disk) cannot stretch the run.
+PROFILE_RECORD_S = 20
 
 
 class Settings:
@@ -56,6 +66,13 @@ class Settings:
         self.datasets = DATASETS[self.mode]
         # Repetitions of one measurement (each a fresh process), per dataset size.
         self.repeats = {"large": 5, "small": 7, "medium": 3}
+        # Case 10 moves the large result through a Python S3 server about ten times per
+        # repetition, and case 9's ic_panel reads 1,000 files per run: three runs each give the
+        # median and keep the full run within its 15 minutes.
+        self.s3_repeats = 3
+        self.ic_panel_repeats = 3
+        # Making the jobs is most of case 9's time in --quick (each import flushes its bundle).
+        self.ic_panel_jobs = 100 if quick else 1000
         self.catalog_rows = 100_000 if quick else 1_000_000
         self.list_iterations = 20 if quick else 100
         self.retention_jobs = 5_000 if quick else 100_000
@@ -150,8 +167,16 @@ def run_json_rusage(cmd, timeout=None):
 
 
 class Bench:
+    """Runs the measurement processes, and per case one extra, untimed profile run of the case's
+    btstore command (the first one a case marks with profile=True or names with want_profile),
+    which tells what limits the case (bench/limiter.py)."""
+
     def __init__(self, build_dir):
         self.build_dir = build_dir
+        self.limiter = None  # set by start_profiling once the scratch directory exists
+        self.target = None
+        self.limits_line = None
+        self.profile_s = 0.0
         self.exe = os.path.join(build_dir, "bench", "btstore_bench")
         if not os.access(self.exe, os.X_OK):
             sys.exit(f"run_bench: {self.exe} not found; build the target btstore_bench first")
@@ -161,14 +186,57 @@ class Bench:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (os.path.join(build_dir, "python"), os.environ.get("PYTHONPATH")) if p)
 
-    def cpp(self, *args, timeout=None):
-        return run_json_rusage([self.exe, *map(str, args)], timeout=timeout)
+    def cpp(self, *args, timeout=None, profile=False):
+        return self._run([self.exe, *map(str, args)], timeout, profile)
 
     def peer(self, *args):
         return run_json_rusage([*self.peers, *map(str, args)])
 
-    def py(self, *args):
-        return run_json_rusage([*self.python, *map(str, args)])
+    def py(self, *args, profile=False):
+        return self._run([*self.python, *map(str, args)], None, profile)
+
+    def _run(self, cmd, timeout, profile):
+        start = time.perf_counter()
+        facts = run_json_rusage(cmd, timeout=timeout)
+        if profile and not facts.get("timed_out"):
+            # The operation's own time when the process reports it, else the process's.
+            self.want_profile(limiter.Target(cmd, dict(os.environ), region=True,
+                                             expected_s=facts.get("seconds",
+                                                                  time.perf_counter() - start)))
+        return facts
+
+    def start_profiling(self, scratch):
+        self.limiter = limiter.Limiter(scratch)
+        return self.limiter.unavailable or ("perf with syscall and switch records"
+                                            if self.limiter.syscalls else "perf, CPU only")
+
+    def want_profile(self, target):
+        """Profile `target` for this case (unless the case named one already)."""
+        if self.target is None and self.limits_line is None:
+            self.target = target
+
+    def profile_pending(self):
+        """Run the case's profile now (a case that stops a server it started calls this before
+        stopping it); otherwise the driver runs it when the case ends."""
+        if self.target is None:
+            return
+        target, self.target = self.target, None
+        start = time.perf_counter()
+        try:
+            limits = self.limiter.measure(target, timeout=PROFILE_RECORD_S + 120,
+                                          record_s=PROFILE_RECORD_S)
+            self.limits_line = limiter.summarise(limits, os.cpu_count() or 1)
+        except limiter.LimiterError as error:
+            self.limits_line = f"unknown: the profile run failed: {error}"
+        self.limits_line += f" [{' '.join(os.path.basename(a) for a in target.argv[:3])}]"
+        self.profile_s += time.perf_counter() - start
+
+    def finish_case(self):
+        """The case's "limited by" line and the seconds its profile run took; resets both."""
+        self.profile_pending()
+        line, seconds = self.limits_line, self.profile_s
+        self.limits_line, self.profile_s = None, 0.0
+        return line, seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +477,8 @@ class BundleCases:
                     out = os.path.join(self.work, f"w-{name}-{rep}-{tool.split()[0]}")
                     if tool == "btstore":
                         facts = self.bench.cpp("write", "--mode", "btstore", "--out", out,
-                                               "--days", days, "--symbols", symbols)
+                                               "--days", days, "--symbols", symbols,
+                                               profile=True)
                     elif tool == "raw Arrow C++":
                         facts = self.bench.cpp("write", "--mode", "raw", "--out", out,
                                                "--days", days, "--symbols", symbols)
@@ -444,7 +513,7 @@ class BundleCases:
             for _ in range(self.s.repeats[name]):
                 for tool in runs:
                     if tool == "btstore":
-                        facts = self.bench.cpp("read", "--dir", src)
+                        facts = self.bench.cpp("read", "--dir", src, profile=True)
                     else:
                         facts = self.bench.peer("read", "--tool", tool, "--dir", src)
                     runs[tool].append(facts)
@@ -470,7 +539,7 @@ class BundleCases:
             for tool in runs:
                 if tool == "btstore":
                     facts = self.bench.cpp("read", "--dir", src, "--from", MONTH[0], "--to",
-                                           MONTH[1], "--tables", "daily_signals")
+                                           MONTH[1], "--tables", "daily_signals", profile=True)
                 elif tool == "btstore full signals read":
                     facts = self.bench.cpp("read", "--dir", src, "--tables", "daily_signals")
                 else:
@@ -539,7 +608,7 @@ class BundleCases:
             runs = {op: {t: [] for t in tools} for op in ("write", "read", "month")}
             month_args = ["--from", MONTH[0], "--to", MONTH[1]]
             job = None
-            for i in range(self.s.repeats[name]):
+            for i in range(self.s.s3_repeats):
                 seconds, doc = timed([*btstore, "import", src, "--alpha", "bench", "--start",
                                       "2010-01-04", "--end", "2019-12-31", "--job-id",
                                       f"s3-bench-{i}"])
@@ -590,6 +659,11 @@ class BundleCases:
                         extra["bytes_read_fraction"] = facts["bytes_fetched"] / file_bytes
                     self.report.add(case, tool, value, med["btstore"], **extra)
                 self.report.print_case(case)
+            # The btstore executable's whole read from S3, profiled while the server runs.
+            self.bench.want_profile(limiter.Target([*btstore, "result", job], env,
+                                                   region=False,
+                                                   expected_s=median(runs["read"]["btstore"])))
+            self.bench.profile_pending()
         finally:
             proxy.close()
             server.close()
@@ -600,7 +674,7 @@ class BundleCases:
             root = os.path.join(self.work, f"engine-{name}")
             url = f"sqlite:{os.path.join(self.work, f'engine-{name}.db')}"
             facts = self.bench.cpp("engine", "--catalog", url, "--root", root, "--src", src,
-                                   "--repeats", self.s.repeats[name])
+                                   "--repeats", self.s.repeats[name], profile=True)
             case = f"8 command engine overhead, {name} ({days}x{symbols}), sqlite"
             held, copy = facts["held"]["p50_s"], facts["copy"]["p50_s"]
             self.report.add(case, "btstore in-process engine", held, held, **facts["held"])
@@ -611,6 +685,7 @@ class BundleCases:
                              "output, over the same result returned in-process")
             row["target_met"] = None
             self.report.print_case(case)
+            self.bench.profile_pending()  # before its bundles go
             remove_tree(root)
 
     def case7(self):
@@ -652,6 +727,7 @@ class CatalogCases:
         self.bench, self.s, self.work, self.report = bench, settings, work, report
         self.pg = None
         self.sqlite_files = 0
+        self.listing = {}  # backend -> (url, load seconds) of listing_catalog
 
     def catalog(self, backend):
         """A new, migrated, empty catalog of `backend`; returns its URL."""
@@ -674,16 +750,25 @@ class CatalogCases:
         if self.pg is not None:
             self.pg.stop()
 
-    def case4(self):
-        rows = self.s.catalog_rows
-        for backend in ("postgresql", "sqlite"):
+    def listing_catalog(self, backend):
+        """A catalog of `backend` bulk-loaded with the listing rows (catalog_rows of them); made
+        once per run, since listing only reads it (cases 4 and 9); returns (url, load seconds)."""
+        if backend not in self.listing:
             url = self.catalog(backend)
+            rows = self.s.catalog_rows
             load_s = bulk_load(url, LOAD_PG, LOAD_SQLITE,
                                {"rows": rows, "root": os.path.join(self.work, "results")})
             print(f"  {backend}: loaded {rows:,} jobs in {load_s:.1f} s "
                   f"({rows / load_s:,.0f} rows/s)")
+            self.listing[backend] = (url, load_s)
+        return self.listing[backend]
+
+    def case4(self):
+        rows = self.s.catalog_rows
+        for backend in ("postgresql", "sqlite"):
+            url, load_s = self.listing_catalog(backend)
             facts = self.bench.cpp("list", "--catalog", url, "--rows", rows, "--iterations",
-                                   self.s.list_iterations)
+                                   self.s.list_iterations, profile=True)
             for f in facts["filters"]:
                 case = f"4 list_jobs {backend} {rows:,} jobs, filter={f['filter']}"
                 first = f["first"]
@@ -711,15 +796,9 @@ class CatalogCases:
         src = os.path.join(self.work, "retention-src")
         if not os.path.isdir(src):
             self.bench.cpp("gen", "--out", src, "--days", 5, "--symbols", 10)
+        prefix = "ret-"
         for backend in self.s.retention_backends:
-            url = self.catalog(backend)
-            root = os.path.join(self.work, f"retention-{backend}")
-            os.makedirs(root)
-            prefix = "ret-"
-            made = self.bench.cpp("replicate", "--src", src, "--root", root, "--count", jobs,
-                                  "--prefix", prefix)
-            load_s = bulk_load(url, RETENTION_PG, RETENTION_SQLITE,
-                               {"rows": jobs, "root": root, "prefix": prefix})
+            url, root, made, load_s = self.expired_jobs(src, backend, jobs, prefix, backend)
             print(f"  {backend}: {jobs:,} expired jobs: bundles made in {made['seconds']:.1f} s "
                   f"(hard links), rows loaded in {load_s:.1f} s")
             budget = self.s.retention_budget_s
@@ -762,6 +841,26 @@ class CatalogCases:
                 row["target_met"] = facts["seconds"] < 60
             self.report.print_case(case)
             remove_tree(root)
+            # The run above removed its input: the profile run gets expired jobs of its own, on
+            # the same backend: a tenth of the measured ones, at most one batch of retention's.
+            few = min(jobs // 10, 1000)
+            url, root, _, _ = self.expired_jobs(src, backend, few, prefix, f"{backend}-profile")
+            self.bench.want_profile(limiter.Target(
+                [self.bench.exe, "retention", "--catalog", url, "--root", root], dict(os.environ),
+                expected_s=facts["seconds"] * few / jobs))
+
+    def expired_jobs(self, src, backend, jobs, prefix, name):
+        """A new catalog of `backend` with `jobs` completed jobs that expired 200 days ago, and
+        their bundles (hard links to `src`'s files) under a new root; returns (url, root, the
+        replicator's facts, seconds of the bulk load)."""
+        url = self.catalog(backend)
+        root = os.path.join(self.work, f"retention-{name}")
+        os.makedirs(root)
+        made = self.bench.cpp("replicate", "--src", src, "--root", root, "--count", jobs,
+                              "--prefix", prefix)
+        load_s = bulk_load(url, RETENTION_PG, RETENTION_SQLITE,
+                           {"rows": jobs, "root": root, "prefix": prefix})
+        return url, root, made, load_s
 
     def case6(self):
         root = os.path.join(self.work, "lifecycle")
@@ -802,7 +901,8 @@ class CatalogCases:
         def workers(concurrency, clients):
             return self.bench.cpp("throughput", "--catalog", url, "--root", root, "--jobs",
                                   s.throughput_jobs, "--workers", 2, "--concurrency",
-                                  concurrency, "--submitters", clients)
+                                  concurrency, "--submitters", clients,
+                                  profile=concurrency == s.throughput_concurrency)
 
         serial = [ceiling(1, s.ceiling_jobs)]
         before = [workers(1, 1)]
@@ -906,7 +1006,7 @@ class PythonCases:
             for tool in runs:
                 if tool == "btstore Python get_result":
                     facts = self.bench.py("get-result", "--catalog", url, "--root", root,
-                                          "--job-id", "large")
+                                          "--job-id", "large", profile=True)
                 elif tool == "polars read_parquet":
                     facts = self.bench.peer("read", "--tool", "polars", "--dir", src)
                 else:
@@ -926,7 +1026,7 @@ class PythonCases:
         self.report.print_case(case)
 
     def ic_panel(self):
-        jobs = 200 if self.s.quick else 1000
+        jobs = self.s.ic_panel_jobs
         url = self.catalogs.catalog("sqlite")
         root = os.path.join(self.work, "ic-results")
         made = self.bench.py("ic-jobs", "--catalog", url, "--root", root, "--jobs", jobs,
@@ -936,7 +1036,7 @@ class PythonCases:
         catalog_file = url.split(":", 1)[1]
         for cache in ("warm", "cold"):
             runs = {"btstore ic_panel": [], "polars scan_parquet glob": []}
-            for _ in range(5):
+            for _ in range(self.s.ic_panel_repeats):
                 for tool in runs:
                     if cache == "cold":
                         evict_page_cache([root, catalog_file])
@@ -959,9 +1059,7 @@ class PythonCases:
 
     def list_jobs(self):
         rows = self.s.catalog_rows
-        url = self.catalogs.catalog("sqlite")
-        bulk_load(url, LOAD_PG, LOAD_SQLITE, {"rows": rows,
-                                              "root": os.path.join(self.work, "results")})
+        url, _ = self.catalogs.listing_catalog("sqlite")  # case 4's, when it ran
         cpp = {f["filter"]: f["first"]["p50_s"] for f in
                self.bench.cpp("list", "--catalog", url, "--rows", rows, "--iterations",
                               self.s.list_iterations)["filters"]}
@@ -1004,7 +1102,10 @@ def main():
     info = machine()
     print(f"btstore bench ({settings.mode}) on {info['nproc']} x {info['cpu']}, "
           f"{info['mem_gib']} GiB; cases {','.join(map(str, cases))}; scratch {work}")
+    print(f"load average {os.getloadavg()[0]:.2f}; what limits each case: "
+          f"{bench.start_profiling(work)}")
     started = time.perf_counter()
+    case_seconds = {}
     bundles = BundleCases(bench, settings, work, report)
     catalogs = CatalogCases(bench, settings, work, report)
     python = PythonCases(bench, settings, work, report, bundles, catalogs)
@@ -1022,7 +1123,15 @@ def main():
                 report.rows.append({"case": str(case), "tool": "btstore", "median_s": None,
                                     "ratio_vs_btstore": None, "error": str(error),
                                     "target": "the case runs", "target_met": False})
-            print(f"-- case {case} took {time.perf_counter() - case_start:.0f} s")
+            limits, profile_s = bench.finish_case()
+            if limits is None:
+                limits = ("no process of its own: the peak RSS of cases 1-3's runs (see their "
+                          "lines)" if case == 7 else "not profiled (the case failed before "
+                          "its btstore command ran)")
+            print(f"-- case {case} limited by: {limits}")
+            case_seconds[case] = time.perf_counter() - case_start
+            print(f"-- case {case} took {case_seconds[case]:.1f} s (the profile run "
+                  f"{profile_s:.1f} s), load average {os.getloadavg()[0]:.2f}")
     finally:
         catalogs.close()
         if not args.keep:
@@ -1031,8 +1140,12 @@ def main():
 
     checked = [r for r in report.rows if r.get("target_met") is not None]
     missed = [r for r in checked if r["target_met"] is False]
-    print(f"\nfinished in {elapsed:.0f} s; targets met: {len(checked) - len(missed)} of "
-          f"{len(checked)}")
+    budget = QUICK_BUDGET_S if args.quick else FULL_BUDGET_S
+    print("\ntime per case: " + ", ".join(f"{c}: {t:.0f} s" for c, t in case_seconds.items()))
+    print(f"finished in {elapsed:.0f} s ({settings.mode} run budget {budget} s: "
+          f"{'within' if elapsed <= budget else 'OVER'}), load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}; targets met: "
+          f"{len(checked) - len(missed)} of {len(checked)}")
     for r in missed:
         print(f"  NOT MET: {r['case']}: {r['target']}")
     if args.json_out:

@@ -4,10 +4,11 @@
 #   scripts/bench.sh [--quick] [--json-out FILE] [--cases 1,2,...]
 #
 # Sets up the machine first when needed (scripts/setup.sh), builds the target btstore_bench in
-# build/ (or $BTSTORE_BUILD_DIR), then runs bench/run_bench.py with the project's venv. A full
-# run took about 18 minutes on a shared 2-core machine, --quick about 2 minutes (see
-# docs/PERFORMANCE.md). Cases 4-6 start a private PostgreSQL cluster in a temporary directory
-# (as the `postgres` user when run as root).
+# build/ (or $BTSTORE_BUILD_DIR), then runs bench/run_bench.py with the project's venv. Each case
+# prints its time and what limits it (an extra run under perf, bench/limiter.py); a full run took
+# 689 s on the shared 2-core machine at load 4-7, --quick 60-140 s at load 2-5 (see
+# docs/PERFORMANCE.md, "The harness"). Cases 4-6 start a private PostgreSQL cluster in a
+# temporary directory (as the `postgres` user when run as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
