@@ -14,7 +14,7 @@ root=$(pwd)
 debs=(build-essential cmake ninja-build pkg-config git
       libpq-dev libsqlite3-dev libssl-dev libxxhash-dev
       libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libcli11-dev
-      postgresql clang-format clang-tidy strace
+      postgresql clang-format clang-tidy strace iproute2
       libcpp-httplib-dev libjs-chart.js wrk chromium chromium-driver)
 missing=()
 for p in "${debs[@]}"; do

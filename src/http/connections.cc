@@ -236,6 +236,13 @@ void ConnectionServer::StopAccepting() {
   ::shutdown(svr_sock_, SHUT_RDWR);
 }
 
+void ConnectionServer::SetAcceptQueue(int backlog) {
+  // Listening again on a listening socket only changes its queue's length.
+  if (::listen(svr_sock_, backlog) != 0) {
+    throw std::system_error(errno, std::generic_category(), "cannot set the accept queue");
+  }
+}
+
 bool ConnectionServer::process_and_close_socket(socket_t sock) {
   SocketStream stream(sock, Milliseconds(read_timeout_sec_, read_timeout_usec_),
                       Milliseconds(write_timeout_sec_, write_timeout_usec_));

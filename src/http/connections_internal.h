@@ -27,6 +27,10 @@ class ConnectionServer : public httplib::Server {
   ConnectionServer& operator=(const ConnectionServer&) = delete;
 
   void StopAccepting();
+  /// Let up to `backlog` connections wait to be accepted (once bound). cpp-httplib listens with
+  /// a queue of 5: when more clients connect at once (64 reconnecting after their connection's
+  /// last request), the kernel drops their SYNs and each retries after a second.
+  void SetAcceptQueue(int backlog);
 
  protected:
   bool process_and_close_socket(socket_t sock) override;

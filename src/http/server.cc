@@ -478,6 +478,7 @@ int Server::Impl::Bind() {
                             " (in use, or not an address here)",
                         {{"host", options_.host}, {"port", std::to_string(options_.port)}});
   }
+  svr_.SetAcceptQueue(SOMAXCONN);
   return port_;
 }
 

@@ -301,3 +301,18 @@ def test_pipelined_requests_on_one_connection_are_all_answered_in_order(bt):
         sock.close()
     finally:
         assert server.stop() == 0
+
+
+def test_the_server_queues_a_burst_of_connections(bt):
+    """cpp-httplib listens with an accept queue of 5: a burst of clients beyond it (64 of wrk's
+    connections reconnecting after their last kept-alive request) had their SYNs dropped and
+    retried a second later, the p99 of every route near a second. `ss` shows the listening
+    socket's queue as its Send-Q."""
+    server = Server(bt, "--auth", "none")
+    try:
+        port = urllib.parse.urlparse(server.base).port
+        row = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                             check=True).stdout.split()
+        assert row[0] == "LISTEN" and int(row[2]) >= 128, row
+    finally:
+        assert server.stop() == 0
