@@ -22,6 +22,7 @@
 #include "catalog/migrations_internal.h"
 #include "catalog/sql_catalog_internal.h"
 #include "catalog/sqlite/cancel_wakeups_internal.h"
+#include "catalog/sqlite/fair_mutex_internal.h"
 
 namespace btstore::internal {
 namespace {
@@ -280,7 +281,7 @@ class SqliteCatalog : public SqlCatalog {
   }
 
  private:
-  std::mutex mutex_;
+  FairMutex mutex_;  // first come, first served: see fair_mutex_internal.h
   SqliteConnection conn_;
   std::optional<std::filesystem::path> wakeups_;  // the cancel wake-up directory of the file
 };
