@@ -74,7 +74,7 @@ class Settings:
         # Case 9's get_result puts ~300 MB of freshly faulted memory in each process: on this
         # virtual machine one run of the same read takes 55-365 ms (page zeroing, 70-78% of its
         # samples), so a target of 1.1x between two tools needs more runs than 5 for its median.
-        self.get_result_repeats = 5 if quick else 11
+        self.get_result_repeats = 3 if quick else 11
         # Making the jobs is most of case 9's time in --quick (each import flushes its bundle).
         self.ic_panel_jobs = 100 if quick else 1000
         self.catalog_rows = 100_000 if quick else 1_000_000
