@@ -61,7 +61,7 @@ void AppendText(std::string& out, const std::optional<std::string>& text) {
 
 void AppendTime(std::string& out, const std::optional<Timestamp>& time) {
   if (time) {
-    AppendString(out, FormatTimestamp(*time));
+    AppendString(out, FormatTimestampText(*time).view());
   } else {
     out += "null";
   }
@@ -97,7 +97,9 @@ const std::vector<std::pair<std::string, FieldWriter>>& Fields() {
         {"config_json",
          [](std::string& o, const JobRecord& j) { AppendJsonColumn(o, j.config_json); }},
         {"created_at",
-         [](std::string& o, const JobRecord& j) { AppendString(o, FormatTimestamp(j.created_at)); }},
+         [](std::string& o, const JobRecord& j) {
+           AppendString(o, FormatTimestampText(j.created_at).view());
+         }},
         {"started_at", [](std::string& o, const JobRecord& j) { AppendTime(o, j.started_at); }},
         {"completed_at", [](std::string& o, const JobRecord& j) { AppendTime(o, j.completed_at); }},
         {"worker_id", [](std::string& o, const JobRecord& j) { AppendText(o, j.worker_id); }},
@@ -113,7 +115,8 @@ const std::vector<std::pair<std::string, FieldWriter>>& Fields() {
          }},
         {"error_message",
          [](std::string& o, const JobRecord& j) { AppendText(o, j.error_message); }},
-        {"retry_count", [](std::string& o, const JobRecord& j) { AppendInteger(o, j.retry_count); }},
+        {"retry_count",
+         [](std::string& o, const JobRecord& j) { AppendInteger(o, j.retry_count); }},
         {"created_by", [](std::string& o, const JobRecord& j) { AppendString(o, j.created_by); }},
         {"cost_config",
          [](std::string& o, const JobRecord& j) { AppendJsonColumn(o, j.cost_config_json); }},
@@ -121,7 +124,8 @@ const std::vector<std::pair<std::string, FieldWriter>>& Fields() {
          [](std::string& o, const JobRecord& j) { AppendJsonColumn(o, j.cost_summary_json); }},
         {"priority",
          [](std::string& o, const JobRecord& j) { AppendString(o, ToString(j.priority)); }},
-        {"max_retries", [](std::string& o, const JobRecord& j) { AppendInteger(o, j.max_retries); }},
+        {"max_retries",
+         [](std::string& o, const JobRecord& j) { AppendInteger(o, j.max_retries); }},
         {"attempt", [](std::string& o, const JobRecord& j) { AppendInteger(o, j.attempt); }},
         {"cancel_requested",
          [](std::string& o, const JobRecord& j) { o += j.cancel_requested ? "true" : "false"; }},
@@ -136,8 +140,9 @@ const std::vector<std::pair<std::string, FieldWriter>>& Fields() {
         {"engine", [](std::string& o, const JobRecord& j) { AppendString(o, j.engine); }},
     };
     for (size_t i = 0; i < Metrics::kNames.size(); ++i) {
-      fields.emplace_back(std::string(Metrics::kNames[i]),
-                          [i](std::string& o, const JobRecord& j) { AppendMetric(o, j.metrics.At(i)); });
+      fields.emplace_back(std::string(Metrics::kNames[i]), [i](std::string& o, const JobRecord& j) {
+        AppendMetric(o, j.metrics.At(i));
+      });
     }
     std::sort(fields.begin(), fields.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
