@@ -60,7 +60,9 @@ std::shared_ptr<HashingFileSink> HashingFileSink::Create(const fs::path& path) {
 }
 
 HashingFileSink::HashingFileSink(fs::path path, int fd)
-    : path_(std::move(path)), fd_(fd), buffer_(std::make_unique_for_overwrite<uint8_t[]>(kSinkBufferBytes)),
+    : path_(std::move(path)),
+      fd_(fd),
+      buffer_(std::make_unique_for_overwrite<uint8_t[]>(kSinkBufferBytes)),
       state_(XXH3_createState()) {
   XXH3_128bits_reset(state_);
 }

@@ -1,8 +1,6 @@
 // The connection layer under the routes: the pool of connection threads, and the server class
 // that waits on kept-alive connections without polling and stops gracefully.
 
-#include "http/connections_internal.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -23,6 +21,8 @@
 #include <string>
 #include <system_error>
 #include <vector>
+
+#include "http/connections_internal.h"
 
 namespace btstore::http::internal {
 namespace {

@@ -430,7 +430,9 @@ void Server::Impl::Log(const httplib::Request& req, const httplib::Response& res
 
 void Server::Impl::Setup() {
   const int threads = options_.threads;
-  svr_.new_task_queue = [threads] { return internal::NewConnectionPool(threads, kThreadStackBytes); };
+  svr_.new_task_queue = [threads] {
+    return internal::NewConnectionPool(threads, kThreadStackBytes);
+  };
   svr_.set_payload_max_length(options_.max_body_bytes);
   svr_.set_read_timeout(options_.read_timeout);
   svr_.set_write_timeout(options_.write_timeout);

@@ -1,8 +1,6 @@
 // The embedded catalog's lock: exclusion under contention, waiters served in the order they
 // came, and none left waiting while another thread keeps taking the lock.
 
-#include "catalog/sqlite/fair_mutex_internal.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -10,6 +8,8 @@
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "catalog/sqlite/fair_mutex_internal.h"
 
 namespace btstore::internal {
 namespace {
