@@ -20,7 +20,6 @@
 #include <future>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <thread>
 
 #include "artifact/io_internal.h"
 #include "artifact/optional_internal.h"
@@ -29,6 +28,7 @@
 #include "artifact/summary_internal.h"
 #include "btstore/bundle.h"
 #include "btstore/errors.h"
+#include "model/parallel_internal.h"
 
 namespace btstore {
 namespace {
@@ -637,18 +637,8 @@ BacktestResult ReadImpl(internal::BundleSource& source, const ReadOptions& optio
   Plan plan{&options, &summary.manifest, partial};
   std::vector<FileTask> tasks(names.size());
   for (size_t i = 0; i < names.size(); ++i) tasks[i].name = names[i];
-  std::atomic<size_t> next{0};
-  auto work = [&] {
-    for (size_t i = next++; i < tasks.size(); i = next++) ReadFile(source, plan, tasks[i]);
-  };
-  size_t threads =
-      std::clamp<size_t>(std::thread::hardware_concurrency(), 1, std::max<size_t>(tasks.size(), 1));
-  {
-    std::vector<std::future<void>> workers;
-    for (size_t t = 1; t < threads; ++t) workers.push_back(std::async(std::launch::async, work));
-    work();
-    for (auto& worker : workers) worker.get();
-  }
+  internal::ParallelFor(tasks.size(), internal::CoreCount(),
+                        [&](size_t, size_t i) { ReadFile(source, plan, tasks[i]); });
 
   if (!options.columns.empty()) {
     for (const auto& column : options.columns) {

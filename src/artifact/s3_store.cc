@@ -44,6 +44,7 @@
 #include "artifact/s3_store_internal.h"
 #include "artifact/source_internal.h"
 #include "btstore/errors.h"
+#include "model/parallel_internal.h"
 
 namespace btstore::internal {
 
@@ -834,27 +835,6 @@ class S3ArtifactStore : public ArtifactStore {
     }
   }
 
-  // Run `work` on up to kTransferThreads threads (this one included); rethrows the first error.
-  static void RunParallel(const std::function<void()>& work, size_t items) {
-    const size_t threads = std::clamp<size_t>(items, 1, kTransferThreads);
-    std::vector<std::future<void>> others;
-    for (size_t t = 1; t < threads; ++t) others.push_back(std::async(std::launch::async, work));
-    std::exception_ptr first;
-    try {
-      work();
-    } catch (...) {
-      first = std::current_exception();
-    }
-    for (auto& other : others) {
-      try {
-        other.get();
-      } catch (...) {
-        if (!first) first = std::current_exception();
-      }
-    }
-    if (first) std::rethrow_exception(first);
-  }
-
   [[noreturn]] static void ThrowLocal(const std::string& what, const fs::path& path,
                                       std::error_code ec) {
     throw InternalError(what + " " + path.string() + ": " + ec.message(),
@@ -964,13 +944,9 @@ class S3ArtifactStore : public ArtifactStore {
       files.push_back(it->path());
     }
     if (ec) ThrowLocal("cannot list", path, ec);
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t i = next++; i < files.size(); i = next++) {
-        UploadFile(files[i], key + "/" + files[i].filename().string());
-      }
-    };
-    RunParallel(work, files.size());
+    internal::ParallelFor(files.size(), kTransferThreads, [&](size_t, size_t i) {
+      UploadFile(files[i], key + "/" + files[i].filename().string());
+    });
   }
 
   void UploadFile(const fs::path& path, const std::string& key) {

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -638,17 +639,47 @@ TEST_F(BundleTest, MissingParquetFileIsInvalidResult) {
 // Bad input is rejected before anything is written: no bundle, no staging debris.
 class BadInputTest : public BundleTest {
  protected:
-  void ExpectRejected(const BacktestResult& result, const std::string& field_or_file) {
+  Error ExpectRejected(const BacktestResult& result, const std::string& field_or_file,
+                       const WriteOptions& options = {}) {
     fs::path dir = Dir("bad");
-    Error e = ExpectError(ErrorCode::kInvalidArgument, [&] { WriteBundle(result, dir); });
+    Error e = ExpectError(ErrorCode::kInvalidArgument, [&] { WriteBundle(result, dir, options); });
     std::string details;
     for (const auto& [k, v] : e.details()) details += k + "=" + v + " ";
     EXPECT_NE(details.find(field_or_file), std::string::npos) << details;
     EXPECT_FALSE(fs::exists(dir));
     fs::path staging = tmp_.path() / ".staging";
     EXPECT_TRUE(!fs::exists(staging) || fs::is_empty(staging));
+    EXPECT_TRUE(fs::is_empty(tmp_.path())) << "debris of the staging next to the bundle";
+    return e;
   }
 };
+
+// A table of (date, permno) keys, the dates in one chunk and the permnos in chunks cut at
+// `permno_cuts` (so that the two columns' chunks do not line up), with signal 0.
+std::shared_ptr<arrow::Table> KeyTable(const std::vector<int32_t>& dates,
+                                       const std::vector<int64_t>& permnos,
+                                       const std::vector<size_t>& permno_cuts) {
+  arrow::Date32Builder date_builder;
+  EXPECT_TRUE(date_builder.AppendValues(dates).ok());
+  arrow::ArrayVector permno_chunks;
+  size_t from = 0;
+  std::vector<size_t> cuts = permno_cuts;
+  cuts.push_back(permnos.size());
+  for (size_t to : cuts) {
+    arrow::Int64Builder builder;
+    EXPECT_TRUE(builder.AppendValues(permnos.data() + from, static_cast<int64_t>(to - from)).ok());
+    permno_chunks.push_back(builder.Finish().ValueOrDie());
+    from = to;
+  }
+  arrow::DoubleBuilder signal;
+  EXPECT_TRUE(signal.AppendValues(std::vector<double>(dates.size(), 0.0)).ok());
+  return arrow::Table::Make(
+      RequiredSchema(kSignalsTable),
+      {std::make_shared<arrow::ChunkedArray>(
+           arrow::ArrayVector{date_builder.Finish().ValueOrDie()}),
+       std::make_shared<arrow::ChunkedArray>(permno_chunks),
+       std::make_shared<arrow::ChunkedArray>(arrow::ArrayVector{signal.Finish().ValueOrDie()})});
+}
 
 TEST_F(BadInputTest, JobIdsThatAreNotSafeDirectoryNames) {
   for (const std::string& id : std::vector<std::string>{"a/b", "..", std::string("a\0b", 3),
@@ -686,6 +717,86 @@ TEST_F(BadInputTest, DatesOutOfRangeAreRejected) {
       RequiredSchema(kIcTable),
       {dates.Finish().ValueOrDie(), ic.Finish().ValueOrDie(), rank_ic.Finish().ValueOrDie()});
   ExpectRejected(result, "daily_ic.parquet");
+}
+
+// Keys are checked a row group at a time as the table is written: a fault in a later row group,
+// on either side of a row group's edge, still leaves nothing behind and names its row.
+TEST_F(BadInputTest, KeyFaultsInALaterRowGroupAreRejectedNamingTheRow) {
+  WriteOptions options;
+  options.row_group_rows = 4;
+  const std::vector<int32_t> dates = {10, 10, 10, 11, 11, 11, 12, 12, 12, 13, 13, 13};
+  const std::vector<int64_t> permnos = {1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3};
+  BacktestResult result = MakeResult(2, 2, 1);
+  result.daily_signals = KeyTable(dates, permnos, {});
+  EXPECT_NO_THROW(WriteBundle(result, Dir("good"), options));
+  fs::remove_all(Dir("good"));
+  struct Fault {
+    size_t row;
+    int32_t date;
+    int64_t permno;
+  };
+  // Rows 4 and 8 open a row group; 3 and 7 close one.
+  for (const Fault& fault :
+       {Fault{4, 10, 3}, Fault{3, 10, 3}, Fault{8, 11, 3}, Fault{7, 10, 9}, Fault{11, 13, 2}}) {
+    std::vector<int32_t> bad_dates = dates;
+    std::vector<int64_t> bad_permnos = permnos;
+    bad_dates[fault.row] = fault.date;
+    bad_permnos[fault.row] = fault.permno;
+    result.daily_signals = KeyTable(bad_dates, bad_permnos, {});
+    Error e = ExpectRejected(result, "daily_signals.parquet", options);
+    EXPECT_EQ(e.details().at("row"), std::to_string(fault.row)) << e.what();
+  }
+}
+
+TEST_F(BadInputTest, KeysAreCheckedAcrossChunksThatDoNotLineUpAndAtTheEndsOfInt64) {
+  constexpr int64_t kLow = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kHigh = std::numeric_limits<int64_t>::max();
+  const std::vector<int32_t> dates = {10, 10, 10, 10, 11, 11, 11, 12};
+  const std::vector<int64_t> permnos = {kLow, -1, 0, kHigh, kLow, 5, kHigh, kHigh};
+  BacktestResult result = MakeResult(2, 2, 1);
+  for (const std::vector<size_t>& cuts : std::vector<std::vector<size_t>>{{}, {1}, {3, 5}, {4}}) {
+    result.daily_signals = KeyTable(dates, permnos, cuts);
+    WriteOptions options;
+    options.row_group_rows = 3;
+    ASSERT_NO_THROW(WriteBundle(result, Dir("good"), options));
+    EXPECT_EQ(
+        testing::DescribeDifference(*result.daily_signals, *ReadBundle(Dir("good")).daily_signals),
+        "");
+    fs::remove_all(Dir("good"));
+    // The largest permno then the smallest on one date: a difference that overflows int64.
+    std::vector<int64_t> wrapped = permnos;
+    std::swap(wrapped[4], wrapped[6]);
+    result.daily_signals = KeyTable(dates, wrapped, cuts);
+    Error e = ExpectRejected(result, "daily_signals.parquet", options);
+    EXPECT_EQ(e.details().at("row"), "5") << e.what();
+    // A repeated key where the permnos' chunks break.
+    std::vector<int64_t> repeated = permnos;
+    repeated[1] = kLow;
+    result.daily_signals = KeyTable(dates, repeated, cuts);
+    e = ExpectRejected(result, "daily_signals.parquet", options);
+    EXPECT_EQ(e.details().at("row"), "1") << e.what();
+  }
+}
+
+// Tables are written in parallel, largest first; whichever thread meets a fault first, the fault
+// reported is the first in the result's order (signals, weights, IC, then the extra tables).
+TEST_F(BadInputTest, TheFirstFaultyTableInTheResultsOrderIsReported) {
+  WriteOptions options;
+  options.row_group_rows = 16;
+  BacktestResult result = MakeResult(40, 20, 1);
+  // weights: unsorted in its first row group; signals: a duplicate in its last one.
+  std::vector<std::shared_ptr<arrow::Table>> weights = {result.daily_weights->Slice(1, 1),
+                                                        result.daily_weights->Slice(0, 1),
+                                                        result.daily_weights->Slice(2)};
+  result.daily_weights = arrow::ConcatenateTables(weights).ValueOrDie();
+  const int64_t rows = result.daily_signals->num_rows();
+  std::vector<std::shared_ptr<arrow::Table>> signals = {result.daily_signals->Slice(0, rows - 1),
+                                                        result.daily_signals->Slice(rows - 2)};
+  result.daily_signals = arrow::ConcatenateTables(signals).ValueOrDie();
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    Error e = ExpectRejected(result, "daily_signals.parquet", options);
+    EXPECT_EQ(e.details().at("row"), std::to_string(rows - 1)) << e.what();
+  }
 }
 
 TEST_F(BadInputTest, WrongSchemaIsRejected) {
