@@ -8,11 +8,15 @@ object printed ({"seconds", "rows"}):
     s3_peers.py month --tool polars --uri s3://bucket/prefix --from YYYY-MM-DD --to YYYY-MM-DD
     s3_peers.py read|month --tool btstore --catalog URL --uri s3://bucket/prefix --job JOB_ID
                 [--from --to]
+    s3_peers.py write --tool btstore --catalog URL --uri s3://bucket/prefix --src BUNDLE_DIR
+                --job JOB_ID --from YYYY-MM-DD --to YYYY-MM-DD
 
 The endpoint and credentials come from the environment (BTSTORE_S3_ENDPOINT and the AWS
-variables), as for btstore. `write` reads the local tables first (untimed). btstore's store is
-opened before the clock starts (a notebook or service opens it once), as pyarrow's and polars'
-modules are imported before it; its open time is printed as "open_seconds".
+variables), as for btstore. `write` reads the local tables first (untimed); btstore's writes them
+with `Store.import_result` (validation, checksums, the upload and the catalog's commit, as a
+notebook stores a result it computed). btstore's store is opened before the clock starts (a
+notebook or service opens it once), as pyarrow's and polars' modules are imported before it; its
+open time is printed as "open_seconds".
 """
 
 import argparse
@@ -22,6 +26,8 @@ import os
 import time
 
 TABLES = ("daily_signals", "daily_weights", "daily_ic")
+METRICS = ("mean_ic", "icir", "hit_rate", "coverage", "long_short_spread", "average_turnover",
+           "decay_half_life")
 
 
 def filesystem():
@@ -55,7 +61,24 @@ def main():
     key = args.uri[len("s3://"):]
     rows = 0
     extra = {}
-    if args.tool == "btstore":
+    if args.tool == "btstore" and args.op == "write":
+        import btstore
+        import pyarrow.parquet as pq
+        tables = {t: pq.read_table(os.path.join(args.src, f"{t}.parquet")) for t in TABLES}
+        # The metrics and ids of the bundle's summary, as `btstore import` takes them.
+        with open(os.path.join(args.src, "summary.json"), encoding="utf-8") as f:
+            summary = json.load(f)
+        opened = time.perf_counter()
+        store = btstore.Store(catalog=args.catalog, artifact_root=args.uri)
+        extra["open_seconds"] = time.perf_counter() - opened
+        start = time.perf_counter()
+        metrics = {k: summary[k] for k in METRICS if summary.get(k) is not None}
+        store.import_result(alpha_name="bench", start_date=args.start, end_date=args.end,
+                            job_id=args.job, tables=tables, metrics=metrics,
+                            snapshot_id=summary["snapshot_id"],
+                            dataset_version_ids=summary.get("dataset_version_ids"))
+        rows = sum(table.num_rows for table in tables.values())
+    elif args.tool == "btstore":
         import btstore
         opened = time.perf_counter()
         store = btstore.Store(catalog=args.catalog, artifact_root=args.uri)

@@ -70,6 +70,10 @@ class JobService {
   /// with another status, other fields or another result), ResultPathMissing (the existing
   /// job's bundle cannot be compared), InternalError (I/O), CatalogUnavailable.
   SubmitResult Import(const std::filesystem::path& dir, JobSpec spec);
+  /// Import a result held in memory (a notebook's: the Python package's import_result) exactly
+  /// as Import does a bundle directory's, without writing it anywhere first. Throws as Import,
+  /// but a fault of the result's tables (schema, order, dates) is InvalidArgument.
+  SubmitResult ImportResult(BacktestResult result, JobSpec spec);
 
   /// Cancel a job (see Catalog::RequestCancel). Throws JobNotFound, InvalidTransition,
   /// CatalogUnavailable.
@@ -140,6 +144,9 @@ class JobService {
   std::string ReadSummaryText(const JobRecord& job);
 
  private:
+  // Import and ImportResult after reading: `dir`, when given, is where the result was read
+  // from (a fault of its tables is then InvalidResult naming it).
+  SubmitResult ImportRead(BacktestResult result, JobSpec spec, const std::filesystem::path* dir);
   // Resolve the job's bundle. Throws ResultPathMissing.
   BundleLocation Locate(const JobRecord& job) const;
   // ReadIcPanel of `count` jobs, the i-th given by `job_at(i)`; with `fetch_ahead`, the store

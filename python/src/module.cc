@@ -13,12 +13,10 @@
 
 #include <cmath>
 #include <exception>
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -55,30 +53,6 @@ ReadOptions MakeReadOptions(const std::optional<std::string>& from,
   options.tables = tables;
   return options;
 }
-
-// A directory for an in-memory import's bundle, removed when it goes.
-class TempDirectory {
- public:
-  TempDirectory() {
-    std::random_device random;
-    const auto base = std::filesystem::temp_directory_path();
-    for (int tries = 0; tries < 100; ++tries) {
-      path_ = base / ("btstore-import-" + std::to_string(random()) + std::to_string(random()));
-      if (std::filesystem::create_directory(path_)) return;
-    }
-    throw InternalError("cannot create a temporary directory under " + base.string());
-  }
-  ~TempDirectory() {
-    std::error_code ignored;  // best effort: the directory is in the system's temporary area
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDirectory(const TempDirectory&) = delete;
-  TempDirectory& operator=(const TempDirectory&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 class Store {
  public:
@@ -193,10 +167,8 @@ class Store {
     BacktestResult result;
     FillResult(result_dict, result);
     nb::gil_scoped_release nogil;
-    TempDirectory temp;
-    const std::filesystem::path bundle = temp.path() / "bundle";
-    WriteBundle(result, bundle);
-    return wire::ImportJson(service_->jobs().Import(bundle, std::move(spec))).dump();
+    return wire::ImportJson(service_->jobs().ImportResult(std::move(result), std::move(spec)))
+        .dump();
   }
 
   // Read daily_ic of many jobs on a thread pool and stack them with their job_id in front.

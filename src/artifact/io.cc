@@ -55,18 +55,19 @@ arrow::Status ErrnoStatus(const std::string& what, const fs::path& path) {
 
 }  // namespace
 
-std::shared_ptr<HashingFileSink> HashingFileSink::Create(const fs::path& path) {
+std::shared_ptr<HashingFileSink> HashingFileSink::Create(const fs::path& path, bool write_back) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
     throw InternalError("cannot create " + path.string() + ": " + std::strerror(errno),
                         {{"path", path.string()}});
   }
-  return std::shared_ptr<HashingFileSink>(new HashingFileSink(path, fd));
+  return std::shared_ptr<HashingFileSink>(new HashingFileSink(path, fd, write_back));
 }
 
-HashingFileSink::HashingFileSink(fs::path path, int fd)
+HashingFileSink::HashingFileSink(fs::path path, int fd, bool write_back)
     : path_(std::move(path)),
       fd_(fd),
+      write_back_(write_back),
       buffer_(std::make_unique_for_overwrite<uint8_t[]>(kSinkBufferBytes)),
       state_(XXH3_createState()) {
   XXH3_128bits_reset(state_);
@@ -88,7 +89,7 @@ arrow::Status HashingFileSink::WriteOut(const uint8_t* data, size_t size) {
     size -= static_cast<size_t>(n);
     flushed_ += n;
   }
-  if (flushed_ - writeback_ >= kWritebackBytes) {
+  if (write_back_ && flushed_ - writeback_ >= kWritebackBytes) {
     // Start writing the new bytes to disk now, while the rest of the file is still being
     // encoded, so that the fsync in Close() has little left to wait for. Advice only: errors
     // surface in that fsync.

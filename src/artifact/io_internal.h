@@ -31,8 +31,10 @@ namespace fs = std::filesystem;
 /// Sync() then flushes them to disk, so that the files of a bundle can be flushed together.
 class HashingFileSink : public arrow::io::OutputStream {
  public:
-  /// Create `path`, which must not exist. Throws InternalError.
-  static std::shared_ptr<HashingFileSink> Create(const fs::path& path);
+  /// Create `path`, which must not exist. With `write_back`, the written bytes' write-back to
+  /// disk starts as they come, so that a Sync() at the end has little left to wait for (false:
+  /// a file that is never flushed). Throws InternalError.
+  static std::shared_ptr<HashingFileSink> Create(const fs::path& path, bool write_back = true);
   ~HashingFileSink() override;
 
   arrow::Status Write(const void* data, int64_t nbytes) override;
@@ -55,13 +57,14 @@ class HashingFileSink : public arrow::io::OutputStream {
   const fs::path& path() const { return path_; }
 
  private:
-  HashingFileSink(fs::path path, int fd);
+  HashingFileSink(fs::path path, int fd, bool write_back);
   arrow::Status WriteOut(const uint8_t* data, size_t size);
 
   fs::path path_;
   int fd_;
+  bool write_back_;  // start write-back as bytes are written
   bool closed_ = false;
-  arrow::Status close_status_;  // of the last write, kept for Sync()
+  arrow::Status close_status_;         // of the last write, kept for Sync()
   std::unique_ptr<uint8_t[]> buffer_;  // not zero-filled: only written bytes are read
   size_t used_ = 0;
   int64_t position_ = 0;

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -31,11 +32,21 @@ inline constexpr std::string_view kCopyStagingSuffix = ".staging";
 inline constexpr std::string_view kRunsDir = ".runs";
 inline constexpr std::string_view kLogsDir = ".logs";
 
+/// How StageBundle treats the files it writes.
+struct StageHooks {
+  /// Flush every file and the directory to disk before returning (a local bundle about to be
+  /// published); false for a copy that goes elsewhere (an object store's upload).
+  bool flush = true;
+  /// Called with each file's path once the file is completely written (tables first, then the
+  /// JSON files, summary.json last), on the writing thread; may start work on it at once.
+  std::function<void(const std::filesystem::path&)> written;
+};
+
 /// Write `result` into a fresh staging directory under `staging_root` and flush it, without
 /// publishing. Returns the staging directory. Same validation and errors as WriteBundle.
 std::filesystem::path StageBundle(const BacktestResult& result,
                                   const std::filesystem::path& staging_root,
-                                  const WriteOptions& options = {});
+                                  const WriteOptions& options = {}, const StageHooks& hooks = {});
 
 /// Publish a staged bundle by renaming it to `final_dir` and flushing the parent directory.
 /// Throws InvalidTransition when `final_dir` exists, InternalError for other I/O failures.

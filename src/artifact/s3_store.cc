@@ -44,7 +44,6 @@
 #include "artifact/s3_store_internal.h"
 #include "artifact/source_internal.h"
 #include "btstore/errors.h"
-#include "model/parallel_internal.h"
 
 namespace btstore::internal {
 
@@ -58,8 +57,6 @@ namespace afs = arrow::fs;
 
 constexpr std::string_view kSummaryFile = "summary.json";
 constexpr std::string_view kAttemptPrefix = "a-";
-// How many files of one bundle are uploaded or downloaded at once.
-constexpr size_t kTransferThreads = 4;
 // A whole-file read fetches a file of twice this or more in parts of about this size, in
 // parallel. As large as Arrow's own coalesced ranges: against moto, eight 8 MiB ranges of a
 // 62 MiB object took 2.5 times as long as one GET of it (moto reads the whole object for each
@@ -98,12 +95,40 @@ class BackoffRetryStrategy : public afs::S3RetryStrategy {
   }
 };
 
+// The AWS SDK's variable for when it computes request checksums ("when_supported", its default,
+// or "when_required").
+constexpr const char* kChecksumVariable = "AWS_REQUEST_CHECKSUM_CALCULATION";
+
+// Whether the user chose when the AWS SDK computes request checksums: its environment variable,
+// or the key in the AWS config file (any profile: a choice there is the user's to keep).
+bool ChecksumChoiceMade() {
+  if (std::getenv(kChecksumVariable) != nullptr) return true;
+  fs::path config;
+  if (const char* file = std::getenv("AWS_CONFIG_FILE")) {
+    config = file;
+  } else if (const char* home = std::getenv("HOME")) {
+    config = fs::path(home) / ".aws" / "config";
+  }
+  std::ifstream in(config);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("request_checksum_calculation") != std::string::npos) return true;
+  }
+  return false;
+}
+
 // Initialise the AWS SDK once per process (FinalizeObjectStores ends it; it cannot start again).
 void InitializeS3Once() {
   std::lock_guard lock(s3_state_mutex);
   if (s3_finalized) {
     throw InternalError("the S3 client library was already released in this process");
   }
+  // By default the SDK sends every upload as an aws-chunked body with a CRC64 trailer, which an
+  // S3-compatible server must decode and check: against moto that doubled the server's work per
+  // uploaded byte and made a large result's upload 1.4x slower. The SDK computes checksums only
+  // where S3 requires them unless the user chose otherwise: every object's xxh3-128 is in the
+  // bundle's manifest, checked on every whole read and by `verify`, and the SDK still signs
+  // each request. Read by the SDK when it makes a client, which happens after this.
+  if (!ChecksumChoiceMade()) ::setenv(kChecksumVariable, "when_required", /*overwrite=*/0);
   arrow::Status status = afs::EnsureS3Initialized();
   if (!status.ok()) {
     throw InternalError("cannot initialise the S3 client: " + status.ToString());
@@ -306,22 +331,51 @@ class S3ArtifactStore : public ArtifactStore {
 
   // --- Publishing ------------------------------------------------------------------------------
 
+  // The bundle is written to a local staging directory, each file uploaded as soon as it is
+  // written (the first tables go up while the last are still encoded); the local copy is never
+  // flushed to disk, the object store's copy being the one that counts.
   StagedBundle Stage(const BacktestResult& result, const WriteOptions& options) override {
     const std::string job_id = ValidJobId(result.job_id);
-    const fs::path local = StageBundle(result, local_ / kStagingDir, options);
     const std::string key =
         base_ + "/" + job_id + "/" + NewAttemptName(std::chrono::system_clock::now());
+    std::mutex uploads_mutex;
+    std::vector<std::future<void>> uploads;
+    // Every upload is waited for; returns the first failure.
+    auto wait_uploads = [&] {
+      std::exception_ptr failure;
+      for (auto& upload : uploads) {
+        try {
+          upload.get();
+        } catch (...) {
+          if (!failure) failure = std::current_exception();
+        }
+      }
+      uploads.clear();
+      return failure;
+    };
+    internal::StageHooks hooks;
+    hooks.flush = false;
+    hooks.written = [&](const fs::path& file) {
+      std::lock_guard lock(uploads_mutex);
+      uploads.push_back(std::async(std::launch::async, [this, file, &key] {
+        UploadFile(file, key + "/" + file.filename().string());
+      }));
+    };
+    fs::path local;
+    std::exception_ptr failure;
     try {
-      Upload(local, key);
+      local = StageBundle(result, local_ / kStagingDir, options, hooks);
     } catch (...) {
-      std::error_code ec;
-      fs::remove_all(local, ec);
+      failure = std::current_exception();
+    }
+    if (std::exception_ptr upload_failure = wait_uploads(); !failure) failure = upload_failure;
+    std::error_code ec;
+    if (!local.empty()) fs::remove_all(local, ec);
+    if (failure) {
       // What was uploaded is unreachable (no row names it); removing it now saves the sweep.
       (void)fs_->DeleteDir(key);
-      throw;
+      std::rethrow_exception(failure);
     }
-    std::error_code ec;
-    fs::remove_all(local, ec);
     return {std::string(kS3Scheme) + key};
   }
 
@@ -406,7 +460,7 @@ class S3ArtifactStore : public ArtifactStore {
       std::error_code ec;
       if (!fs::exists(local, ec)) continue;
       try {
-        Upload(local, LogKey(id, attempt, stream));
+        UploadFile(local, LogKey(id, attempt, stream));
         fs::remove(local, ec);
       } catch (const Error&) {
         // Kept locally: ReadLog serves it from here on this host.
@@ -932,23 +986,7 @@ class S3ArtifactStore : public ArtifactStore {
     return (*buffer)->ToString();
   }
 
-  // Upload the local file `path`, or every file of the directory `path`, to `key`.
-  void Upload(const fs::path& path, const std::string& key) {
-    std::error_code ec;
-    if (!fs::is_directory(path, ec)) {
-      UploadFile(path, key);
-      return;
-    }
-    std::vector<fs::path> files;
-    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
-      files.push_back(it->path());
-    }
-    if (ec) ThrowLocal("cannot list", path, ec);
-    internal::ParallelFor(files.size(), kTransferThreads, [&](size_t, size_t i) {
-      UploadFile(files[i], key + "/" + files[i].filename().string());
-    });
-  }
-
+  // Upload the local file `path` to `key`.
   void UploadFile(const fs::path& path, const std::string& key) {
     std::ifstream in(path, std::ios::binary);
     if (!in) ThrowLocal("cannot open", path, std::error_code(errno, std::generic_category()));

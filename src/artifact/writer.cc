@@ -373,11 +373,12 @@ struct KeyFault {};
 // the table was done.
 std::optional<WrittenFile> WriteTableFile(const TableToWrite& table, const fs::path& file_path,
                                           const WriteOptions& options,
+                                          const internal::StageHooks& hooks,
                                           const std::atomic<bool>& stop) {
   std::string file = file_path.filename().string();
   const internal::ParquetWrite prepared = internal::PrepareParquetWrite(table.table, options, file);
   const arrow::Table& rows = *prepared.table;
-  auto sink = internal::HashingFileSink::Create(file_path);
+  auto sink = internal::HashingFileSink::Create(file_path, hooks.flush);
   KeyCheck keys(table.keys);
   bool stopped = false;
   internal::GuardParquet(FailureKind::kWrite, file, [&] {
@@ -405,8 +406,9 @@ std::optional<WrittenFile> WriteTableFile(const TableToWrite& table, const fs::p
   return WrittenFile{{rows.num_rows(), sink->bytes(), sink->Checksum()}, sink};
 }
 
-WrittenFile WriteSmallFile(const fs::path& file_path, const std::string& text) {
-  auto sink = internal::HashingFileSink::Create(file_path);
+WrittenFile WriteSmallFile(const fs::path& file_path, const std::string& text,
+                           const internal::StageHooks& hooks) {
+  auto sink = internal::HashingFileSink::Create(file_path, hooks.flush);
   std::string file = file_path.filename().string();
   Check(sink->Write(text.data(), static_cast<int64_t>(text.size())), FailureKind::kWrite, file);
   Check(sink->Close(), FailureKind::kWrite, file);
@@ -530,6 +532,7 @@ namespace {
 // StageBundle after validation; fills `manifest`.
 fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
                         const fs::path& staging_root, const WriteOptions& options,
+                        const internal::StageHooks& hooks,
                         std::map<std::string, ArtifactInfo>& manifest) {
   std::vector<TableToWrite>& tables = files.tables;
   fs::path staged = MakeUniqueDir(staging_root, result.job_id.empty() ? "bundle" : result.job_id);
@@ -559,11 +562,12 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
     internal::ParallelFor(tables.size(), threads, [&](size_t, size_t k) {
       const TableToWrite& table = tables[order[k]];
       try {
-        std::optional<WrittenFile> file =
-            WriteTableFile(table, staged / FileName(table.name), file_options, stop);
+        const fs::path path = staged / FileName(table.name);
+        std::optional<WrittenFile> file = WriteTableFile(table, path, file_options, hooks, stop);
         if (!file) return;
-        flushes.Start(file->sink);
+        if (hooks.flush) flushes.Start(file->sink);
         written[order[k]] = file->info;
+        if (hooks.written) hooks.written(path);
       } catch (...) {
         stop = true;
         throw;
@@ -575,14 +579,16 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
 
   for (size_t i = 0; i < tables.size(); ++i) manifest[FileName(tables[i].name)] = written[i];
   auto write_small = [&](const std::string& file, const std::string& text) {
-    WrittenFile small = WriteSmallFile(staged / file, text);
-    flushes.Start(small.sink);
+    const fs::path path = staged / file;
+    WrittenFile small = WriteSmallFile(path, text, hooks);
+    if (hooks.flush) flushes.Start(small.sink);
+    if (hooks.written) hooks.written(path);
     return small.info;
   };
   for (const auto& [file, text] : files.json_files) manifest[file] = write_small(file, text);
   // The summary holds the manifest; it is not in it.
   write_small(std::string(kSummaryFile), internal::EncodeSummary(result, manifest));
-  flushes.StartDirectory(staged);
+  if (hooks.flush) flushes.StartDirectory(staged);
   flushes.Wait();
   guard.Release();
   return staged;
@@ -639,9 +645,10 @@ ParquetWrite PrepareParquetWrite(const std::shared_ptr<arrow::Table>& table,
 }
 
 fs::path StageBundle(const BacktestResult& result, const fs::path& staging_root,
-                     const WriteOptions& options) {
+                     const WriteOptions& options, const StageHooks& hooks) {
   std::map<std::string, ArtifactInfo> manifest;
-  return StageValidated(result, ValidateResult(result, options), staging_root, options, manifest);
+  return StageValidated(result, ValidateResult(result, options), staging_root, options, hooks,
+                        manifest);
 }
 
 void PublishBundle(const fs::path& staged_dir, const fs::path& final_dir) {
@@ -683,7 +690,7 @@ std::map<std::string, ArtifactInfo> WriteBundle(const BacktestResult& result,
   std::map<std::string, ArtifactInfo> manifest;
   {
     RemoveOnFailure remove_holder(holder);
-    fs::path staged = StageValidated(result, std::move(files), holder, options, manifest);
+    fs::path staged = StageValidated(result, std::move(files), holder, options, {}, manifest);
     internal::PublishBundle(staged, absolute);
   }
   return manifest;

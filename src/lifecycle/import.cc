@@ -106,6 +106,19 @@ SubmitResult JobService::Import(const std::filesystem::path& dir, JobSpec spec) 
     const auto& [file, message] = *result.unavailable.begin();
     throw InvalidResult(message, {{"file", file}, {"path", (dir / file).string()}});
   }
+  return ImportRead(std::move(result), std::move(spec), &dir);
+}
+
+SubmitResult JobService::ImportResult(BacktestResult result, JobSpec spec) {
+  if (spec.job_id.empty()) spec.job_id = DeriveJobId(spec);
+  ValidateJobSpec(spec);
+  // As a bundle's reader gives them, so that the same result imported again compares equal.
+  for (auto& [name, text] : result.json_artifacts) text = NormalizeJsonArtifact(name, text);
+  return ImportRead(std::move(result), std::move(spec), nullptr);
+}
+
+SubmitResult JobService::ImportRead(BacktestResult result, JobSpec spec,
+                                    const std::filesystem::path* dir) {
   // btstore's writer owns the identity keys of summary.json: they are the job's.
   SetJobIdentity(result, spec.job_id, spec.alpha_name, spec.start_date, spec.end_date,
                  spec.weight_method, spec.config_json);
@@ -136,10 +149,11 @@ SubmitResult JobService::Import(const std::filesystem::path& dir, JobSpec spec) 
   try {
     staged = store_.Stage(result, WriteOptions{});
   } catch (const InvalidArgument& e) {
+    if (dir == nullptr) throw;  // the caller's tables are at fault
     // Unsorted or duplicate rows, a date out of range: the bundle is at fault, not the request.
     ErrorDetails details = e.details();
-    details["path"] = dir.string();
-    throw InvalidResult(std::string("cannot import ") + dir.string() + ": " + e.what(),
+    details["path"] = dir->string();
+    throw InvalidResult(std::string("cannot import ") + dir->string() + ": " + e.what(),
                         std::move(details));
   }
   StagedGuard guard(store_, staged);

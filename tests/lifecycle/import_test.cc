@@ -225,6 +225,34 @@ TEST_P(ImportTest, ImportingTheSameBundleAgainChangesNothing) {
   EXPECT_FALSE(service_->jobs().Import(dir, derived).created);
 }
 
+// A result held in memory (the Python package's import_result) is imported as its bundle
+// directory would be: the same job, the same bundle; the directory's import of it again is a
+// no-op; bad tables are the caller's InvalidArgument and leave nothing.
+TEST_P(ImportTest, AResultInMemoryIsImportedAsItsBundleDirectoryWouldBe) {
+  const BacktestResult source = ForeignResult();
+  const SubmitResult imported = service_->jobs().ImportResult(source, ImportSpec("mem-1"));
+  EXPECT_TRUE(imported.created);
+  EXPECT_EQ(imported.job.status, JobStatus::kCompleted);
+  EXPECT_EQ(imported.job.snapshot_id, "snap-research");
+  ASSERT_TRUE(imported.job.cost_config_json);
+  EXPECT_TRUE(service_->Verify({}).problems.empty());
+  const BacktestResult back = service_->jobs().GetResult("mem-1");
+  ExpectSameResult(source, back);
+  for (const auto& [name, table] : source.extra_tables) {
+    ExpectSameTable(table, back.extra_tables.at(name), name);
+  }
+  EXPECT_FALSE(service_->jobs().ImportResult(source, ImportSpec("mem-1")).created);
+  EXPECT_FALSE(service_->jobs().Import(Foreign("b", source), ImportSpec("mem-1")).created);
+
+  BacktestResult unsorted = source;
+  const auto& signals = unsorted.daily_signals;
+  unsorted.daily_signals =
+      arrow::ConcatenateTables({signals->Slice(1, 1), signals->Slice(0, 1), signals->Slice(2)})
+          .ValueOrDie();
+  EXPECT_THROW(service_->jobs().ImportResult(unsorted, ImportSpec("mem-2")), InvalidArgument);
+  ExpectNothingOf("mem-2");
+}
+
 TEST_P(ImportTest, TwoImportsOfOneBundleAtOnceCreateOneJob) {
   const fs::path dir = Foreign("b");
   std::atomic<int> created{0};

@@ -268,8 +268,9 @@ class FaultProxy:
         before its connection is reset (the server stopped before it could reply).
 
     requests: (method, path, range header, status, response body bytes) of every request,
-    "RST" as the status of a reset one. env() and storage_options() are the server's, pointed
-    at the proxy.
+    "RST" as the status of a reset one; request_headers: each one's headers (names in lower
+    case), in the same order. env() and storage_options() are the server's, pointed at the
+    proxy.
     """
 
     def __init__(self, server, seed=0):
@@ -280,6 +281,7 @@ class FaultProxy:
         self.go_down_when = None
         self.last_request_lands = False
         self.requests = []
+        self.request_headers = []
         self._down = False
         self._lock = threading.Lock()
         self._random = random.Random(seed)
@@ -402,6 +404,7 @@ class FaultProxy:
     def _record(self, method, path, headers, status, size):
         with self._lock:
             self.requests.append((method, path, headers.get("Range"), status, size))
+            self.request_headers.append({k.lower(): v for k, v in headers.items()})
 
     def statuses(self):
         """How many requests got each status ("RST" for a reset)."""
@@ -426,6 +429,7 @@ class FaultProxy:
             self.last_request_lands = False
             self._down = False
             self.requests = []
+            self.request_headers = []
             self._faults_in_a_row = {}
 
     def env(self):
