@@ -44,6 +44,7 @@
 #include "artifact/s3_store_internal.h"
 #include "artifact/source_internal.h"
 #include "btstore/errors.h"
+#include "model/parallel_internal.h"
 
 namespace btstore::internal {
 
@@ -338,28 +339,11 @@ class S3ArtifactStore : public ArtifactStore {
     const std::string job_id = ValidJobId(result.job_id);
     const std::string key =
         base_ + "/" + job_id + "/" + NewAttemptName(std::chrono::system_clock::now());
-    std::mutex uploads_mutex;
-    std::vector<std::future<void>> uploads;
-    // Every upload is waited for; returns the first failure.
-    auto wait_uploads = [&] {
-      std::exception_ptr failure;
-      for (auto& upload : uploads) {
-        try {
-          upload.get();
-        } catch (...) {
-          if (!failure) failure = std::current_exception();
-        }
-      }
-      uploads.clear();
-      return failure;
-    };
+    internal::TaskGroup uploads;
     internal::StageHooks hooks;
     hooks.flush = false;
     hooks.written = [&](const fs::path& file) {
-      std::lock_guard lock(uploads_mutex);
-      uploads.push_back(std::async(std::launch::async, [this, file, &key] {
-        UploadFile(file, key + "/" + file.filename().string());
-      }));
+      uploads.Start([this, file, &key] { UploadFile(file, key + "/" + file.filename().string()); });
     };
     fs::path local;
     std::exception_ptr failure;
@@ -368,7 +352,7 @@ class S3ArtifactStore : public ArtifactStore {
     } catch (...) {
       failure = std::current_exception();
     }
-    if (std::exception_ptr upload_failure = wait_uploads(); !failure) failure = upload_failure;
+    if (std::exception_ptr upload_failure = uploads.Join(); !failure) failure = upload_failure;
     std::error_code ec;
     if (!local.empty()) fs::remove_all(local, ec);
     if (failure) {

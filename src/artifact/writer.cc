@@ -12,10 +12,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <functional>
-#include <future>
 #include <limits>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
@@ -359,7 +356,7 @@ std::shared_ptr<arrow::Table> WithRequiredColumns(const std::shared_ptr<arrow::T
   return arrow::Table::Make(arrow::schema(fields, metadata), table->columns(), table->num_rows());
 }
 
-// A file of the bundle written out but not yet flushed to disk (see Flushes).
+// A file of the bundle written out but not yet flushed to disk (see StartFlush).
 struct WrittenFile {
   ArtifactInfo info;
   std::shared_ptr<internal::HashingFileSink> sink;
@@ -416,49 +413,17 @@ WrittenFile WriteSmallFile(const fs::path& file_path, const std::string& text,
   return {{0, sink->bytes(), sink->Checksum()}, sink};
 }
 
-// The flushes of a bundle's files to disk, each on its own thread, started as soon as its file is
-// written: the disk takes the first files while the last ones are still being encoded, and the
-// file system commits concurrent flushes together, so a bundle waits for about one round of
-// flushes instead of one per file (which dominated small bundles). The directory's flush runs
-// beside the files' (its entries exist once the files are created; a rename waits for all).
-class Flushes {
- public:
-  Flushes() = default;
-  Flushes(const Flushes&) = delete;
-  Flushes& operator=(const Flushes&) = delete;
-  // Waits for every flush still running: the files must not be removed under them.
-  ~Flushes() = default;
-
-  // Start flushing a written file. Safe to call from several threads.
-  void Start(const std::shared_ptr<internal::HashingFileSink>& sink) {
-    Add([sink] { Check(sink->Sync(), FailureKind::kWrite, sink->path().filename().string()); });
-  }
-  void StartDirectory(const fs::path& dir) {
-    Add([dir] { internal::SyncDirectory(dir); });
-  }
-  // Wait for every flush; throws the first failure (InternalError) once all are over.
-  void Wait() {
-    std::exception_ptr failure;
-    for (auto& flush : flushes_) {
-      try {
-        flush.get();
-      } catch (...) {
-        if (!failure) failure = std::current_exception();
-      }
-    }
-    flushes_.clear();
-    if (failure) std::rethrow_exception(failure);
-  }
-
- private:
-  void Add(std::function<void()> flush) {
-    std::lock_guard lock(mutex_);
-    flushes_.push_back(std::async(std::launch::async, std::move(flush)));
-  }
-
-  std::mutex mutex_;
-  std::vector<std::future<void>> flushes_;
-};
+// Flushing a bundle's files to disk: each file's flush runs on a thread of its own (a TaskGroup),
+// started as soon as the file is written: the disk takes the first files while the last ones are
+// still being encoded, and the file system commits concurrent flushes together, so a bundle
+// waits for about one round of flushes instead of one per file (which dominated small bundles).
+// The directory's flush runs beside the files' (its entries exist once the files are created; the
+// rename waits for all).
+void StartFlush(internal::TaskGroup& flushes,
+                const std::shared_ptr<internal::HashingFileSink>& sink) {
+  flushes.Start(
+      [sink] { Check(sink->Sync(), FailureKind::kWrite, sink->path().filename().string()); });
+}
 
 // Removes a directory tree when it goes out of scope unless released: a failed write leaves
 // no staging directory behind.
@@ -555,7 +520,8 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
   WriteOptions file_options = options;
   file_options.parallel = options.parallel && large < threads;
 
-  Flushes flushes;  // after the guard: its flushes end before the directory may be removed
+  // After the guard: its flushes end before the directory may be removed.
+  internal::TaskGroup flushes;
   std::vector<ArtifactInfo> written(tables.size());
   std::atomic<bool> stop{false};
   try {
@@ -565,7 +531,7 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
         const fs::path path = staged / FileName(table.name);
         std::optional<WrittenFile> file = WriteTableFile(table, path, file_options, hooks, stop);
         if (!file) return;
-        if (hooks.flush) flushes.Start(file->sink);
+        if (hooks.flush) StartFlush(flushes, file->sink);
         written[order[k]] = file->info;
         if (hooks.written) hooks.written(path);
       } catch (...) {
@@ -581,14 +547,14 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
   auto write_small = [&](const std::string& file, const std::string& text) {
     const fs::path path = staged / file;
     WrittenFile small = WriteSmallFile(path, text, hooks);
-    if (hooks.flush) flushes.Start(small.sink);
+    if (hooks.flush) StartFlush(flushes, small.sink);
     if (hooks.written) hooks.written(path);
     return small.info;
   };
   for (const auto& [file, text] : files.json_files) manifest[file] = write_small(file, text);
   // The summary holds the manifest; it is not in it.
   write_small(std::string(kSummaryFile), internal::EncodeSummary(result, manifest));
-  if (hooks.flush) flushes.StartDirectory(staged);
+  if (hooks.flush) flushes.Start([staged] { internal::SyncDirectory(staged); });
   flushes.Wait();
   guard.Release();
   return staged;

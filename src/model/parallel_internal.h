@@ -1,5 +1,6 @@
-// Work shared out over a few threads, the one loop that the writer, the reader, the object store
-// and the IC panel use: each thread takes the next item until none is left.
+// Work shared out over threads: the one loop that the writer, the reader and the IC panel use
+// (each thread takes the next item until none is left), and a group of tasks started one by one
+// as their inputs become ready (the writer's flushes, the object store's uploads).
 
 #pragma once
 
@@ -7,6 +8,8 @@
 #include <atomic>
 #include <cstddef>
 #include <exception>
+#include <functional>
+#include <future>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -48,5 +51,44 @@ void ParallelFor(size_t count, size_t threads, Task&& task) {
   for (std::thread& thread : others) thread.join();
   if (failure) std::rethrow_exception(failure);
 }
+
+/// Tasks started one at a time, each on a thread of its own, from any thread; Join waits for all
+/// of them. Destroying the group waits for the ones still running (their inputs must outlive
+/// them).
+class TaskGroup {
+ public:
+  TaskGroup() = default;
+  TaskGroup(const TaskGroup&) = delete;
+  TaskGroup& operator=(const TaskGroup&) = delete;
+  ~TaskGroup() = default;  // each future waits for its task
+
+  /// Start `task` on a thread of its own. Safe to call from several threads.
+  void Start(std::function<void()> task) {
+    std::lock_guard lock(mutex_);
+    tasks_.push_back(std::async(std::launch::async, std::move(task)));
+  }
+  /// Wait for every task started so far; return the first failure (null when none failed).
+  /// Not to be called while tasks are still being started.
+  std::exception_ptr Join() {
+    std::exception_ptr failure;
+    for (auto& task : tasks_) {
+      try {
+        task.get();
+      } catch (...) {
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    tasks_.clear();
+    return failure;
+  }
+  /// Join, then rethrow the first failure.
+  void Wait() {
+    if (std::exception_ptr failure = Join()) std::rethrow_exception(failure);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::future<void>> tasks_;
+};
 
 }  // namespace btstore::internal
