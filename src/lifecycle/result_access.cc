@@ -9,8 +9,11 @@
 #include <arrow/util/binary_view_util.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <future>
+#include <thread>
 
 #include "btstore/errors.h"
 #include "btstore/lifecycle.h"
@@ -185,23 +188,43 @@ std::shared_ptr<arrow::Table> JobService::ReadIcPanelOf(size_t count, JobAt job_
                                                         bool fetch_ahead, int threads) {
   // A hint: a job that cannot be read is reported by its read.
   auto hint = [&](IcReader& reader, size_t i) {
-    if (!fetch_ahead || i >= count) return;
     const JobRecord& job = job_at(i);
     if (job.status == JobStatus::kCompleted && job.result_path) reader.WillNeed(*job.result_path);
   };
   std::vector<std::shared_ptr<arrow::Table>> parts(count);
   std::vector<std::string> ids(count);
-  // One reader per thread (a reader keeps its files' buffers for the next job's); the first is
-  // this thread's, which has fetched ahead already.
+  // One reader per thread (a reader keeps its files' buffers for the next job's).
   const size_t pool_size = threads > 0 ? static_cast<size_t>(threads) : internal::CoreCount();
   std::vector<std::unique_ptr<IcReader>> readers(
       std::clamp<size_t>(pool_size, 1, std::max<size_t>(count, 1)));
-  readers[0] = store_.NewIcReader();
-  for (size_t i = 0; i < std::min(count, kFetchAhead); ++i) hint(*readers[0], i);
-  for (size_t t = 1; t < readers.size(); ++t) readers[t] = store_.NewIcReader();
+  for (auto& reader : readers) reader = store_.NewIcReader();
+  // The hints come from a thread of their own, at most kFetchAhead jobs ahead of the readers: a
+  // hint opens the job's files, which on a cold cache waits for the disk to find them (directory
+  // and inode reads), and that wait must not hold up a reading thread.
+  std::atomic<size_t> taken{0};
+  std::atomic<bool> finished{false};
+  std::thread prefetcher;
+  if (fetch_ahead) {
+    prefetcher = std::thread([&, reader = store_.NewIcReader()] {
+      for (size_t i = 0; i < count && !finished; ++i) {
+        while (i >= taken + kFetchAhead && !finished) {
+          std::this_thread::sleep_for(std::chrono::microseconds(100));
+        }
+        hint(*reader, i);
+      }
+    });
+  }
+  struct JoinPrefetcher {
+    std::atomic<bool>& finished;
+    std::thread& thread;
+    ~JoinPrefetcher() {
+      finished = true;
+      if (thread.joinable()) thread.join();
+    }
+  } join_prefetcher{finished, prefetcher};
   internal::ParallelFor(count, readers.size(), [&](size_t worker, size_t i) {
+    ++taken;
     IcReader& reader = *readers[worker];
-    hint(reader, i + kFetchAhead);
     decltype(auto) job = job_at(i);
     parts[i] = ReadCompleted(job, [&](const BundleLocation& where) { return reader.Read(where); });
     ids[i] = job.job_id;
