@@ -127,24 +127,60 @@ std::vector<int> SelectFields(const arrow::Schema& schema, const std::string& na
   return selected;
 }
 
+// The first index in [i, n) whose date is inside [from, to] when `inside`, outside it when not;
+// n when there is none. Blocks of dates are tested with a loop that vectorizes, and only the
+// block holding the change is walked one date at a time: a month's read filters whole row
+// groups, where most dates are of other months.
+int64_t FindFirst(const int32_t* dates, int64_t i, int64_t n, int32_t from, int32_t to,
+                  bool inside) {
+  constexpr int64_t kBlock = 64;
+  auto in_range = [&](int32_t date) { return (date >= from) & (date <= to); };
+  for (; i < n; i += kBlock) {
+    const int64_t end = std::min(n, i + kBlock);
+    bool any = false;
+    for (int64_t k = i; k < end; ++k) any |= in_range(dates[k]) == inside;
+    if (!any) continue;
+    for (int64_t k = i; k < end; ++k) {
+      if (in_range(dates[k]) == inside) return k;
+    }
+  }
+  return n;
+}
+
 // Keep the rows whose date is inside [from, to]: contiguous runs become zero-copy slices.
 std::shared_ptr<arrow::Table> FilterRows(const std::shared_ptr<arrow::Table>& table, int column,
                                          int32_t from, int32_t to, const std::string& file) {
   std::vector<std::shared_ptr<arrow::Table>> runs;
-  int64_t row = 0;
+  int64_t row = 0;  // of the chunk's first date
   int64_t run_start = -1;
+  auto end_run = [&](int64_t at) {
+    runs.push_back(table->Slice(run_start, at - run_start));
+    run_start = -1;
+  };
   for (const auto& chunk : table->column(column)->chunks()) {
     const auto& dates = static_cast<const arrow::Date32Array&>(*chunk);
-    for (int64_t i = 0; i < dates.length(); ++i, ++row) {
-      bool keep = dates.IsValid(i) && dates.Value(i) >= from && dates.Value(i) <= to;
-      if (keep && run_start < 0) run_start = row;
-      if (!keep && run_start >= 0) {
-        runs.push_back(table->Slice(run_start, row - run_start));
-        run_start = -1;
+    const int64_t n = dates.length();
+    if (dates.null_count() == 0) {
+      const int32_t* values = dates.raw_values();
+      for (int64_t i = 0; i < n;) {
+        i = FindFirst(values, i, n, from, to, /*inside=*/run_start < 0);
+        if (i == n) break;
+        if (run_start < 0) {
+          run_start = row + i;
+        } else {
+          end_run(row + i);
+        }
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        const bool keep = dates.IsValid(i) && dates.Value(i) >= from && dates.Value(i) <= to;
+        if (keep && run_start < 0) run_start = row + i;
+        if (!keep && run_start >= 0) end_run(row + i);
       }
     }
+    row += n;
   }
-  if (run_start >= 0) runs.push_back(table->Slice(run_start, row - run_start));
+  if (run_start >= 0) end_run(row);
   if (runs.size() == 1) return runs.front();
   if (runs.empty()) return table->Slice(0, 0);
   return internal::Unwrap(arrow::ConcatenateTables(runs), FailureKind::kRead, file);

@@ -324,6 +324,49 @@ TEST_F(BundleTest, PartialReadSkipsRowGroupsAndEqualsFilteredFullRead) {
   EXPECT_EQ(DescribeDifference(*filter(full.daily_weights, {"date"}), *part.daily_weights), "");
 }
 
+// A table whose dates are not sorted (the platform's optional tables need only valid dates) is
+// filtered row by row: every run of dates in the range, across chunks and row groups, in order.
+TEST_F(BundleTest, ADateRangeKeepsEveryRunOfAnUnsortedTable) {
+  std::vector<int32_t> dates;
+  std::vector<double> returns;
+  for (int i = 0; i < 700; ++i) {
+    // Runs of 18,262 (2020-01-01) of every length from 1 up, between runs of other dates.
+    dates.push_back(i % 97 < i % 13 ? 18262 : 18262 + 1 + i % 5);
+    returns.push_back(i);
+  }
+  dates[699] = 18262;  // a run that ends the table
+  arrow::Date32Builder date_builder;
+  arrow::DoubleBuilder return_builder;
+  ASSERT_TRUE(date_builder.AppendValues(dates).ok());
+  ASSERT_TRUE(return_builder.AppendValues(returns).ok());
+  auto date_array = date_builder.Finish().ValueOrDie();
+  auto return_array = return_builder.Finish().ValueOrDie();
+  auto table =
+      arrow::Table::Make(arrow::schema({arrow::field("date", arrow::date32()),
+                                        arrow::field("return", arrow::float64())}),
+                         {std::make_shared<arrow::ChunkedArray>(arrow::ArrayVector{
+                              date_array->Slice(0, 300), date_array->Slice(300)}),
+                          std::make_shared<arrow::ChunkedArray>(arrow::ArrayVector{return_array})});
+  BacktestResult result = MakeResult(2, 2, 1);
+  result.extra_tables["daily_portfolio_returns"] = table;
+  WriteOptions options;
+  options.row_group_rows = 128;
+  WriteBundle(result, Dir("b"), options);
+
+  ReadOptions one_day;
+  one_day.from = one_day.to = Date{18262};
+  one_day.tables = {"daily_portfolio_returns"};
+  auto got = ReadBundle(Dir("b"), one_day).extra_tables.at("daily_portfolio_returns");
+  std::vector<double> want;
+  for (size_t i = 0; i < dates.size(); ++i) {
+    if (dates[i] == 18262) want.push_back(returns[i]);
+  }
+  ASSERT_EQ(got->num_rows(), static_cast<int64_t>(want.size()));
+  auto values = std::static_pointer_cast<arrow::DoubleArray>(
+      arrow::Concatenate(got->column(1)->chunks()).ValueOrDie());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(values->Value(i), want[i]) << i;
+}
+
 TEST_F(BundleTest, PartialReadOfSomeTables) {
   fs::path dir = Written("b");
   ReadOptions options;
