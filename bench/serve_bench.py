@@ -1,7 +1,8 @@
 """Benchmark `btstore serve` over loopback: wrk with 64 connections on the job list and on one
 job's summary, alone and with 1,000 idle kept-alive connections open beside them; and the large
 signals table (7.56M rows) fetched the three ways a client without the files can get it (an
-Arrow stream, an Arrow stream with LZ4 or ZSTD buffers, the Parquet file) into pyarrow and
+Arrow stream with plain buffers, with LZ4 buffers (the server's default) or ZSTD buffers, the
+Parquet file) into pyarrow and
 polars, with the server's peak memory. Prints figures as JSON lines; asserts nothing.
 
     .venv/bin/python bench/serve_bench.py [--quick] [--build-dir build] [--seconds S]

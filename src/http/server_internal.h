@@ -33,8 +33,10 @@ enum class TableFormat { kArrow, kParquet, kJson };
 TableFormat ChooseTableFormat(const httplib::Request& req);
 
 /// Send `table` as an Arrow IPC stream, batch by batch from a chunked content provider as the
-/// stream decodes them, with the buffers compressed by `compression` ("", "none", "lz4" or
-/// "zstd"). An error once the answer has started ends the connection without the stream's end.
+/// stream decodes them, with the buffers compressed by `compression` ("lz4", also when empty:
+/// the fastest way into pyarrow and polars measured, see docs/PERFORMANCE.md case 11; "zstd";
+/// "none" for a reader without IPC buffer compression). An error once the answer has started
+/// ends the connection without the stream's end.
 /// Throws InvalidArgument for an unknown compression.
 void SendArrowStream(httplib::Response& res, std::unique_ptr<TableStream> table,
                      const std::string& compression);

@@ -174,12 +174,12 @@ TableFormat ChooseTableFormat(const httplib::Request& req) {
 void SendArrowStream(httplib::Response& res, std::unique_ptr<TableStream> table,
                      const std::string& compression) {
   auto options = arrow::ipc::IpcWriteOptions::Defaults();
-  const std::string codec = Lower(compression);
+  const std::string codec = compression.empty() ? "lz4" : Lower(compression);
   if (codec == "lz4" || codec == "zstd") {
     options.codec = Check(arrow::util::Codec::Create(codec == "lz4" ? arrow::Compression::LZ4_FRAME
                                                                     : arrow::Compression::ZSTD),
                           "make the " + codec + " codec");
-  } else if (!codec.empty() && codec != "none") {
+  } else if (codec != "none") {
     throw InvalidArgument("compression must be none, lz4 or zstd, got '" + compression + "'",
                           {{"field", "compression"}, {"value", compression}});
   }
