@@ -12,6 +12,7 @@
 #include "artifact/bundle_fixtures.h"
 #include "btstore/artifact_store.h"
 #include "btstore/errors.h"
+#include "support/expect_error.h"
 #include "support/temp_dir.h"
 
 namespace btstore {
@@ -19,6 +20,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using testing::DescribeDifference;
+using testing::ExpectError;
 using testing::MakeResult;
 
 class IcReaderTest : public ::testing::Test {
@@ -68,14 +70,10 @@ TEST_F(IcReaderTest, AChangedFileIsAChecksumMismatch) {
     out.seekp(static_cast<std::streamoff>(fs::file_size(file) / 2));
     out.put('\x5a');
   }
-  try {
-    store_->NewIcReader()->Read(where);
-    FAIL() << "a changed daily_ic was read";
-  } catch (const InvalidResult& error) {
-    EXPECT_NE(std::string(error.what()).find("checksum mismatch"), std::string::npos)
-        << error.what();
-    EXPECT_EQ(error.details().at("file"), "daily_ic.parquet");
-  }
+  const Error error =
+      ExpectError(ErrorCode::kInvalidResult, [&] { store_->NewIcReader()->Read(where); });
+  EXPECT_NE(std::string(error.what()).find("checksum mismatch"), std::string::npos) << error.what();
+  EXPECT_EQ(error.details().at("file"), "daily_ic.parquet");
 }
 
 TEST_F(IcReaderTest, MissingFilesAreTheBundleReadersErrors) {
@@ -87,13 +85,10 @@ TEST_F(IcReaderTest, MissingFilesAreTheBundleReadersErrors) {
   EXPECT_THROW(store_->NewIcReader()->Read(no_summary), MissingReproducibilityMetadata);
   const BundleLocation no_signals = Published("job-c", 5, 1);
   fs::remove(fs::path(no_signals.location) / "daily_signals.parquet");
-  try {
-    store_->NewIcReader()->Read(no_signals);
-    FAIL() << "a bundle without a file of its manifest was read";
-  } catch (const InvalidResult& error) {
-    EXPECT_NE(std::string(error.what()).find("listed in the manifest"), std::string::npos)
-        << error.what();
-  }
+  const Error error =
+      ExpectError(ErrorCode::kInvalidResult, [&] { store_->NewIcReader()->Read(no_signals); });
+  EXPECT_NE(std::string(error.what()).find("listed in the manifest"), std::string::npos)
+      << error.what();
 }
 
 TEST_F(IcReaderTest, AFileOfAnotherLayoutGetsTheBundleReadersVerdict) {
@@ -116,13 +111,10 @@ TEST_F(IcReaderTest, AFileOfAnotherLayoutGetsTheBundleReadersVerdict) {
   auto out = *arrow::io::FileOutputStream::Open((dir / "daily_ic.parquet").string());
   ASSERT_TRUE(parquet::arrow::WriteTable(*table, arrow::default_memory_pool(), out).ok());
   ASSERT_TRUE(out->Close().ok());
-  try {
-    store_->NewIcReader()->Read(where);
-    FAIL() << "a daily_ic with an int64 date was read";
-  } catch (const InvalidResult& error) {
-    EXPECT_EQ(error.details().at("column"), "date") << error.what();
-    EXPECT_EQ(error.details().at("found"), "int64") << error.what();
-  }
+  const Error error =
+      ExpectError(ErrorCode::kInvalidResult, [&] { store_->NewIcReader()->Read(where); });
+  EXPECT_EQ(error.details().at("column"), "date") << error.what();
+  EXPECT_EQ(error.details().at("found"), "int64") << error.what();
 }
 
 }  // namespace
