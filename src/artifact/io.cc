@@ -55,26 +55,33 @@ arrow::Status ErrnoStatus(const std::string& what, const fs::path& path) {
 
 }  // namespace
 
-std::shared_ptr<HashingFileSink> HashingFileSink::Create(const fs::path& path, bool write_back) {
+std::shared_ptr<HashingFileSink> HashingFileSink::Create(const fs::path& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) {
     throw InternalError("cannot create " + path.string() + ": " + std::strerror(errno),
                         {{"path", path.string()}});
   }
-  return std::shared_ptr<HashingFileSink>(new HashingFileSink(path, fd, write_back));
+  return std::shared_ptr<HashingFileSink>(new HashingFileSink(path, fd, nullptr));
 }
 
-HashingFileSink::HashingFileSink(fs::path path, int fd, bool write_back)
+std::shared_ptr<HashingFileSink> HashingFileSink::Over(
+    std::shared_ptr<arrow::io::OutputStream> out, fs::path name) {
+  return std::shared_ptr<HashingFileSink>(new HashingFileSink(std::move(name), -1, std::move(out)));
+}
+
+HashingFileSink::HashingFileSink(fs::path path, int fd, std::shared_ptr<arrow::io::OutputStream> out)
     : path_(std::move(path)),
       fd_(fd),
-      write_back_(write_back),
-      buffer_(std::make_unique_for_overwrite<uint8_t[]>(kSinkBufferBytes)),
+      out_(std::move(out)),
+      // A stream buffers on its own (an upload in parts of megabytes).
+      buffer_(out_ ? nullptr : std::make_unique_for_overwrite<uint8_t[]>(kSinkBufferBytes)),
       state_(XXH3_createState()) {
   XXH3_128bits_reset(state_);
 }
 
 HashingFileSink::~HashingFileSink() {
   if (fd_ >= 0) ::close(fd_);
+  if (out_ && !finished_) (void)out_->Abort();
   XXH3_freeState(state_);
 }
 
@@ -89,7 +96,7 @@ arrow::Status HashingFileSink::WriteOut(const uint8_t* data, size_t size) {
     size -= static_cast<size_t>(n);
     flushed_ += n;
   }
-  if (write_back_ && flushed_ - writeback_ >= kWritebackBytes) {
+  if (flushed_ - writeback_ >= kWritebackBytes) {
     // Start writing the new bytes to disk now, while the rest of the file is still being
     // encoded, so that the fsync in Close() has little left to wait for. Advice only: errors
     // surface in that fsync.
@@ -105,6 +112,11 @@ arrow::Status HashingFileSink::Write(const void* data, int64_t nbytes) {
   auto size = static_cast<size_t>(nbytes);
   XXH3_128bits_update(state_, bytes, size);
   position_ += nbytes;
+  if (out_) {
+    arrow::Status status = out_->Write(data, nbytes);
+    if (!status.ok() && stream_failure_.ok()) stream_failure_ = status;
+    return status;
+  }
   if (size < kDirectWriteBytes && used_ + size <= kSinkBufferBytes) {
     std::memcpy(buffer_.get() + used_, bytes, size);
     used_ += size;
@@ -132,8 +144,15 @@ arrow::Status HashingFileSink::Close() {
 }
 
 arrow::Status HashingFileSink::Sync() {
-  if (fd_ < 0) return arrow::Status::OK();
+  if (finished_) return arrow::Status::OK();
   arrow::Status status = Close();
+  finished_ = true;
+  if (out_) {
+    // Closing an upload sends what it still holds and completes it; a failure aborts it.
+    if (status.ok()) status = out_->Close();
+    if (!status.ok()) (void)out_->Abort();
+    return status;
+  }
   if (status.ok() && ::fsync(fd_) != 0) status = ErrnoStatus("cannot flush", path_);
   if (::close(fd_) != 0 && status.ok()) status = ErrnoStatus("cannot close", path_);
   fd_ = -1;
@@ -143,6 +162,8 @@ arrow::Status HashingFileSink::Sync() {
 arrow::Status HashingFileSink::Abort() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
+  if (out_ && !finished_) (void)out_->Abort();
+  finished_ = true;
   closed_ = true;
   used_ = 0;
   return arrow::Status::OK();

@@ -27,23 +27,29 @@ namespace btstore::internal {
 namespace fs = std::filesystem;
 
 /// An output file that hashes (xxh3-128) and counts the bytes as they are written, so the
-/// manifest needs no second pass over the file. Close() hands the last bytes to the kernel;
-/// Sync() then flushes them to disk, so that the files of a bundle can be flushed together.
+/// manifest needs no second pass over the file. Its bytes go to a local file or to an output
+/// stream (an object being uploaded). Close() ends writing; Sync() then finishes the file at
+/// its destination (a local file: flushed to disk; a stream: closed, which completes an
+/// upload), so that the files of a bundle can be finished together, on threads of their own.
 class HashingFileSink : public arrow::io::OutputStream {
  public:
-  /// Create `path`, which must not exist. With `write_back`, the written bytes' write-back to
-  /// disk starts as they come, so that a Sync() at the end has little left to wait for (false:
-  /// a file that is never flushed). Throws InternalError.
-  static std::shared_ptr<HashingFileSink> Create(const fs::path& path, bool write_back = true);
+  /// Create the local file `path`, which must not exist; the written bytes' write-back to disk
+  /// starts as they come, so that a Sync() at the end has little left to wait for. Throws
+  /// InternalError.
+  static std::shared_ptr<HashingFileSink> Create(const fs::path& path);
+  /// Write into `out`, an open stream (named `name` in errors). A stream that is dropped before
+  /// Sync() finished it is aborted: an upload that fails half-way never becomes an object.
+  static std::shared_ptr<HashingFileSink> Over(std::shared_ptr<arrow::io::OutputStream> out,
+                                               fs::path name);
   ~HashingFileSink() override;
 
   arrow::Status Write(const void* data, int64_t nbytes) override;
   arrow::Status Flush() override;
-  /// Write out the buffer and end writing. The descriptor stays open for Sync(), so that a
-  /// write-back error the kernel records meanwhile is still reported to it.
+  /// Write out the buffer and end writing. A local file's descriptor stays open for Sync(), so
+  /// that a write-back error the kernel records meanwhile is still reported to it.
   arrow::Status Close() override;
-  /// Close() if needed, fsync the file and close its descriptor. Safe to call from another
-  /// thread than the writer's once writing is over.
+  /// Close() if needed, then finish the file: fsync and close a local file, close a stream.
+  /// Safe to call from another thread than the writer's once writing is over.
   arrow::Status Sync();
   arrow::Status Abort() override;
   arrow::Result<int64_t> Tell() const override { return position_; }
@@ -53,18 +59,25 @@ class HashingFileSink : public arrow::io::OutputStream {
   std::string Checksum() const;
   /// Return the number of bytes written so far.
   int64_t bytes() const { return position_; }
-  /// Return the path the file was created at.
+  /// Return the path the file was created at (a stream's name).
   const fs::path& path() const { return path_; }
+  /// Whether the bytes go to a stream rather than a local file.
+  bool streamed() const { return out_ != nullptr; }
+  /// The stream's first failed write (OK when none failed): the cause of a failed write of
+  /// this file that the store may name in its own terms.
+  const arrow::Status& stream_failure() const { return stream_failure_; }
 
  private:
-  HashingFileSink(fs::path path, int fd, bool write_back);
+  HashingFileSink(fs::path path, int fd, std::shared_ptr<arrow::io::OutputStream> out);
   arrow::Status WriteOut(const uint8_t* data, size_t size);
 
   fs::path path_;
-  int fd_;
-  bool write_back_;  // start write-back as bytes are written
+  int fd_;                                        // the local file, or -1
+  std::shared_ptr<arrow::io::OutputStream> out_;  // the stream, or null
   bool closed_ = false;
+  bool finished_ = false;              // Sync() ended
   arrow::Status close_status_;         // of the last write, kept for Sync()
+  arrow::Status stream_failure_;
   std::unique_ptr<uint8_t[]> buffer_;  // not zero-filled: only written bytes are read
   size_t used_ = 0;
   int64_t position_ = 0;

@@ -13,9 +13,13 @@
 //
 // Job ids never start with a dot, so nothing of a job's can be taken for one of these.
 
+#include <arrow/io/interfaces.h>
+#include <arrow/status.h>
+
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -32,18 +36,23 @@ inline constexpr std::string_view kCopyStagingSuffix = ".staging";
 inline constexpr std::string_view kRunsDir = ".runs";
 inline constexpr std::string_view kLogsDir = ".logs";
 
-/// How StageBundle treats the files it writes.
+/// Where StageBundle writes a bundle's files: by default into a fresh local staging directory,
+/// each file flushed to disk. With `open`, each file goes to the stream `open` gives for its
+/// name instead (an object store's upload) and nothing is written locally.
 struct StageHooks {
-  /// Flush every file and the directory to disk before returning (a local bundle about to be
-  /// published); false for a copy that goes elsewhere (an object store's upload).
-  bool flush = true;
-  /// Called with each file's path once the file is completely written (tables first, then the
-  /// JSON files, summary.json last), on the writing thread; may start work on it at once.
-  std::function<void(const std::filesystem::path&)> written;
+  /// Open the stream for the bundle file `file`; throws the store's own error when it cannot.
+  std::function<std::shared_ptr<arrow::io::OutputStream>(const std::string& file)> open;
+  /// Throw the store's own error for `status`, the failure of the stream of `file` (an object
+  /// store that cannot be reached is CatalogUnavailable, say). Required with `open`.
+  std::function<void(const arrow::Status& status, const std::string& file)> fail;
 };
 
 /// Write `result` into a fresh staging directory under `staging_root` and flush it, without
-/// publishing. Returns the staging directory. Same validation and errors as WriteBundle.
+/// publishing; returns the staging directory. With `hooks.open`, write to its streams instead
+/// and finish (close) each one; returns an empty path and `staging_root` is not used. Each file
+/// is finished on a thread of its own as soon as it is written; a failure leaves no staging
+/// directory and aborts the streams not yet finished. Same validation and errors as
+/// WriteBundle.
 std::filesystem::path StageBundle(const BacktestResult& result,
                                   const std::filesystem::path& staging_root,
                                   const WriteOptions& options = {}, const StageHooks& hooks = {});

@@ -9,9 +9,9 @@
 // prefix of its own that no reader is told about, and the catalog's completion transaction,
 // which records that prefix as result_path, is the commit point. A losing attempt deletes its
 // own prefix; a dead one's is found by `verify` and removed by `cleanup` once older than their
-// grace period. Bundles are staged on local disk first (the writer checksums as it writes),
-// then uploaded; a command engine's working directory and the logs of a running attempt stay
-// on local disk too (under the temporary directory) until the attempt ends. Reads go through
+// grace period. Bundles are streamed to the store as the writer encodes and checksums them
+// (nothing is staged locally); a command engine's working directory and the logs of a running
+// attempt stay on local disk (under the temporary directory) until the attempt ends. Reads go through
 // Arrow's filesystem (whole files in one request each, range requests for partial reads).
 
 #include <arrow/buffer.h>
@@ -44,7 +44,6 @@
 #include "artifact/s3_store_internal.h"
 #include "artifact/source_internal.h"
 #include "btstore/errors.h"
-#include "model/parallel_internal.h"
 
 namespace btstore::internal {
 
@@ -332,33 +331,28 @@ class S3ArtifactStore : public ArtifactStore {
 
   // --- Publishing ------------------------------------------------------------------------------
 
-  // The bundle is written to a local staging directory, each file uploaded as soon as it is
-  // written (the first tables go up while the last are still encoded); the local copy is never
-  // flushed to disk, the object store's copy being the one that counts.
+  // The bundle's files are streamed to the store as they are encoded: Arrow's output stream
+  // uploads each part of a file while the writer encodes the next, and nothing is written
+  // locally. A file's upload is completed as soon as the file is written, beside the others'.
   StagedBundle Stage(const BacktestResult& result, const WriteOptions& options) override {
     const std::string job_id = ValidJobId(result.job_id);
     const std::string key =
         base_ + "/" + job_id + "/" + NewAttemptName(std::chrono::system_clock::now());
-    internal::TaskGroup uploads;
     internal::StageHooks hooks;
-    hooks.flush = false;
-    hooks.written = [&](const fs::path& file) {
-      uploads.Start([this, file, &key] { UploadFile(file, key + "/" + file.filename().string()); });
+    hooks.open = [this, &key](const std::string& file) -> std::shared_ptr<arrow::io::OutputStream> {
+      auto out = fs_->OpenOutputStream(key + "/" + file);
+      if (!out.ok()) Throw(out.status(), "uploading", key + "/" + file);
+      return *std::move(out);
     };
-    fs::path local;
-    std::exception_ptr failure;
+    hooks.fail = [this, &key](const arrow::Status& status, const std::string& file) {
+      Throw(status, "uploading", key + "/" + file);
+    };
     try {
-      local = StageBundle(result, local_ / kStagingDir, options, hooks);
+      StageBundle(result, {}, options, hooks);
     } catch (...) {
-      failure = std::current_exception();
-    }
-    if (std::exception_ptr upload_failure = uploads.Join(); !failure) failure = upload_failure;
-    std::error_code ec;
-    if (!local.empty()) fs::remove_all(local, ec);
-    if (failure) {
       // What was uploaded is unreachable (no row names it); removing it now saves the sweep.
       (void)fs_->DeleteDir(key);
-      std::rethrow_exception(failure);
+      throw;
     }
     return {std::string(kS3Scheme) + key};
   }
@@ -645,13 +639,9 @@ class S3ArtifactStore : public ArtifactStore {
     return bundles;
   }
 
-  // Objects of dead attempts need the catalog to be judged (see verify and cleanup); what is
-  // debris without it is the local staging a crashed writer left before its upload.
-  int RemoveDebris(std::chrono::seconds min_age) override {
-    std::error_code ec;
-    if (!fs::exists(local_, ec)) return 0;
-    return RemoveStagingDebris(local_, min_age);
-  }
+  // Objects of dead attempts need the catalog to be judged (see verify and cleanup), and a
+  // bundle is never staged locally: there is no debris to judge without the catalog.
+  int RemoveDebris(std::chrono::seconds /*min_age*/) override { return 0; }
 
   // --- For the removal batch -------------------------------------------------------------------
 

@@ -356,7 +356,8 @@ std::shared_ptr<arrow::Table> WithRequiredColumns(const std::shared_ptr<arrow::T
   return arrow::Table::Make(arrow::schema(fields, metadata), table->columns(), table->num_rows());
 }
 
-// A file of the bundle written out but not yet flushed to disk (see StartFlush).
+// A file of the bundle written out but not yet finished (flushed to disk or its upload
+// completed; see StartFinish).
 struct WrittenFile {
   ArtifactInfo info;
   std::shared_ptr<internal::HashingFileSink> sink;
@@ -365,64 +366,92 @@ struct WrittenFile {
 // Thrown by WriteTableFile when a slice of its table fails its KeyCheck.
 struct KeyFault {};
 
-// Write `table` as the bundle file at `file_path`, a row group at a time, each checked for its
+// The sink for the bundle file `file`: a new file in `dir`, or the stream of `hooks.open`.
+std::shared_ptr<internal::HashingFileSink> OpenSink(const fs::path& dir, const std::string& file,
+                                                    const internal::StageHooks& hooks) {
+  if (hooks.open) return internal::HashingFileSink::Over(hooks.open(file), file);
+  return internal::HashingFileSink::Create(dir / file);
+}
+
+// Run `work`, which writes through `sink`; when it fails because the sink's stream did, the
+// store names the failure (hooks.fail: an unreachable object store is CatalogUnavailable).
+template <typename Work>
+void WithSink(const internal::HashingFileSink& sink, const internal::StageHooks& hooks,
+              const std::string& file, Work&& work) {
+  try {
+    work();
+  } catch (const Error&) {
+    if (sink.streamed() && !sink.stream_failure().ok()) hooks.fail(sink.stream_failure(), file);
+    throw;
+  }
+}
+
+// Write `table` as the bundle file `file` in `dir`, a row group at a time, each checked for its
 // keys just before it is written. Returns nothing if `stop` was set (another file failed) before
 // the table was done.
-std::optional<WrittenFile> WriteTableFile(const TableToWrite& table, const fs::path& file_path,
-                                          const WriteOptions& options,
+std::optional<WrittenFile> WriteTableFile(const TableToWrite& table, const fs::path& dir,
+                                          const std::string& file, const WriteOptions& options,
                                           const internal::StageHooks& hooks,
                                           const std::atomic<bool>& stop) {
-  std::string file = file_path.filename().string();
   const internal::ParquetWrite prepared = internal::PrepareParquetWrite(table.table, options, file);
   const arrow::Table& rows = *prepared.table;
-  auto sink = internal::HashingFileSink::Create(file_path, hooks.flush);
+  auto sink = OpenSink(dir, file, hooks);
   KeyCheck keys(table.keys);
   bool stopped = false;
-  internal::GuardParquet(FailureKind::kWrite, file, [&] {
-    auto writer = internal::Unwrap(
-        parquet::arrow::FileWriter::Open(*rows.schema(), arrow::default_memory_pool(), sink,
-                                         prepared.properties, prepared.arrow_properties),
-        FailureKind::kWrite, file);
-    // Slices of whole row groups give the same file as one WriteTable of the whole table (an
-    // empty table is written as it is: one empty row group).
-    const int64_t step = options.row_group_rows;
-    for (int64_t offset = 0; offset < rows.num_rows(); offset += step) {
-      if (stop) {
-        stopped = true;
-        return;
+  WithSink(*sink, hooks, file, [&] {
+    internal::GuardParquet(FailureKind::kWrite, file, [&] {
+      auto writer = internal::Unwrap(
+          parquet::arrow::FileWriter::Open(*rows.schema(), arrow::default_memory_pool(), sink,
+                                           prepared.properties, prepared.arrow_properties),
+          FailureKind::kWrite, file);
+      // Slices of whole row groups give the same file as one WriteTable of the whole table (an
+      // empty table is written as it is: one empty row group).
+      const int64_t step = options.row_group_rows;
+      for (int64_t offset = 0; offset < rows.num_rows(); offset += step) {
+        if (stop) {
+          stopped = true;
+          return;
+        }
+        std::shared_ptr<arrow::Table> slice = rows.Slice(offset, step);
+        if (!keys.Valid(*slice)) throw KeyFault{};
+        Check(writer->WriteTable(*slice, step), FailureKind::kWrite, file);
       }
-      std::shared_ptr<arrow::Table> slice = rows.Slice(offset, step);
-      if (!keys.Valid(*slice)) throw KeyFault{};
-      Check(writer->WriteTable(*slice, step), FailureKind::kWrite, file);
-    }
-    if (rows.num_rows() == 0) Check(writer->WriteTable(rows, step), FailureKind::kWrite, file);
-    Check(writer->Close(), FailureKind::kWrite, file);
+      if (rows.num_rows() == 0) Check(writer->WriteTable(rows, step), FailureKind::kWrite, file);
+      Check(writer->Close(), FailureKind::kWrite, file);
+    });
+    if (!stopped) Check(sink->Close(), FailureKind::kWrite, file);
   });
   if (stopped) return std::nullopt;
-  Check(sink->Close(), FailureKind::kWrite, file);
   return WrittenFile{{rows.num_rows(), sink->bytes(), sink->Checksum()}, sink};
 }
 
-WrittenFile WriteSmallFile(const fs::path& file_path, const std::string& text,
+WrittenFile WriteSmallFile(const fs::path& dir, const std::string& file, const std::string& text,
                            const internal::StageHooks& hooks) {
-  auto sink = internal::HashingFileSink::Create(file_path, hooks.flush);
-  std::string file = file_path.filename().string();
-  Check(sink->Write(text.data(), static_cast<int64_t>(text.size())), FailureKind::kWrite, file);
-  Check(sink->Close(), FailureKind::kWrite, file);
+  auto sink = OpenSink(dir, file, hooks);
+  WithSink(*sink, hooks, file, [&] {
+    Check(sink->Write(text.data(), static_cast<int64_t>(text.size())), FailureKind::kWrite, file);
+    Check(sink->Close(), FailureKind::kWrite, file);
+  });
   // A JSON file has no rows; its manifest entry counts 0.
   return {{0, sink->bytes(), sink->Checksum()}, sink};
 }
 
-// Flushing a bundle's files to disk: each file's flush runs on a thread of its own (a TaskGroup),
-// started as soon as the file is written: the disk takes the first files while the last ones are
-// still being encoded, and the file system commits concurrent flushes together, so a bundle
-// waits for about one round of flushes instead of one per file (which dominated small bundles).
-// The directory's flush runs beside the files' (its entries exist once the files are created; the
-// rename waits for all).
-void StartFlush(internal::TaskGroup& flushes,
-                const std::shared_ptr<internal::HashingFileSink>& sink) {
-  flushes.Start(
-      [sink] { Check(sink->Sync(), FailureKind::kWrite, sink->path().filename().string()); });
+// Finishing a bundle's files (a flush to disk, or an upload's completion): each file's finish
+// runs on a thread of its own (a TaskGroup), started as soon as the file is written: the disk
+// (or the object store) takes the first files while the last ones are still being encoded, and
+// the file system commits concurrent flushes together, so a bundle waits for about one round of
+// flushes instead of one per file (which dominated small bundles). A local directory's flush
+// runs beside the files' (its entries exist once the files are created; the rename waits for
+// all).
+void StartFinish(internal::TaskGroup& finishes,
+                 const std::shared_ptr<internal::HashingFileSink>& sink,
+                 const internal::StageHooks& hooks) {
+  finishes.Start([sink, fail = hooks.fail] {
+    const std::string file = sink->path().filename().string();
+    const arrow::Status status = sink->Sync();
+    if (!status.ok() && sink->streamed()) fail(status, file);
+    Check(status, FailureKind::kWrite, file);
+  });
 }
 
 // Removes a directory tree when it goes out of scope unless released: a failed write leaves
@@ -500,7 +529,9 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
                         const internal::StageHooks& hooks,
                         std::map<std::string, ArtifactInfo>& manifest) {
   std::vector<TableToWrite>& tables = files.tables;
-  fs::path staged = MakeUniqueDir(staging_root, result.job_id.empty() ? "bundle" : result.job_id);
+  const fs::path staged =
+      hooks.open ? fs::path()
+                 : MakeUniqueDir(staging_root, result.job_id.empty() ? "bundle" : result.job_id);
   RemoveOnFailure guard(staged);
 
   // Largest first, so the long files start at once and the short ones fill the gaps.
@@ -520,20 +551,19 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
   WriteOptions file_options = options;
   file_options.parallel = options.parallel && large < threads;
 
-  // After the guard: its flushes end before the directory may be removed.
-  internal::TaskGroup flushes;
+  // After the guard: the files are finished before the directory may be removed.
+  internal::TaskGroup finishes;
   std::vector<ArtifactInfo> written(tables.size());
   std::atomic<bool> stop{false};
   try {
     internal::ParallelFor(tables.size(), threads, [&](size_t, size_t k) {
       const TableToWrite& table = tables[order[k]];
       try {
-        const fs::path path = staged / FileName(table.name);
-        std::optional<WrittenFile> file = WriteTableFile(table, path, file_options, hooks, stop);
+        std::optional<WrittenFile> file =
+            WriteTableFile(table, staged, FileName(table.name), file_options, hooks, stop);
         if (!file) return;
-        if (hooks.flush) StartFlush(flushes, file->sink);
+        StartFinish(finishes, file->sink, hooks);
         written[order[k]] = file->info;
-        if (hooks.written) hooks.written(path);
       } catch (...) {
         stop = true;
         throw;
@@ -545,17 +575,15 @@ fs::path StageValidated(const BacktestResult& result, FilesToWrite files,
 
   for (size_t i = 0; i < tables.size(); ++i) manifest[FileName(tables[i].name)] = written[i];
   auto write_small = [&](const std::string& file, const std::string& text) {
-    const fs::path path = staged / file;
-    WrittenFile small = WriteSmallFile(path, text, hooks);
-    if (hooks.flush) StartFlush(flushes, small.sink);
-    if (hooks.written) hooks.written(path);
+    WrittenFile small = WriteSmallFile(staged, file, text, hooks);
+    StartFinish(finishes, small.sink, hooks);
     return small.info;
   };
   for (const auto& [file, text] : files.json_files) manifest[file] = write_small(file, text);
   // The summary holds the manifest; it is not in it.
   write_small(std::string(kSummaryFile), internal::EncodeSummary(result, manifest));
-  if (hooks.flush) flushes.Start([staged] { internal::SyncDirectory(staged); });
-  flushes.Wait();
+  if (!staged.empty()) finishes.Start([staged] { internal::SyncDirectory(staged); });
+  finishes.Wait();
   guard.Release();
   return staged;
 }

@@ -389,13 +389,23 @@ JobPage SqlCatalog::ListJobs(const JobFilter& filter, const PageRequest& page) {
     where.push_back("status IN (" + in + ")");
   }
   if (filter.created_from) where.push_back("created_at >= " + p.Add(*filter.created_from));
-  if (filter.created_to) where.push_back("created_at <= " + p.Add(*filter.created_to));
   if (filter.range_from) where.push_back("end_date >= " + p.Add(*filter.range_from));
   if (filter.range_to) where.push_back("start_date <= " + p.Add(*filter.range_to));
   if (filter.min_mean_ic) where.push_back("mean_ic >= " + p.AddMetric(*filter.min_mean_ic));
   if (filter.min_icir) where.push_back("icir >= " + p.AddMetric(*filter.min_icir));
   if (filter.min_hit_rate) where.push_back("hit_rate >= " + p.AddMetric(*filter.min_hit_rate));
   if (!filter.engines.empty()) where.push_back(InList(p, "engine", filter.engines));
+  // The tighter of created_to and the cursor's time is stated on its own as the one upper bound
+  // of created_at: a planner estimates such a bound from the column's statistics (a row
+  // comparison gets a default guess), and an index range scan takes one upper bound. Without
+  // it, PostgreSQL took a deep page of a filter whose rows are sparse in time (user, statuses,
+  // created_from and a metric) for a short scan of the time range since the cursor and read the
+  // ~8,000 rows of every user there (4.7 ms, against 0.5 ms through the filter's own index), and
+  // SQLite scanned a created_at range from created_to down to the cursor (1.1 ms, 10,000 rows
+  // deep).
+  std::optional<Timestamp> upper = filter.created_to;
+  if (cursor && (!upper || cursor->created_at < *upper)) upper = cursor->created_at;
+  if (upper) where.push_back("created_at <= " + p.Add(*upper));
   if (cursor) {
     where.push_back("(created_at, id) < (" + p.Add(cursor->created_at) + ", " + p.Add(cursor->id) +
                     ")");

@@ -95,5 +95,81 @@ TEST(ReadWholeAt, AShortPartIsATruncatedFile) {
   EXPECT_NE(whole.status().message().find("truncated"), std::string::npos);
 }
 
+// An upload in memory: keeps what is written, records whether it was completed (Close) or
+// abandoned (Abort), and can be made to fail its writes.
+class RecordingStream : public arrow::io::OutputStream {
+ public:
+  arrow::Status Write(const void* data, int64_t nbytes) override {
+    if (fail_writes) return arrow::Status::IOError("connection reset");
+    bytes.append(static_cast<const char*>(data), static_cast<size_t>(nbytes));
+    return arrow::Status::OK();
+  }
+  arrow::Status Close() override {
+    completed = true;
+    return arrow::Status::OK();
+  }
+  arrow::Status Abort() override {
+    aborted = true;
+    return arrow::Status::OK();
+  }
+  bool closed() const override { return completed || aborted; }
+  arrow::Result<int64_t> Tell() const override { return static_cast<int64_t>(bytes.size()); }
+
+  std::string bytes;
+  bool completed = false;
+  bool aborted = false;
+  bool fail_writes = false;
+};
+
+TEST(HashingFileSink, OverAStreamHashesWhatItForwardsAndCompletesItOnSync) {
+  auto stream = std::make_shared<RecordingStream>();
+  auto sink = HashingFileSink::Over(stream, "daily_ic.parquet");
+  const std::string bytes = Bytes(5000);
+  ASSERT_TRUE(sink->Write(bytes.data(), 3000).ok());
+  ASSERT_TRUE(sink->Write(bytes.data() + 3000, 2000).ok());
+  ASSERT_TRUE(sink->Close().ok());
+  EXPECT_FALSE(stream->completed) << "Close ends writing; Sync finishes the upload";
+  ASSERT_TRUE(sink->Sync().ok());
+  EXPECT_TRUE(stream->completed);
+  EXPECT_FALSE(stream->aborted);
+  EXPECT_EQ(stream->bytes, bytes);
+  EXPECT_EQ(sink->bytes(), 5000);
+  EXPECT_EQ(sink->Checksum(), ChecksumOf(bytes.data(), bytes.size()));
+  EXPECT_TRUE(sink->streamed());
+  EXPECT_EQ(sink->path(), "daily_ic.parquet");
+}
+
+TEST(HashingFileSink, AStreamDroppedBeforeItIsFinishedIsAbortedNeverCompleted) {
+  auto stream = std::make_shared<RecordingStream>();
+  {
+    auto sink = HashingFileSink::Over(stream, "daily_signals.parquet");
+    const std::string bytes = Bytes(100);
+    ASSERT_TRUE(sink->Write(bytes.data(), 100).ok());
+    ASSERT_TRUE(sink->Close().ok());
+  }  // a failure elsewhere: the file is never finished
+  EXPECT_TRUE(stream->aborted);
+  EXPECT_FALSE(stream->completed);
+}
+
+TEST(HashingFileSink, AFailedStreamWriteIsKeptForTheStoreToNameAndAbortsOnSync) {
+  auto stream = std::make_shared<RecordingStream>();
+  auto sink = HashingFileSink::Over(stream, "daily_weights.parquet");
+  EXPECT_TRUE(sink->stream_failure().ok());
+  stream->fail_writes = true;
+  const std::string bytes = Bytes(10);
+  const arrow::Status status = sink->Write(bytes.data(), 10);
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(sink->stream_failure().message(), "connection reset");
+  stream->fail_writes = false;
+  // Later writes cannot mend the file: the first failure stays, and the stream is abandoned.
+  ASSERT_TRUE(sink->Write(bytes.data(), 10).ok());
+  EXPECT_EQ(sink->stream_failure().message(), "connection reset");
+  sink->Abort();
+  EXPECT_TRUE(stream->aborted);
+  EXPECT_FALSE(stream->completed);
+  EXPECT_TRUE(sink->Sync().ok()) << "an aborted file has nothing left to finish";
+  EXPECT_FALSE(stream->completed);
+}
+
 }  // namespace
 }  // namespace btstore::internal

@@ -276,7 +276,7 @@ TEST_F(S3StoreTest, AStoppedServerIsCatalogUnavailableNamingTheEndpointNotTheSec
   expect_unavailable([&] { store_->Resolve(staged.location, true); });
   expect_unavailable([&] { store_->Stage(Result("job-f", 30, 2), {}); });
   expect_unavailable([&] { store_->SaveCheckpoint("job-f", 1, "state"); });
-  // A failed upload leaves no local staging behind.
+  // A failed upload leaves nothing behind locally either (bundles are streamed, never staged).
   const std::filesystem::path staging =
       std::filesystem::temp_directory_path() / "btstore-s3" / ".staging";
   std::error_code ec;

@@ -213,6 +213,35 @@ TEST_P(ListingTest, EveryFilterMatchesAnIndependentReferenceInOrder) {
   }
 }
 
+TEST_P(ListingTest, ACursorFromAnotherListingKeepsTheFiltersTimeBounds) {
+  // A cursor taken from the unfiltered listing, at every depth, then used with a created range:
+  // the cursor's time falls above, inside and below the range (the catalog states the tighter
+  // of created_to and the cursor's time as the upper bound).
+  std::vector<JobRecord> all = Populate();
+  const std::vector<std::string> unfiltered = Reference(all, {});
+  JobFilter range;
+  range.created_from = At(19 * 3600);
+  range.created_to = At(59 * 3600);
+  const std::vector<std::string> in_range = Reference(all, range);
+  PageRequest walk;
+  walk.limit = 10;
+  for (size_t depth = 10;; depth += 10) {
+    JobPage page = catalog_->ListJobs({}, walk);
+    if (!page.next) break;
+    walk.after = page.next;
+    std::vector<std::string> expected;
+    for (size_t i = depth; i < unfiltered.size(); ++i) {
+      if (std::find(in_range.begin(), in_range.end(), unfiltered[i]) != in_range.end()) {
+        expected.push_back(unfiltered[i]);
+      }
+    }
+    PageRequest after;
+    after.limit = kMaxListLimit;
+    after.after = page.next;
+    EXPECT_EQ(Ids(catalog_->ListJobs(range, after).jobs), expected) << "after row " << depth;
+  }
+}
+
 TEST_P(ListingTest, OffsetPagesMatchTheReference) {
   std::vector<JobRecord> all = Populate();
   JobFilter none;
