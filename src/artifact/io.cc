@@ -64,12 +64,13 @@ std::shared_ptr<HashingFileSink> HashingFileSink::Create(const fs::path& path) {
   return std::shared_ptr<HashingFileSink>(new HashingFileSink(path, fd, nullptr));
 }
 
-std::shared_ptr<HashingFileSink> HashingFileSink::Over(
-    std::shared_ptr<arrow::io::OutputStream> out, fs::path name) {
+std::shared_ptr<HashingFileSink> HashingFileSink::Over(std::shared_ptr<arrow::io::OutputStream> out,
+                                                       fs::path name) {
   return std::shared_ptr<HashingFileSink>(new HashingFileSink(std::move(name), -1, std::move(out)));
 }
 
-HashingFileSink::HashingFileSink(fs::path path, int fd, std::shared_ptr<arrow::io::OutputStream> out)
+HashingFileSink::HashingFileSink(fs::path path, int fd,
+                                 std::shared_ptr<arrow::io::OutputStream> out)
     : path_(std::move(path)),
       fd_(fd),
       out_(std::move(out)),

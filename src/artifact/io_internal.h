@@ -75,8 +75,8 @@ class HashingFileSink : public arrow::io::OutputStream {
   int fd_;                                        // the local file, or -1
   std::shared_ptr<arrow::io::OutputStream> out_;  // the stream, or null
   bool closed_ = false;
-  bool finished_ = false;              // Sync() ended
-  arrow::Status close_status_;         // of the last write, kept for Sync()
+  bool finished_ = false;       // Sync() ended
+  arrow::Status close_status_;  // of the last write, kept for Sync()
   arrow::Status stream_failure_;
   std::unique_ptr<uint8_t[]> buffer_;  // not zero-filled: only written bytes are read
   size_t used_ = 0;

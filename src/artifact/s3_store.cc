@@ -11,8 +11,8 @@
 // own prefix; a dead one's is found by `verify` and removed by `cleanup` once older than their
 // grace period. Bundles are streamed to the store as the writer encodes and checksums them
 // (nothing is staged locally); a command engine's working directory and the logs of a running
-// attempt stay on local disk (under the temporary directory) until the attempt ends. Reads go through
-// Arrow's filesystem (whole files in one request each, range requests for partial reads).
+// attempt stay on local disk (under the temporary directory) until the attempt ends. Reads go
+// through Arrow's filesystem (whole files in one request each, range requests for partial reads).
 
 #include <arrow/buffer.h>
 #include <arrow/filesystem/s3fs.h>
@@ -306,6 +306,10 @@ class ProcessJobLock : public JobLock {
 
 class S3ArtifactStore;
 
+// Make the S3 client for the store at `root` (named in errors), with `endpoint` ("" for AWS).
+std::shared_ptr<afs::S3FileSystem> MakeS3FileSystem(const std::string& endpoint,
+                                                    const std::string& root);
+
 class S3RemovalBatch : public RemovalBatch {
  public:
   explicit S3RemovalBatch(S3ArtifactStore& store) : store_(store) {}
@@ -320,14 +324,22 @@ class S3RemovalBatch : public RemovalBatch {
 
 class S3ArtifactStore : public ArtifactStore {
  public:
-  S3ArtifactStore(std::shared_ptr<afs::S3FileSystem> fs, std::string base, std::string endpoint)
-      : fs_(std::move(fs)),
-        base_(std::move(base)),
+  S3ArtifactStore(std::string base, std::string endpoint)
+      : base_(std::move(base)),
         root_text_(std::string(kS3Scheme) + base_),
         endpoint_(std::move(endpoint)),
         local_(fs::temp_directory_path() / "btstore-s3") {}
 
   const std::string& root() const override { return root_text_; }
+
+  // The S3 client, made on first use: starting the AWS SDK (its TLS state, which parses the
+  // system's CA bundle three times, and the credential chain) costs 35-45 ms, which commands
+  // that only talk to the catalog (list, show, submit, cancel...) need not pay. Throws
+  // InternalError when the client cannot be set up (tried again by the next call).
+  const std::shared_ptr<afs::S3FileSystem>& Fs() const {
+    std::call_once(fs_made_, [this] { fs_ = MakeS3FileSystem(endpoint_, root_text_); });
+    return fs_;
+  }
 
   // --- Publishing ------------------------------------------------------------------------------
 
@@ -340,7 +352,7 @@ class S3ArtifactStore : public ArtifactStore {
         base_ + "/" + job_id + "/" + NewAttemptName(std::chrono::system_clock::now());
     internal::StageHooks hooks;
     hooks.open = [this, &key](const std::string& file) -> std::shared_ptr<arrow::io::OutputStream> {
-      auto out = fs_->OpenOutputStream(key + "/" + file);
+      auto out = Fs()->OpenOutputStream(key + "/" + file);
       if (!out.ok()) Throw(out.status(), "uploading", key + "/" + file);
       return *std::move(out);
     };
@@ -351,7 +363,7 @@ class S3ArtifactStore : public ArtifactStore {
       StageBundle(result, {}, options, hooks);
     } catch (...) {
       // What was uploaded is unreachable (no row names it); removing it now saves the sweep.
-      (void)fs_->DeleteDir(key);
+      (void)Fs()->DeleteDir(key);
       throw;
     }
     return {std::string(kS3Scheme) + key};
@@ -412,7 +424,7 @@ class S3ArtifactStore : public ArtifactStore {
 
   void RemoveCheckpoints(std::string_view job_id) override {
     if (!IsJobIdName(job_id)) return;
-    (void)fs_->DeleteDir(CheckpointsKey(std::string(job_id)));
+    (void)Fs()->DeleteDir(CheckpointsKey(std::string(job_id)));
   }
 
   // --- Attempt directories and logs -------------------------------------------------------------
@@ -499,7 +511,7 @@ class S3ArtifactStore : public ArtifactStore {
       return bytes;
     }
     const std::string key = LogKey(id, attempt, stream);
-    auto file = fs_->OpenInputFile(key);
+    auto file = Fs()->OpenInputFile(key);
     if (!file.ok()) {
       if (IsNotFound(file.status(), key)) return {};
       Throw(file.status(), "reading the log", key);
@@ -544,10 +556,10 @@ class S3ArtifactStore : public ArtifactStore {
       afs::FileSelector selector;
       selector.base_dir = bundle_key;
       selector.allow_not_found = true;
-      auto listed = fs_->GetFileInfo(selector);
+      auto listed = Fs()->GetFileInfo(selector);
       if (!listed.ok()) {
         if (IsUnavailable(listed.status())) Throw(listed.status(), "resolving", bundle_key);
-        auto self = fs_->GetFileInfo(bundle_key);
+        auto self = Fs()->GetFileInfo(bundle_key);
         if (self.ok() && self->type() == afs::FileType::File) {
           return {PathProblem::kNotADirectory, location, owner, {}};
         }
@@ -557,7 +569,7 @@ class S3ArtifactStore : public ArtifactStore {
         return info.type() == afs::FileType::File && info.base_name() == kSummaryFile;
       });
       if (!has_summary) {
-        auto self = fs_->GetFileInfo(bundle_key);
+        auto self = Fs()->GetFileInfo(bundle_key);
         if (!self.ok() && IsUnavailable(self.status())) {
           Throw(self.status(), "resolving", bundle_key);
         }
@@ -646,7 +658,7 @@ class S3ArtifactStore : public ArtifactStore {
   // --- For the removal batch -------------------------------------------------------------------
 
   void DeletePrefix(const std::string& key, const std::string& what) {
-    arrow::Status status = fs_->DeleteDir(key);
+    arrow::Status status = Fs()->DeleteDir(key);
     if (!status.ok() && !IsNotFound(status, key)) Throw(status, what, key);
   }
 
@@ -821,7 +833,7 @@ class S3ArtifactStore : public ArtifactStore {
 
     // Open for reading without a request (the listing gave the size).
     std::shared_ptr<arrow::io::RandomAccessFile> OpenFile(const afs::FileInfo& info) {
-      auto file = store_.fs_->OpenInputFile(info);
+      auto file = store_.Fs()->OpenInputFile(info);
       if (!file.ok()) store_.Throw(file.status(), "opening", info.path());
       return *std::move(file);
     }
@@ -857,7 +869,7 @@ class S3ArtifactStore : public ArtifactStore {
       return read();
     } catch (const InvalidResult&) {
       const std::string key = KeyOf(location);
-      auto probe = fs_->GetFileInfo(key);
+      auto probe = Fs()->GetFileInfo(key);
       if (!probe.ok() && IsUnavailable(probe.status())) Throw(probe.status(), "reading", key);
       throw;
     }
@@ -905,7 +917,7 @@ class S3ArtifactStore : public ArtifactStore {
         return true;
       }
     }
-    auto info = fs_->GetFileInfo(key);
+    auto info = Fs()->GetFileInfo(key);
     return info.ok() && info->type() == afs::FileType::NotFound;
   }
 
@@ -922,13 +934,13 @@ class S3ArtifactStore : public ArtifactStore {
     afs::FileSelector selector;
     selector.base_dir = key;
     selector.allow_not_found = true;
-    auto listed = fs_->GetFileInfo(selector);
+    auto listed = Fs()->GetFileInfo(selector);
     if (!listed.ok()) Throw(listed.status(), "listing", key);
     return *std::move(listed);
   }
 
   void PutObject(const std::string& key, std::string_view bytes, const std::string& what) {
-    auto out = fs_->OpenOutputStream(key);
+    auto out = Fs()->OpenOutputStream(key);
     if (!out.ok()) Throw(out.status(), what, key);
     arrow::Status status = (*out)->Write(bytes.data(), static_cast<int64_t>(bytes.size()));
     if (status.ok()) status = (*out)->Close();
@@ -945,7 +957,7 @@ class S3ArtifactStore : public ArtifactStore {
   // The object `info` names; its size, when the info has it, saves the request that learns it.
   std::optional<std::string> GetObject(const afs::FileInfo& info, const std::string& what) {
     const std::string& key = info.path();
-    auto file = fs_->OpenInputFile(info);
+    auto file = Fs()->OpenInputFile(info);
     if (!file.ok()) {
       if (IsNotFound(file.status(), key)) return std::nullopt;
       Throw(file.status(), what, key);
@@ -964,7 +976,7 @@ class S3ArtifactStore : public ArtifactStore {
   void UploadFile(const fs::path& path, const std::string& key) {
     std::ifstream in(path, std::ios::binary);
     if (!in) ThrowLocal("cannot open", path, std::error_code(errno, std::generic_category()));
-    auto out = fs_->OpenOutputStream(key);
+    auto out = Fs()->OpenOutputStream(key);
     if (!out.ok()) Throw(out.status(), "uploading", key);
     std::string chunk(static_cast<size_t>(kUploadChunkBytes), '\0');
     arrow::Status status;
@@ -998,7 +1010,9 @@ class S3ArtifactStore : public ArtifactStore {
            (AttemptFileName(attempt) + "." + std::string(ToString(stream)));
   }
 
-  std::shared_ptr<afs::S3FileSystem> fs_;
+  // The client, made on first use (see Fs).
+  mutable std::once_flag fs_made_;
+  mutable std::shared_ptr<afs::S3FileSystem> fs_;
   std::string base_;       // "bucket/prefix", the root as Arrow names it
   std::string root_text_;  // "s3://bucket/prefix"
   std::string endpoint_;   // as configured, for messages; empty for AWS
@@ -1035,20 +1049,11 @@ void S3RemovalBatch::RemoveJob(std::string_view job_id) {
   }
 }
 
-}  // namespace
-
-std::unique_ptr<ArtifactStore> OpenS3Store(const std::string& root) {
-  const std::optional<std::vector<std::string>> parts =
-      KeyComponents(std::string_view(root).substr(kS3Scheme.size()));
-  if (!parts || parts->empty()) {
-    throw InvalidArgument("the artifact root " + root + " names no bucket (s3://bucket/prefix)",
-                          {{"field", "artifact_root"}});
-  }
+std::shared_ptr<afs::S3FileSystem> MakeS3FileSystem(const std::string& endpoint,
+                                                    const std::string& root) {
   InitializeS3Once();
   afs::S3Options options = afs::S3Options::Defaults();
-  std::string endpoint;
-  if (const char* value = std::getenv("BTSTORE_S3_ENDPOINT"); value != nullptr && *value) {
-    endpoint = value;
+  if (!endpoint.empty()) {
     std::string_view host = endpoint;
     if (host.starts_with("http://")) {
       options.scheme = "http";
@@ -1070,7 +1075,24 @@ std::unique_ptr<ArtifactStore> OpenS3Store(const std::string& root) {
     throw InternalError("cannot set up the S3 client for " + root + ": " +
                         Scrubbed(fs.status().message()));
   }
-  return std::make_unique<S3ArtifactStore>(*std::move(fs), Join(*parts, parts->size()), endpoint);
+  return *std::move(fs);
+}
+
+}  // namespace
+
+std::unique_ptr<ArtifactStore> OpenS3Store(const std::string& root) {
+  const std::optional<std::vector<std::string>> parts =
+      KeyComponents(std::string_view(root).substr(kS3Scheme.size()));
+  if (!parts || parts->empty()) {
+    throw InvalidArgument("the artifact root " + root + " names no bucket (s3://bucket/prefix)",
+                          {{"field", "artifact_root"}});
+  }
+  std::string endpoint;
+  if (const char* value = std::getenv("BTSTORE_S3_ENDPOINT"); value != nullptr && *value) {
+    endpoint = value;
+  }
+  // The client itself is made when the store is first used (S3ArtifactStore::Fs).
+  return std::make_unique<S3ArtifactStore>(Join(*parts, parts->size()), endpoint);
 }
 
 }  // namespace btstore::internal

@@ -164,7 +164,7 @@ TEST(HashingFileSink, AFailedStreamWriteIsKeptForTheStoreToNameAndAbortsOnSync) 
   // Later writes cannot mend the file: the first failure stays, and the stream is abandoned.
   ASSERT_TRUE(sink->Write(bytes.data(), 10).ok());
   EXPECT_EQ(sink->stream_failure().message(), "connection reset");
-  sink->Abort();
+  ASSERT_TRUE(sink->Abort().ok());
   EXPECT_TRUE(stream->aborted);
   EXPECT_FALSE(stream->completed);
   EXPECT_TRUE(sink->Sync().ok()) << "an aborted file has nothing left to finish";

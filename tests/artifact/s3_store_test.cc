@@ -77,6 +77,20 @@ class S3StoreTest : public ::testing::Test {
   std::unique_ptr<ArtifactStore> store_;
 };
 
+TEST(S3StoreOpenTest, OpeningTheStoreDoesNotStartTheS3Client) {
+  // In a process of its own (the other tests start the client): a command that only talks to
+  // the catalog must not pay for starting the AWS SDK, which happens on the store's first use.
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        std::unique_ptr<ArtifactStore> store = ArtifactStore::Open("s3://some-bucket/results");
+        const bool started =
+            arrow::fs::IsS3Initialized() || store->root() != "s3://some-bucket/results";
+        std::_Exit(started ? 1 : 0);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 TEST_F(S3StoreTest, OpensTheRootAsItsUri) {
   EXPECT_EQ(store_->root(), root_);
   EXPECT_THROW(ArtifactStore::Open("s3://"), InvalidArgument);
