@@ -91,7 +91,12 @@ def percentile(values, q):
 
 
 def cmd_list(args):
-    store = btstore.Store(args.catalog, tempfile.mkdtemp(prefix="btstore-bench-list-"))
+    # Listing reads only the catalog; the store still wants an artifact root.
+    with tempfile.TemporaryDirectory(prefix="btstore-bench-list-") as root:
+        list_pages(args, btstore.Store(args.catalog, root))
+
+
+def list_pages(args, store):
     filters = {"none": {}, "user": {"created_by": "user7"}, "alpha": {"alpha_name": "alpha3"},
                "status": {"status": "completed"}}
     out = []

@@ -69,10 +69,10 @@ class Settings:
         # disk's flushes), and its target is a ratio of 1.15: nine runs in the full run.
         self.repeats = {"large": 5 if quick else 9, "small": 7, "medium": 3}
         # Case 10 moves the large result through a Python S3 server about ten times per
-        # repetition, and case 9's ic_panel reads 1,000 files per run: three runs (five for the
-        # panel in the full run, whose warm and cold figures are within 10% of polars') give the
-        # median and keep the full run within its 15 minutes.
-        self.s3_repeats = 3
+        # repetition (about 15 s), and case 9's ic_panel reads 1,000 files per run: three runs
+        # in --quick, five in the full run (btstore's and polars' S3 writes are within 10% of
+        # each other, bound by the server, as are the panel's warm and cold figures).
+        self.s3_repeats = 3 if quick else 5
         self.ic_panel_repeats = 3 if quick else 5
         # Case 9's get_result puts ~300 MB of freshly faulted memory in each process: on this
         # virtual machine one run of the same read takes 55-365 ms (page zeroing, 70-78% of its
@@ -672,7 +672,7 @@ class BundleCases:
                         note = "timed as a process (start, imports, reading the local tables)"
                     else:
                         note = "timed in process"
-                    extra = {"note": note}
+                    extra = {"note": note, "runs_s": [round(r, 6) for r in by_tool[tool]]}
                     if op == "month" and tool in month_fetch:
                         facts = month_fetch[tool]
                         extra["requests"] = facts["requests"]
