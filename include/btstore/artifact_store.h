@@ -111,11 +111,16 @@ class ArtifactStore {
   /// AWS environment variables and files; the bucket must exist); otherwise the local store
   /// rooted at the directory `root` (created when missing; relative to the working directory).
   /// Throws InvalidArgument for an empty root or an S3 root without a bucket, InternalError when
-  /// the directory cannot be created or resolved or the S3 client cannot be set up.
+  /// the directory cannot be created or resolved. An S3 store starts its client on first use
+  /// (or Prepare), so that a command that never reaches the store does not pay for it.
   static std::unique_ptr<ArtifactStore> Open(const std::string& root);
 
   /// Return the root as stored result paths are compared with it (absolute, canonical).
   virtual const std::string& root() const = 0;
+  /// Get ready now for the first request rather than on it (the S3 store starts its client):
+  /// for long-lived users (the Python package's Store, `serve`). Throws InternalError when the
+  /// S3 client cannot be set up.
+  virtual void Prepare() {}
 
   // --- Publishing (one attempt of a worker) ----------------------------------------------------
 

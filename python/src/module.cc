@@ -61,6 +61,9 @@ class Store {
     const std::string root = ResolveArtifactRoot(artifact_root);
     nb::gil_scoped_release nogil;
     service_ = Service::Open(url, root);
+    // A notebook or a service opens its Store once: the S3 client starts here, not in the
+    // first read.
+    service_->store().Prepare();
   }
 
   Service& service() { return *service_; }

@@ -331,6 +331,7 @@ class S3ArtifactStore : public ArtifactStore {
         local_(fs::temp_directory_path() / "btstore-s3") {}
 
   const std::string& root() const override { return root_text_; }
+  void Prepare() override { Fs(); }
 
   // The S3 client, made on first use: starting the AWS SDK (its TLS state, which parses the
   // system's CA bundle three times, and the credential chain) costs 35-45 ms, which commands

@@ -84,6 +84,7 @@ void AddServe(CLI::App& app, Action& action) {
       options.max_body_bytes = static_cast<size_t>(flags->max_body_mb) << 20;
       options.access_log = &std::cerr;
       std::unique_ptr<Service> service = ctx.OpenService();
+      service->store().Prepare();  // before listening: the first request does not pay for it
       std::unique_ptr<http::Server> server = http::Server::Make(*service, options);
       const std::string host =
           options.host.find(':') != std::string::npos ? "[" + options.host + "]" : options.host;
