@@ -1017,7 +1017,7 @@ class S3ArtifactStore : public ArtifactStore {
   std::string base_;       // "bucket/prefix", the root as Arrow names it
   std::string root_text_;  // "s3://bucket/prefix"
   std::string endpoint_;   // as configured, for messages; empty for AWS
-  fs::path local_;         // local staging, run directories and live logs
+  fs::path local_;         // run directories and live logs of command engines
 
   std::mutex lock_mutex_;
   std::condition_variable lock_released_;

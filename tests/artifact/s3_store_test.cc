@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -14,6 +15,7 @@
 #include "btstore/artifact_store.h"
 #include "btstore/errors.h"
 #include "support/s3_server.h"
+#include "support/temp_dir.h"
 
 namespace btstore {
 namespace {
@@ -98,6 +100,31 @@ TEST(S3StoreOpenTest, TheS3ClientStartsOnPrepareOrFirstUseNotWhenTheStoreIsOpene
 TEST_F(S3StoreTest, OpensTheRootAsItsUri) {
   EXPECT_EQ(store_->root(), root_);
   EXPECT_THROW(ArtifactStore::Open("s3://"), InvalidArgument);
+}
+
+TEST_F(S3StoreTest, ABundleIsStreamedToTheStoreWithNothingWrittenLocally) {
+  // The store keeps its local files (a command engine's run directories and logs) under the
+  // temporary directory: a fresh one, empty before and after a bundle is staged.
+  testing::TempDir tmp("btstore-s3-local");
+  const char* saved = std::getenv("TMPDIR");
+  const std::string previous = saved != nullptr ? saved : "";
+  ::setenv("TMPDIR", tmp.path().c_str(), 1);
+  std::unique_ptr<ArtifactStore> store = ArtifactStore::Open(root_);
+  const StagedBundle staged = store->Stage(Result("job-s", 300, 3), {});
+  if (saved != nullptr) {
+    ::setenv("TMPDIR", previous.c_str(), 1);
+  } else {
+    ::unsetenv("TMPDIR");
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(tmp.path()));
+  // And the staged objects are the whole bundle, read back with their manifest's checksums.
+  const BundleLocation where = store->Resolve(staged.location, true);
+  ASSERT_EQ(where.problem, PathProblem::kNone);
+  const BacktestResult back = store->Read(where, {}, nullptr);
+  const BacktestResult expected = Result("job-s", 300, 3);
+  EXPECT_EQ(testing::DescribeDifference(*expected.daily_signals, *back.daily_signals), "");
+  EXPECT_EQ(testing::DescribeDifference(*expected.daily_weights, *back.daily_weights), "");
+  EXPECT_EQ(testing::DescribeDifference(*expected.daily_ic, *back.daily_ic), "");
 }
 
 TEST_F(S3StoreTest, EachAttemptStagesUnderItsOwnPrefixAndPublishNamesIt) {
