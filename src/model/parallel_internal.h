@@ -1,6 +1,7 @@
 // Work shared out over threads: the one loop that the writer, the reader and the IC panel use
 // (each thread takes the next item until none is left), and a group of tasks started one by one
-// as their inputs become ready (the writer's flushes, the object store's uploads).
+// as their inputs become ready (the writer finishing each file of a bundle: its flush to disk or
+// the completion of its upload).
 
 #pragma once
 
@@ -52,7 +53,7 @@ void ParallelFor(size_t count, size_t threads, Task&& task) {
   if (failure) std::rethrow_exception(failure);
 }
 
-/// Tasks started one at a time, each on a thread of its own, from any thread; Join waits for all
+/// Tasks started one at a time, each on a thread of its own, from any thread; Wait waits for all
 /// of them. Destroying the group waits for the ones still running (their inputs must outlive
 /// them).
 class TaskGroup {
@@ -67,9 +68,9 @@ class TaskGroup {
     std::lock_guard lock(mutex_);
     tasks_.push_back(std::async(std::launch::async, std::move(task)));
   }
-  /// Wait for every task started so far; return the first failure (null when none failed).
-  /// Not to be called while tasks are still being started.
-  std::exception_ptr Join() {
+  /// Wait for every task started so far, then rethrow the first failure. Not to be called
+  /// while tasks are still being started.
+  void Wait() {
     std::exception_ptr failure;
     for (auto& task : tasks_) {
       try {
@@ -79,11 +80,7 @@ class TaskGroup {
       }
     }
     tasks_.clear();
-    return failure;
-  }
-  /// Join, then rethrow the first failure.
-  void Wait() {
-    if (std::exception_ptr failure = Join()) std::rethrow_exception(failure);
+    if (failure) std::rethrow_exception(failure);
   }
 
  private:
